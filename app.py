@@ -1,0 +1,72 @@
+"""Generative Models Playground: `python app.py [--host H] [--port P] [--share] [--auth U:P]`.
+
+Builds one gr.Blocks with a tab per family (see playground/families.py) and an About tab.
+Importing this module loads no model; models load lazily on first use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr  # noqa: E402
+
+from playground import families  # noqa: E402
+from playground.about import about_markdown  # noqa: E402
+
+QUEUE_MAX_SIZE = 32
+
+
+def build_app() -> gr.Blocks:
+    """The whole app: one tab per available family, then About."""
+    modules = {name: families.load(name) for name in families.available()}
+    with gr.Blocks(title="Generative Models Playground") as demo:
+        gr.Markdown("# Generative Models Playground\nReal generative models, one tab per family. "
+                    "Same seed and settings ⇒ same output.")
+        with gr.Tabs():
+            for name, module in modules.items():
+                with gr.Tab(module.TITLE, id=name):
+                    __import__(f"playground.{name}.tab", fromlist=["build_tab"]).build_tab()
+            with gr.Tab("About", id="about"):
+                gr.Markdown(about_markdown(modules))
+    demo.queue(max_size=QUEUE_MAX_SIZE, default_concurrency_limit=1)
+    return demo
+
+
+def parse_auth(value: str | None) -> tuple[str, str] | None:
+    if not value:
+        return None
+    user, sep, password = value.partition(":")
+    if not sep or not user or not password:
+        raise SystemExit("--auth must look like USER:PASS")
+    return user, password
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default=None, help="default: $GRADIO_SERVER_NAME or 127.0.0.1")
+    parser.add_argument("--port", type=int, default=None,
+                        help="default: $GRADIO_SERVER_PORT or 7860")
+    parser.add_argument("--share", action="store_true", help="also create a public gradio link")
+    parser.add_argument("--auth", default=None, help="USER:PASS required to open the app")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: auto)")
+    args = parser.parse_args(argv)
+    if args.device:
+        from playground.core.device import set_device_override
+        set_device_override(args.device)
+    if args.share and not args.auth:
+        print("Note: --share makes the app public; add --auth USER:PASS to protect it.")
+    demo = build_app()
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share or None,
+                auth=parse_auth(args.auth), prevent_thread_lock=True,
+                max_file_size="50mb", footer_links=["api", "gradio", "settings"])
+    if args.share and not demo.share_url:
+        print("Could not create a public share link (no internet connection to the share "
+              f"server?). The app is still serving locally at {demo.local_url}")
+    demo.block_thread()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Generative Models Playground: one folder per model family on a thin shared core."""

@@ -1,0 +1,28 @@
+"""The About tab: what each family is, in plain words, and credits."""
+
+from __future__ import annotations
+
+GENERAL = """
+# Generative Models Playground
+
+One tab per family of generative model, each running a real model: weights we trained
+ourselves and ship in `weights/` (loaded through the same `from_pretrained` call as a Hugging
+Face hub model), or hub models where the internet is available. Every output carries a
+reproducibility record (model hash, parameters, seed, library versions): the same seed and
+settings give the same output.
+"""
+
+CREDITS = """
+## Credits
+Built on [Gradio](https://gradio.app), [PyTorch](https://pytorch.org),
+[🤗 diffusers](https://github.com/huggingface/diffusers), [🤗 transformers](https://github.com/huggingface/transformers)
+and [🤗 accelerate](https://github.com/huggingface/accelerate).
+"""
+
+
+def about_markdown(modules: dict) -> str:
+    parts = [GENERAL]
+    for module in modules.values():
+        parts.append(f"## {module.TITLE}\n{module.ABOUT.strip()}\n")
+    parts.append(CREDITS)
+    return "\n".join(parts)

@@ -1,0 +1,222 @@
+"""Model registry and loader: a name maps to a folder in ``weights/`` or a hub id.
+
+The UI offers registry names and hub ids of the form ``owner/name`` only; a filesystem path
+typed by a user is refused. Every model, local or hub, is loaded through the same
+``from_pretrained`` call by a family-supplied loader; loaded models are cached.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+from playground.core.errors import ModelLoadError, UserInputError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+WEIGHTS_DIR = REPO_ROOT / "weights"
+HUB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
+HUB_TIMEOUT_S = 8.0  # a hub load must fail well inside the 10 s the UI promises
+
+
+@dataclass
+class ModelEntry:
+    """One selectable model. ``path`` is a local folder; otherwise ``hub_id`` is used."""
+
+    name: str
+    family: str
+    path: Path | None = None
+    hub_id: str | None = None
+    description: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def source(self) -> str:
+        return str(self.path) if self.path is not None else str(self.hub_id)
+
+    @property
+    def is_local(self) -> bool:
+        return self.path is not None
+
+
+_REGISTRY: dict[str, dict[str, ModelEntry]] = {}
+_LOCK = threading.RLock()
+
+
+def register(entry: ModelEntry) -> ModelEntry:
+    """Add or replace a model under its family (used for shipped, hub and session-trained models)."""
+    with _LOCK:
+        _REGISTRY.setdefault(entry.family, {})[entry.name] = entry
+    return entry
+
+
+def register_weights(family: str, name: str, description: str = "", **extra) -> ModelEntry:
+    """Register ``weights/<name>`` as a local model of ``family``."""
+    return register(ModelEntry(name, family, path=WEIGHTS_DIR / name, description=description,
+                               extra=extra))
+
+
+def register_hub(family: str, hub_id: str, description: str = "", **extra) -> ModelEntry:
+    return register(ModelEntry(hub_id, family, hub_id=hub_id, description=description, extra=extra))
+
+
+def choices(family: str, *, available_only: bool = False) -> list[str]:
+    """Names to show in a dropdown, local models first."""
+    with _LOCK:
+        entries = list(_REGISTRY.get(family, {}).values())
+    if available_only:
+        entries = [e for e in entries if not e.is_local or e.path.exists()]
+    return [e.name for e in sorted(entries, key=lambda e: not e.is_local)]
+
+
+def is_hub_id(name: str) -> bool:
+    """True for ``owner/name`` with safe characters and no ``..`` component."""
+    return bool(HUB_ID_RE.match(name)) and ".." not in name
+
+
+def resolve(family: str, name) -> ModelEntry:
+    """Map a user-supplied model name to an entry, refusing anything that looks like a path.
+
+    Raises UserInputError for empty names, paths (``/tmp/x``, ``../../etc/passwd``, ``C:\\x``)
+    and malformed ids.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise UserInputError("Choose a model.")
+    name = name.strip()
+    with _LOCK:
+        entry = _REGISTRY.get(family, {}).get(name)
+    if entry is not None:
+        return entry
+    if name.startswith(("/", "\\", "~", ".")) or "\\" in name or ":" in name or not is_hub_id(name):
+        known = ", ".join(choices(family)) or "none"
+        raise UserInputError(
+            f"Unknown model {name[:80]!r}. Use a listed model ({known}) or a Hugging Face hub id "
+            "of the form 'owner/name'; file paths are not accepted.")
+    return ModelEntry(name, family, hub_id=name)
+
+
+def _hub_host() -> str:
+    try:
+        from huggingface_hub import constants
+        endpoint = constants.ENDPOINT
+    except Exception:  # pragma: no cover - huggingface_hub is a hard dependency
+        endpoint = "https://huggingface.co"
+    return urlparse(endpoint).hostname or ""
+
+
+_reach_cache: dict[str, tuple[float, bool]] = {}
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Can we open a TCP connection to the hub? Cached for a minute."""
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        return False
+    host = _hub_host()
+    cached = _reach_cache.get(host)
+    if cached and time.monotonic() - cached[0] < 60:
+        return cached[1]
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            ok = True
+    except OSError:
+        ok = False
+    _reach_cache[host] = (time.monotonic(), ok)
+    return ok
+
+
+def _in_hub_cache(hub_id: str) -> bool:
+    try:
+        from huggingface_hub import scan_cache_dir
+        return any(r.repo_id == hub_id for r in scan_cache_dir().repos)
+    except Exception:
+        return False
+
+
+def _offline_message(hub_id: str, detail: str) -> str:
+    return (f"Could not load '{hub_id}' from the Hugging Face Hub: this machine is offline or "
+            f"cannot reach the hub ({detail}), and the model is not in the local cache. "
+            "Choose one of the bundled models, or run the app where the internet is available "
+            "(e.g. on a Hugging Face Space).")
+
+
+class _LRU:
+    def __init__(self, size: int) -> None:
+        self.size, self.items = size, OrderedDict()
+
+    def get(self, key):
+        if key in self.items:
+            self.items.move_to_end(key)
+            return self.items[key]
+        return None
+
+    def put(self, key, value) -> None:
+        self.items[key] = value
+        self.items.move_to_end(key)
+        while len(self.items) > self.size:
+            self.items.popitem(last=False)
+
+
+_CACHE = _LRU(int(os.environ.get("PLAYGROUND_MODEL_CACHE", "6")))
+
+
+def load_model(family: str, name: str, loader: Callable[[str], object], *, key: str = "") -> object:
+    """Resolve ``name`` and load it with ``loader(source)`` (a ``from_pretrained`` wrapper), cached.
+
+    A hub id that cannot be reached fails within ``HUB_TIMEOUT_S`` with a ModelLoadError whose
+    message names the offline cause; any other failure is a ModelLoadError too.
+    """
+    entry = resolve(family, name)
+    cache_key = (family, entry.source, key)
+    with _LOCK:
+        cached = _CACHE.get(cache_key)
+    if cached is not None:
+        return cached
+    if entry.is_local and not entry.path.exists():
+        raise ModelLoadError(f"Model '{entry.name}' is not installed: {entry.path.name} is missing "
+                             "from weights/. Train it with `python -m playground.train`.")
+    if not entry.is_local and not _in_hub_cache(entry.hub_id) and not hub_reachable():
+        raise ModelLoadError(_offline_message(entry.hub_id, "no network connection"))
+    model = _load_with_timeout(entry, loader)
+    with _LOCK:
+        _CACHE.put(cache_key, model)
+    return model
+
+
+def _load_with_timeout(entry: ModelEntry, loader: Callable[[str], object]) -> object:
+    if entry.is_local:
+        try:
+            return loader(entry.source)
+        except Exception as exc:
+            raise ModelLoadError(f"Could not load model '{entry.name}': {exc}") from exc
+    result: dict = {}
+
+    def target() -> None:
+        try:
+            result["model"] = loader(entry.source)
+        except Exception as exc:  # reported below
+            result["error"] = exc
+
+    # hub downloads can be slow on a Space; only the offline check above is bounded tightly
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(float(os.environ.get("PLAYGROUND_HUB_LOAD_TIMEOUT", "1800")))
+    if "model" in result:
+        return result["model"]
+    exc = result.get("error")
+    text = f"{type(exc).__name__}: {exc}" if exc else "timed out"
+    if exc is not None and any(w in str(exc).lower() for w in ("offline", "connect", "resolve",
+                                                              "cached", "network")):
+        raise ModelLoadError(_offline_message(entry.hub_id, text.splitlines()[0][:200]))
+    raise ModelLoadError(f"Could not load '{entry.hub_id}' from the hub: {text[:300]}")
+
+
+def clear_cache() -> None:
+    with _LOCK:
+        _CACHE.items.clear()

@@ -1,0 +1,234 @@
+"""One training loop for every family, on ``accelerate``.
+
+CPU or CUDA (mixed precision on CUDA), DDP through ``accelerate launch``; tqdm progress (which
+``gr.Progress(track_tqdm=True)`` mirrors in the browser); metrics to CSV/JSON; periodic samples;
+cancel; checkpoint + resume (``accelerator.save_state``); atomic final save.
+
+A family supplies a ``TrainTask``: its models and optimizers, an iterator of batches, a ``step``
+function doing one optimisation step, and a ``save`` function writing the HF-format artefact.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from playground.core.atomic import atomic_save_dir
+from playground.core.device import get_device, mixed_precision
+
+
+@dataclass
+class LoopConfig:
+    """Settings of the loop itself (the model's settings live in the family's config)."""
+
+    max_steps: int = 1000
+    out_dir: str | None = None  # final artefact (HF format); None = do not save
+    checkpoint_dir: str | None = None  # resume state; default "<out_dir>-ckpt"
+    checkpoint_every: int = 0  # steps; 0 = only at the end
+    log_every: int = 10
+    sample_every: int = 0
+    resume: bool = False
+    seed: int = 0
+    device: str | None = None  # None = auto (cuda > mps > cpu); "cpu" forces the CPU
+    mixed_precision: str | None = None  # None = auto: bf16/fp16 on CUDA, none on CPU
+    progress: bool = True
+
+    def resolved_checkpoint_dir(self) -> Path | None:
+        if self.checkpoint_dir:
+            return Path(self.checkpoint_dir)
+        return Path(f"{self.out_dir}-ckpt") if self.out_dir else None
+
+
+@dataclass
+class StepContext:
+    accelerator: Any
+    models: dict[str, torch.nn.Module]
+    optimizers: dict[str, torch.optim.Optimizer]
+    schedulers: dict[str, Any]
+    step: int
+    generator: torch.Generator  # per-process CPU generator for data/noise in the step
+
+
+@dataclass
+class TrainTask:
+    models: dict[str, torch.nn.Module]
+    optimizers: dict[str, torch.optim.Optimizer]
+    batches: Iterable  # yields batches forever (or a DataLoader, cycled)
+    step: Callable[[StepContext, Any], dict[str, float]]
+    save: Callable[[dict[str, torch.nn.Module], Path], None]  # unwrapped models -> folder
+    schedulers: dict[str, Any] = field(default_factory=dict)
+    sample: Callable[[dict[str, torch.nn.Module], int], Any] | None = None
+    evaluate: Callable[[dict[str, torch.nn.Module]], dict[str, float]] | None = None
+    summary: dict = field(default_factory=dict)  # written beside the artefact (config, data)
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    history: list[dict]
+    wall_time_s: float
+    cancelled: bool
+    out_dir: Path | None
+    samples: list = field(default_factory=list)
+
+    @property
+    def last(self) -> dict:
+        return self.history[-1] if self.history else {}
+
+
+Callback = Callable[[int, dict], None]
+
+
+def _cycle(batches: Iterable) -> Iterator:
+    while True:
+        empty = True
+        for batch in batches:
+            empty = False
+            yield batch
+        if empty:
+            raise ValueError("training data yielded no batches")
+
+
+def make_accelerator(cfg: LoopConfig):
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, PartialState
+
+    device = get_device(cfg.device)
+    if PartialState._shared_state and PartialState().num_processes == 1:
+        AcceleratorState._reset_state(True)  # a fresh run in the same (UI) process
+    mp = cfg.mixed_precision or mixed_precision(device)
+    return Accelerator(cpu=device.type == "cpu", mixed_precision=mp)
+
+
+def _write_metrics(log_dir: Path, history: list[dict]) -> None:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    keys = sorted({k for row in history for k in row}, key=lambda k: (k != "step", k))
+    with open(log_dir / "metrics.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(history)
+    (log_dir / "metrics.json").write_text(json.dumps(history))
+
+
+def _save_checkpoint(acc, ckpt_dir: Path, step: int, history: list[dict]) -> None:
+    acc.wait_for_everyone()
+    tmp = ckpt_dir.parent / f".{ckpt_dir.name}.saving"
+    acc.save_state(str(tmp / "state"))  # every process writes its RNG state
+    if acc.is_main_process:
+        (tmp / "progress.json").write_text(json.dumps({"step": step}))
+        _write_metrics(tmp, history)
+        atomic_save_dir(ckpt_dir, lambda d: _move_contents(tmp, d))
+    acc.wait_for_everyone()
+
+
+def _move_contents(src: Path, dst: Path) -> None:
+    for item in src.iterdir():
+        item.rename(dst / item.name)
+    src.rmdir()
+
+
+def _load_checkpoint(acc, ckpt_dir: Path) -> tuple[int, list[dict]]:
+    acc.load_state(str(ckpt_dir / "state"))
+    step = json.loads((ckpt_dir / "progress.json").read_text())["step"]
+    metrics = ckpt_dir / "metrics.json"
+    return step, json.loads(metrics.read_text()) if metrics.exists() else []
+
+
+def train_loop(cfg: LoopConfig, task: TrainTask, *, on_log: Callback | None = None,
+               on_sample: Callback | None = None,
+               cancel: threading.Event | None = None) -> TrainResult:
+    """Run ``task`` for ``cfg.max_steps`` steps; see the module docstring."""
+    acc = make_accelerator(cfg)
+    torch.manual_seed(cfg.seed + acc.process_index)  # weight init happened before; data/noise
+    gen = torch.Generator().manual_seed(cfg.seed * 1000 + acc.process_index)
+    names = list(task.models)
+    prepared = acc.prepare(*task.models.values(), *task.optimizers.values(),
+                           *task.schedulers.values())
+    n_m, n_o = len(task.models), len(task.optimizers)
+    models = dict(zip(names, prepared[:n_m]))
+    optimizers = dict(zip(task.optimizers, prepared[n_m:n_m + n_o]))
+    schedulers = dict(zip(task.schedulers, prepared[n_m + n_o:]))
+    ckpt_dir = cfg.resolved_checkpoint_dir()
+    start, history = 0, []
+    if cfg.resume and ckpt_dir and (ckpt_dir / "progress.json").exists():
+        start, history = _load_checkpoint(acc, ckpt_dir)
+    batches = _cycle(task.batches)
+    bar = tqdm(total=cfg.max_steps, initial=start, desc="training", unit="step",
+               disable=not (cfg.progress and acc.is_main_process))
+    t0, cancelled, samples, running = time.perf_counter(), False, [], {}
+    step = start
+    for step in range(start + 1, cfg.max_steps + 1):
+        if cancel is not None and cancel.is_set():
+            cancelled, step = True, step - 1
+            break
+        for m in models.values():
+            m.train()
+        ctx = StepContext(acc, models, optimizers, schedulers, step, gen)
+        for key, value in task.step(ctx, next(batches)).items():
+            running.setdefault(key, []).append(float(value))
+        bar.update(1)
+        if step % cfg.log_every == 0 or step == cfg.max_steps:
+            row = _log_row(step, running, t0, acc, models, task)
+            running = {}
+            history.append(row)
+            bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k not in ("step", "time_s")})
+            if on_log:
+                on_log(step, row)
+            if not all(math.isfinite(v) for v in row.values()):
+                raise FloatingPointError(f"training diverged at step {step}: {row}")
+        if task.sample and cfg.sample_every and step % cfg.sample_every == 0:
+            sample = _with_eval(models, acc, lambda m: task.sample(m, step))
+            samples.append((step, sample))
+            if on_sample:
+                on_sample(step, sample)
+        if ckpt_dir and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+            _save_checkpoint(acc, ckpt_dir, step, history)
+    bar.close()
+    wall = time.perf_counter() - t0
+    out = _finish(cfg, task, acc, models, ckpt_dir, step, history, wall, cancelled)
+    return TrainResult(step, history, wall, cancelled, out, samples)
+
+
+def _with_eval(models, acc, fn):
+    unwrapped = {k: acc.unwrap_model(m) for k, m in models.items()}
+    for m in unwrapped.values():
+        m.eval()
+    with torch.no_grad():
+        return fn(unwrapped)
+
+
+def _log_row(step, running, t0, acc, models, task) -> dict:
+    row = {"step": step, "time_s": round(time.perf_counter() - t0, 3)}
+    row.update({k: sum(v) / len(v) for k, v in running.items()})
+    if task.evaluate:
+        row.update(_with_eval(models, acc, task.evaluate))
+    return row
+
+
+def _finish(cfg, task, acc, models, ckpt_dir, step, history, wall, cancelled) -> Path | None:
+    if ckpt_dir and step > 0:
+        _save_checkpoint(acc, ckpt_dir, step, history)
+    out = Path(cfg.out_dir) if cfg.out_dir else None
+    if out is not None and acc.is_main_process and not cancelled:
+        unwrapped = {k: acc.unwrap_model(m) for k, m in models.items()}
+        summary = {"steps": step, "wall_time_s": round(wall, 1), "device": str(acc.device),
+                   "num_processes": acc.num_processes, "loop": asdict(cfg),
+                   "final_metrics": history[-1] if history else {}, **task.summary}
+
+        def write(tmp: Path) -> None:
+            task.save(unwrapped, tmp)
+            (tmp / "training_summary.json").write_text(json.dumps(summary, indent=1,
+                                                                  default=str))
+        atomic_save_dir(out, write)
+    acc.wait_for_everyone()
+    return out if not cancelled else None

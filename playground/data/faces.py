@@ -1,0 +1,91 @@
+"""Face images for the VAE and GAN: Olivetti (.mat file or scikit-learn) or any image folder.
+
+All loaders return float32 arrays in [0, 1] of shape (N, 64, 64) (grey) plus person labels,
+so splits can hold out whole persons.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".pgm", ".tif", ".tiff"}
+
+
+@dataclass
+class FaceSet:
+    images: np.ndarray  # (N, H, W) float32 in [0, 1]
+    persons: np.ndarray  # (N,) int person id (-1 when unknown)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def subset(self, mask: np.ndarray) -> FaceSet:
+        return FaceSet(self.images[mask], self.persons[mask])
+
+
+def load_olivetti_mat(path: str | Path) -> FaceSet:
+    """``olivettifaces.mat``: uint8 (4096, 400); person k = images 10k..10k+9."""
+    from scipy.io import loadmat
+
+    faces = loadmat(str(path))["faces"]
+    images = faces.T.reshape(400, 64, 64).transpose(0, 2, 1).astype(np.float32) / 255.0
+    return FaceSet(np.ascontiguousarray(images), np.repeat(np.arange(40), 10))
+
+
+def load_olivetti_sklearn() -> FaceSet:
+    """Same images via scikit-learn (downloads once; needs the internet)."""
+    from sklearn.datasets import fetch_olivetti_faces
+
+    bunch = fetch_olivetti_faces()
+    return FaceSet(bunch.images.astype(np.float32), bunch.target.astype(np.int64))
+
+
+def to_face_array(image: Image.Image, size: int = 64) -> np.ndarray:
+    """Any PIL image -> grey, centre square crop, ``size``×``size`` float32 in [0, 1]."""
+    image = ImageOps.exif_transpose(image)
+    if image.mode not in ("L", "RGB"):
+        image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+        if image.mode == "RGBA":  # flatten transparency onto white
+            background = Image.new("RGB", image.size, (255, 255, 255))
+            background.paste(image, mask=image.getchannel("A"))
+            image = background
+    grey = ImageOps.fit(image.convert("L"), (size, size), method=Image.Resampling.LANCZOS)
+    return np.asarray(grey, dtype=np.float32) / 255.0
+
+
+def load_image_folder(path: str | Path, size: int = 64) -> FaceSet:
+    """Every image under ``path``; the sub-folder name (if any) is the person."""
+    root = Path(path)
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"no images found under {root}")
+    names = sorted({p.parent.name for p in files})
+    images = [to_face_array(Image.open(p), size) for p in files]
+    persons = [names.index(p.parent.name) if p.parent != root else -1 for p in files]
+    return FaceSet(np.stack(images), np.asarray(persons))
+
+
+def load_faces(source: str | Path | None) -> FaceSet:
+    """``None`` or "sklearn" -> scikit-learn Olivetti; a .mat file; or a folder of images."""
+    if source is None or str(source) == "sklearn":
+        return load_olivetti_sklearn()
+    path = Path(source)
+    if path.suffix == ".mat":
+        return load_olivetti_mat(path)
+    if path.is_dir():
+        return load_image_folder(path)
+    raise ValueError(f"face data must be a .mat file, an image folder or 'sklearn': {source}")
+
+
+def split_by_person(faces: FaceSet, n_val_persons: int = 5, seed: int = 0
+                    ) -> tuple[FaceSet, FaceSet]:
+    """Hold out whole persons for validation (random but fixed by ``seed``)."""
+    people = np.unique(faces.persons[faces.persons >= 0])
+    rng = np.random.default_rng(seed)
+    held = rng.choice(people, size=min(n_val_persons, max(len(people) - 1, 0)), replace=False)
+    mask = np.isin(faces.persons, held)
+    return faces.subset(~mask), faces.subset(mask)

@@ -1,0 +1,28 @@
+"""The model families, in tab order. A family is ``playground/<name>/`` with:
+
+- ``__init__.py``: ``TITLE``, ``ABOUT`` (two or three plain sentences + credits) and
+  ``register_models()`` (adds its registry entries; cheap, loads nothing);
+- ``tab.py``: ``build_tab()`` (components and events inside the current ``gr.Tab``);
+- ``train.py``: ``PRESETS`` and ``train_cli(preset, loop, data) -> TrainResult``.
+
+Only families whose folder exists get a tab, so there are never placeholder tabs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from types import ModuleType
+
+ORDER = ("txt2img", "gan", "vae", "gpt", "flow")
+
+
+def available() -> list[str]:
+    return [name for name in ORDER if importlib.util.find_spec(f"playground.{name}") is not None]
+
+
+def load(name: str) -> ModuleType:
+    """Import the family package and register its models."""
+    module = importlib.import_module(f"playground.{name}")
+    module.register_models()
+    return module

@@ -1,0 +1,65 @@
+"""`python -m playground.train FAMILY --preset NAME --max-steps N --out DIR [--data PATH] [--resume]`
+
+Also under `accelerate launch [--cpu --num_processes 2] -m playground.train ...` (DDP).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+
+from playground import families
+from playground.core.training import LoopConfig
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m playground.train", description=__doc__)
+    parser.add_argument("family", choices=families.available())
+    parser.add_argument("--preset", default=None, help="named config (family's PRESETS)")
+    parser.add_argument("--max-steps", type=int, default=None)
+    parser.add_argument("--out", default=None, help="output folder (HF format), written atomically")
+    parser.add_argument("--data", default=None, help="training data path, where the family needs one")
+    parser.add_argument("--resume", action="store_true", help="continue from <out>-ckpt")
+    parser.add_argument("--checkpoint-every", type=int, default=0)
+    parser.add_argument("--log-every", type=int, default=10)
+    parser.add_argument("--sample-every", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: auto)")
+    parser.add_argument("--mixed-precision", default=None, choices=["no", "fp16", "bf16"])
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a field of the preset config (repeatable)")
+    return parser
+
+
+def parse_overrides(items: list[str]) -> dict:
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    return overrides
+
+
+def main(argv: list[str] | None = None):
+    args = build_parser().parse_args(argv)
+    module = importlib.import_module(f"playground.{args.family}.train")
+    preset = args.preset or module.DEFAULT_PRESET
+    if preset not in module.PRESETS:
+        raise SystemExit(f"unknown preset {preset!r}; choose from {sorted(module.PRESETS)}")
+    loop = LoopConfig(max_steps=args.max_steps or 0, out_dir=args.out, resume=args.resume,
+                      checkpoint_every=args.checkpoint_every, log_every=args.log_every,
+                      sample_every=args.sample_every, seed=args.seed, device=args.device,
+                      mixed_precision=args.mixed_precision)
+    result = module.train_cli(preset, loop, args.data, parse_overrides(args.set))
+    print(json.dumps({"steps": result.steps, "wall_time_s": round(result.wall_time_s, 1),
+                      "final": result.last, "out": str(result.out_dir)}, default=str))
+    return result
+
+
+if __name__ == "__main__":
+    main()
