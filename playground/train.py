@@ -1,4 +1,5 @@
-"""`python -m playground.train FAMILY --preset NAME --max-steps N --out DIR [--data PATH] [--resume]`
+"""Train a family: `python -m playground.train FAMILY --preset NAME --max-steps N --out DIR`
+[--data PATH] [--resume].
 
 Also under `accelerate launch [--cpu --num_processes 2] -m playground.train ...` (DDP).
 """
@@ -19,7 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--preset", default=None, help="named config (family's PRESETS)")
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--out", default=None, help="output folder (HF format), written atomically")
-    parser.add_argument("--data", default=None, help="training data path, where the family needs one")
+    parser.add_argument("--data", default=None,
+                        help="training data path, where the family needs one")
     parser.add_argument("--resume", action="store_true", help="continue from <out>-ckpt")
     parser.add_argument("--checkpoint-every", type=int, default=0)
     parser.add_argument("--log-every", type=int, default=10)

@@ -51,13 +51,14 @@ _LOCK = threading.RLock()
 
 
 def register(entry: ModelEntry) -> ModelEntry:
-    """Add or replace a model under its family (used for shipped, hub and session-trained models)."""
+    """Add or replace a model under its family (shipped, hub and session-trained models)."""
     with _LOCK:
         _REGISTRY.setdefault(entry.family, {})[entry.name] = entry
     return entry
 
 
-def register_weights(family: str, name: str, description: str = "", **extra) -> ModelEntry:
+def register_weights(family: str, name: str, description: str = "",
+                     **extra) -> ModelEntry:
     """Register ``weights/<name>`` as a local model of ``family``."""
     return register(ModelEntry(name, family, path=WEIGHTS_DIR / name, description=description,
                                extra=extra))

@@ -74,7 +74,8 @@ def png_info(record: dict) -> PngImagePlugin.PngInfo:
     info = PngImagePlugin.PngInfo()
     info.add_text(PNG_KEY, record_json(record))
     summary = ", ".join(f"{k}: {v}" for k, v in record.get("params", {}).items())
-    info.add_text(PNG_PARAMS_KEY, f"{summary}, seed: {record.get('seed')}, model: {record['model']}")
+    tail = f"seed: {record.get('seed')}, model: {record['model']}"
+    info.add_text(PNG_PARAMS_KEY, f"{summary}, {tail}" if summary else tail)
     return info
 
 

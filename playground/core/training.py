@@ -155,9 +155,9 @@ def train_loop(cfg: LoopConfig, task: TrainTask, *, on_log: Callback | None = No
     prepared = acc.prepare(*task.models.values(), *task.optimizers.values(),
                            *task.schedulers.values())
     n_m, n_o = len(task.models), len(task.optimizers)
-    models = dict(zip(names, prepared[:n_m]))
-    optimizers = dict(zip(task.optimizers, prepared[n_m:n_m + n_o]))
-    schedulers = dict(zip(task.schedulers, prepared[n_m + n_o:]))
+    models = dict(zip(names, prepared[:n_m], strict=True))
+    optimizers = dict(zip(task.optimizers, prepared[n_m:n_m + n_o], strict=True))
+    schedulers = dict(zip(task.schedulers, prepared[n_m + n_o:], strict=True))
     ckpt_dir = cfg.resolved_checkpoint_dir()
     start, history = 0, []
     if cfg.resume and ckpt_dir and (ckpt_dir / "progress.json").exists():
@@ -187,7 +187,7 @@ def train_loop(cfg: LoopConfig, task: TrainTask, *, on_log: Callback | None = No
             if not all(math.isfinite(v) for v in row.values()):
                 raise FloatingPointError(f"training diverged at step {step}: {row}")
         if task.sample and cfg.sample_every and step % cfg.sample_every == 0:
-            sample = _with_eval(models, acc, lambda m: task.sample(m, step))
+            sample = _with_eval(models, acc, lambda m, s=step: task.sample(m, s))
             samples.append((step, sample))
             if on_sample:
                 on_sample(step, sample)
