@@ -64,4 +64,11 @@ def main(argv: list[str] | None = None):
 
 
 if __name__ == "__main__":
+    import sys
+
+    from playground.core.distributed import relaunch_cpu_workers
+
+    rc = relaunch_cpu_workers("playground.train", sys.argv[1:])
+    if rc is not None:
+        raise SystemExit(rc)
     main()

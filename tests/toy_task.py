@@ -1,0 +1,66 @@
+"""A tiny linear-regression task on the shared training loop (used by the core tests)."""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from playground.core.training import LoopConfig, TrainTask, train_loop
+
+TRUE_W = torch.tensor([[2.0], [-1.0]])
+
+
+def batches(seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    while True:
+        x = torch.randn(16, 2, generator=gen)
+        yield x, x @ TRUE_W
+
+
+def make_task(lr: float = 0.05, on_step=None) -> TrainTask:
+    torch.manual_seed(0)
+    model = torch.nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+
+    def step(ctx, batch):
+        x, y = batch
+        loss = ((ctx.models["lin"](x) - y) ** 2).mean()
+        ctx.optimizers["lin"].zero_grad()
+        ctx.accelerator.backward(loss)
+        ctx.optimizers["lin"].step()
+        if on_step:
+            on_step(ctx.step)
+        return {"loss": loss.item()}
+
+    def save(models, folder):
+        save_file(models["lin"].state_dict(), str(folder / "model.safetensors"))
+
+    def sample(models, step):
+        return models["lin"].weight.detach().clone()
+
+    return TrainTask({"lin": model}, {"lin": opt}, batches(), step, save, sample=sample)
+
+
+def load_weight(folder) -> torch.Tensor:
+    return load_file(str(folder / "model.safetensors"))["weight"]
+
+
+def run(out: str, max_steps: int, cancel_at: int | None = None, resume: bool = False):
+    cancel = threading.Event()
+    task = make_task(on_step=lambda s: cancel.set() if cancel_at and s >= cancel_at else None)
+    cfg = LoopConfig(max_steps=max_steps, out_dir=out, log_every=5, sample_every=10,
+                     checkpoint_every=20, resume=resume, progress=False)
+    return train_loop(cfg, task, cancel=cancel)
+
+
+if __name__ == "__main__":  # `accelerate launch ... -m tests.toy_task OUT STEPS`
+    from playground.core.distributed import relaunch_cpu_workers
+
+    rc = relaunch_cpu_workers("tests.toy_task", sys.argv[1:])
+    if rc is not None:
+        raise SystemExit(rc)
+    result = run(sys.argv[1], int(sys.argv[2]))
+    print("RESULT", result.steps, result.last.get("loss"))
