@@ -14,7 +14,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 
 from playground import families  # noqa: E402
-from playground.about import about_markdown  # noqa: E402
+from playground.about import about_markdown, list_models  # noqa: E402
 
 QUEUE_MAX_SIZE = 32
 
@@ -31,6 +31,10 @@ def build_app() -> gr.Blocks:
                     __import__(f"playground.{name}.tab", fromlist=["build_tab"]).build_tab()
             with gr.Tab("About", id="about"):
                 gr.Markdown(about_markdown(modules))
+                with gr.Accordion("Models in this app", open=False):
+                    models_json = gr.JSON(label="Registered models")
+                    gr.Button("List models").click(list_models, None, models_json,
+                                                   api_name="list_models")
     demo.queue(max_size=QUEUE_MAX_SIZE, default_concurrency_limit=1)
     return demo
 

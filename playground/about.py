@@ -26,3 +26,15 @@ def about_markdown(modules: dict) -> str:
         parts.append(f"## {module.TITLE}\n{module.ABOUT.strip()}\n")
     parts.append(CREDITS)
     return "\n".join(parts)
+
+
+def list_models() -> dict:
+    """Every registered model by family: local (shipped/trained here, installed or not) or hub."""
+    from playground.core import registry
+
+    out = {}
+    for family, entries in sorted(registry._REGISTRY.items()):
+        out[family] = [{"name": e.name, "source": "local" if e.is_local else "hub",
+                        "installed": bool(e.path and e.path.exists()) if e.is_local else None,
+                        "description": e.description} for e in entries.values()]
+    return out
