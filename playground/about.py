@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 GENERAL = """
-# Generative Models Playground
+## What this is
 
 One tab per family of generative model, each running a real model: weights we trained
 ourselves and ship in `weights/` (loaded through the same `from_pretrained` call as a Hugging
@@ -15,8 +15,8 @@ settings give the same output.
 CREDITS = """
 ## Credits
 Built on [Gradio](https://gradio.app), [PyTorch](https://pytorch.org),
-[🤗 diffusers](https://github.com/huggingface/diffusers), [🤗 transformers](https://github.com/huggingface/transformers)
-and [🤗 accelerate](https://github.com/huggingface/accelerate).
+[diffusers](https://github.com/huggingface/diffusers), [transformers](https://github.com/huggingface/transformers)
+and [accelerate](https://github.com/huggingface/accelerate).
 """
 
 

@@ -99,7 +99,7 @@ def test_browser_clicks_every_tab_and_saves_screenshot(page):
         panel = page.locator("[role='tabpanel']:visible")
         assert panel.count() >= 1
     open_tab(page, "About")
-    assert page.get_by_text("Generative Models Playground").first.is_visible()
+    assert page.get_by_text("What this is").first.is_visible()
     page.get_by_text("Models in this app").click()
     page.get_by_role("button", name="List models").click()
     page.wait_for_timeout(1500)
