@@ -1,0 +1,93 @@
+"""Held-out nats per character of a causal LM: `python -m playground.gpt.evaluate --model DIR
+--data austen.txt [--split held-out|all] [--max-chars N]`.
+
+nats/char = (sum of token negative log-likelihoods, in nats) / (number of characters). Unlike
+per-token loss it does not depend on the tokenizer, so models with different vocabularies
+compare fairly. The text is scored with a sliding window: every token is predicted from at
+least ``stride`` earlier tokens (except at the very start, which is conditioned on
+<|endoftext|>).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+
+import torch
+
+
+@torch.no_grad()
+def nats_per_char(model, tokenizer, text: str, stride: int | None = None,
+                  batch_size: int = 8) -> dict:
+    """Score ``text``; returns nats_per_char, bits_per_char, token perplexity and counts."""
+    block = getattr(model.config, "n_positions", None) or model.config.max_position_embeddings
+    block = min(block, 1024)
+    stride = stride or block // 2
+    bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    from playground.gpt.data import encode
+
+    ids = torch.cat([torch.tensor([bos]), encode(tokenizer, text)])  # (N+1,)
+    n_targets = len(ids) - 1
+    # window w covers ids[start : start+block+1] and scores the targets not scored before
+    starts = list(range(0, max(1, n_targets - block + stride), stride))
+    total, scored = 0.0, 0
+    model.eval()
+    for i in range(0, len(starts), batch_size):
+        chunk = starts[i:i + batch_size]
+        windows = [ids[s:s + block + 1] for s in chunk]
+        width = max(len(w) for w in windows)
+        inputs = torch.full((len(windows), width - 1), bos, dtype=torch.long)
+        targets = torch.full((len(windows), width - 1), -100, dtype=torch.long)
+        for row, (s, w) in enumerate(zip(chunk, windows, strict=True)):
+            inputs[row, :len(w) - 1] = w[:-1]
+            first_new = 0 if s == 0 else block - stride  # earlier targets were scored already
+            targets[row, first_new:len(w) - 1] = w[1:][first_new:]
+        logits = model(input_ids=inputs).logits.float()
+        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets,
+                                                ignore_index=-100, reduction="sum")
+        total += nll.item()
+        scored += int((targets != -100).sum())
+    return {"nats_per_char": total / max(1, len(text)), "bits_per_char":
+            total / max(1, len(text)) / math.log(2), "token_perplexity":
+            math.exp(total / max(1, scored)), "tokens": scored, "chars": len(text)}
+
+
+def load_local(folder: str):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    return model, AutoTokenizer.from_pretrained(folder)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m playground.gpt.evaluate",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="a save_pretrained folder")
+    parser.add_argument("--data", required=True, help="UTF-8 text (e.g. austen.txt)")
+    parser.add_argument("--split", default="held-out", choices=["held-out", "all"],
+                        help="held-out: the novel/tail the trainer never trains on")
+    parser.add_argument("--max-chars", type=int, default=0, help="score only the first N chars")
+    parser.add_argument("--stride", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    from playground.gpt.data import make_split, read_text
+
+    text = read_text(args.data)
+    split = make_split(text)
+    target = split.val if args.split == "held-out" else text
+    if args.max_chars:
+        target = target[:args.max_chars]
+    model, tokenizer = load_local(args.model)
+    t0 = time.perf_counter()
+    result = nats_per_char(model, tokenizer, target, stride=args.stride)
+    result.update(held_out=split.val_name if args.split == "held-out" else "none",
+                  seconds=round(time.perf_counter() - t0, 1))
+    print(json.dumps(result, indent=1))
+    return result
+
+
+if __name__ == "__main__":
+    main()

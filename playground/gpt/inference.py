@@ -1,0 +1,235 @@
+"""Text generation for the tab, the API, the tests and the benchmark (no gradio here).
+
+``stream_generate`` runs ``model.generate`` in a thread with a ``TextIteratorStreamer`` and
+yields the text as it grows; the last item carries every token with its probability and the
+top-10 alternatives before/after the sampling filters (see ``sampling.py``), the prompt's
+perplexity and a reproducibility record.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GenerationConfig,
+    LogitsProcessorList,
+    StoppingCriteriaList,
+    TextIteratorStreamer,
+)
+
+from playground.core import registry, repro
+from playground.core.device import get_device
+from playground.core.errors import UserInputError, check_range
+from playground.core.seeding import make_generator
+from playground.gpt import FAMILY
+from playground.gpt.sampling import SamplingSettings, SeededSampler, StopOnText
+
+MAX_PROMPT_CHARS = 8000
+MAX_NEW_TOKENS = 1000
+MAX_STOP_CHARS = 100
+PROB_BINS = ((0.5, "p ≥ 0.5"), (0.1, "0.1 – 0.5"), (0.01, "0.01 – 0.1"), (0.0, "< 0.01"))
+
+
+@dataclass
+class LanguageModel:
+    model: torch.nn.Module
+    tokenizer: object
+    name: str
+    source: str
+    chat: bool  # use the tokenizer's chat template for the prompt
+
+    @property
+    def context(self) -> int:
+        cfg = self.model.config
+        return int(getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings",
+                                                                  2048))
+
+
+def _from_pretrained(source: str, gguf_file: str | None = None):
+    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+    device = get_device()
+    tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+    dtype = torch.float32 if device.type == "cpu" else torch.float16
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs).to(device).eval()
+    return model, tokenizer
+
+
+def load_language_model(name: str) -> LanguageModel:
+    """A registry name (``gpt-austen``, a session-trained run, SmolLM2) or a hub id."""
+    entry = registry.resolve(FAMILY, name)
+    gguf = entry.extra.get("gguf_file")
+    model, tokenizer = registry.load_model(FAMILY, entry.name,
+                                           lambda src: _from_pretrained(src, gguf))
+    chat = bool(entry.extra.get("chat", getattr(tokenizer, "chat_template", None)))
+    return LanguageModel(model, tokenizer, entry.name, entry.source, chat)
+
+
+def check_settings(prompt, max_new_tokens, temperature, top_k, top_p,
+                   repetition_penalty, stop) -> tuple[str, int, SamplingSettings, str]:
+    """Validate the request; every message says what to change."""
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise UserInputError("Enter a prompt: the model continues the text you give it.")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise UserInputError(f"The prompt is too long ({len(prompt):,} characters); the limit is "
+                             f"{MAX_PROMPT_CHARS:,}. Shorten it.")
+    new = check_range("Max new tokens", max_new_tokens, 1, MAX_NEW_TOKENS, integer=True)
+    temp = check_range("Temperature", temperature, 0.0, 5.0)
+    k = check_range("Top-k", top_k, 0, 100_000, integer=True)
+    p = check_range("Top-p", top_p, 0.0, 1.0)
+    if p == 0:
+        raise UserInputError("Top-p must be above 0 (it keeps the smallest set of tokens whose "
+                             "probabilities add up to p; 1 turns it off).")
+    rep = check_range("Repetition penalty", repetition_penalty, 1.0, 3.0)
+    stop = stop or ""
+    if not isinstance(stop, str) or len(stop) > MAX_STOP_CHARS:
+        raise UserInputError(f"Stop text must be at most {MAX_STOP_CHARS} characters.")
+    stop = stop.encode().decode("unicode_escape") if "\\n" in stop else stop
+    return prompt, new, SamplingSettings(temp, k, p, rep), stop
+
+
+def encode_prompt(lm: LanguageModel, prompt: str, max_new_tokens: int,
+                  use_chat: bool) -> tuple[torch.Tensor, int, list[str]]:
+    """Prompt ids (1, T) that fit the context with ``max_new_tokens`` after them, and notes."""
+    notes = []
+    tok = lm.tokenizer
+    if use_chat and lm.chat and getattr(tok, "chat_template", None):
+        text = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                       add_generation_prompt=True)
+        ids = tok(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    else:
+        ids = tok(prompt, return_tensors="pt", verbose=False)["input_ids"]
+    room = lm.context - ids.shape[1]
+    if max_new_tokens > lm.context - 16:
+        max_new_tokens = lm.context - 16
+        notes.append(f"max new tokens capped at {max_new_tokens} by the model's context of "
+                     f"{lm.context} tokens")
+    if room < max_new_tokens:
+        keep = lm.context - max_new_tokens
+        notes.append(f"prompt cut to its last {keep} tokens to fit the context")
+        ids = ids[:, -keep:]
+    return ids, max_new_tokens, notes
+
+
+@torch.no_grad()
+def prompt_perplexity(lm: LanguageModel, prompt: str) -> dict:
+    """Perplexity (per token) and nats/char of ``prompt`` itself under the model.
+
+    The first token is predicted from the beginning-of-text token when the tokenizer has one.
+    """
+    tok = lm.tokenizer
+    ids = tok(prompt, return_tensors="pt", verbose=False, add_special_tokens=False)["input_ids"]
+    bos = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+    if bos is not None:
+        ids = torch.cat([torch.tensor([[bos]]), ids], 1)
+    ids = ids[:, -lm.context:]
+    if ids.shape[1] < 2:
+        return {"perplexity": None, "nats_per_char": None, "tokens": 0}
+    device = next(lm.model.parameters()).device
+    loss = lm.model(input_ids=ids.to(device), labels=ids.to(device)).loss.float().item()
+    n = ids.shape[1] - 1
+    return {"perplexity": math.exp(loss), "nats_per_char": loss * n / max(1, len(prompt)),
+            "tokens": n}
+
+
+def token_pieces(tokenizer, ids: list[int]) -> list[str]:
+    """The text each token adds (incremental decode: joins back to the full text even when one
+    token holds only part of a UTF-8 character)."""
+    pieces, previous = [], ""
+    for i in range(len(ids)):
+        text = tokenizer.decode(ids[:i + 1], skip_special_tokens=True)
+        pieces.append(text[len(previous):])
+        previous = text
+    return pieces
+
+
+def probability_label(p: float) -> str:
+    return next(label for low, label in PROB_BINS if p >= low)
+
+
+def describe_tokens(tokenizer, steps, cut: int | None) -> list[dict]:
+    """One dict per generated token: text, probabilities, top alternatives (decoded)."""
+    ids = [s.token_id for s in steps]
+    pieces = token_pieces(tokenizer, ids)
+    out, pos = [], 0
+    for piece, s in zip(pieces, steps, strict=True):
+        if cut is not None and pos >= cut:
+            break
+        shown = piece if cut is None else piece[:cut - pos]
+        pos += len(piece)
+        out.append({"token": shown, "id": s.token_id, "p": s.p_before, "p_sampled": s.p_after,
+                    "top_before": [(tokenizer.decode([i]), p) for i, p in s.top_before],
+                    "top_after": [(tokenizer.decode([i]), p) for i, p in s.top_after]})
+    return out
+
+
+def stream_generate(name: str, prompt: str, max_new_tokens=80, temperature=0.8, top_k=0,
+                    top_p=0.95, repetition_penalty=1.0, stop="", seed: int = 0,
+                    use_chat: bool = True, cancel: threading.Event | None = None,
+                    min_new_tokens: int = 0) -> Iterator[dict]:
+    """Yield {"text", "done": False} as text streams in, then the full result with "done"."""
+    prompt, new, settings, stop = check_settings(prompt, max_new_tokens, temperature, top_k,
+                                                 top_p, repetition_penalty, stop)
+    lm = load_language_model(name)
+    ids, new, notes = encode_prompt(lm, prompt, new, use_chat)
+    cancel = cancel or threading.Event()
+    sampler = SeededSampler(settings, make_generator(seed))
+    streamer = TextIteratorStreamer(lm.tokenizer, skip_prompt=True, skip_special_tokens=True,
+                                    timeout=600)
+    device = next(lm.model.parameters()).device
+    config = GenerationConfig(max_new_tokens=new, min_new_tokens=min_new_tokens or None,
+                              do_sample=False, eos_token_id=lm.tokenizer.eos_token_id,
+                              pad_token_id=lm.tokenizer.pad_token_id or lm.tokenizer.eos_token_id)
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            lm.model.generate(input_ids=ids.to(device),
+                              attention_mask=torch.ones_like(ids).to(device),
+                              generation_config=config, streamer=streamer,
+                              logits_processor=LogitsProcessorList([sampler]),
+                              stopping_criteria=StoppingCriteriaList(
+                                  [StopOnText(lm.tokenizer, ids.shape[1], stop, cancel)]))
+        except BaseException as exc:  # re-raised in the caller's thread
+            failure.append(exc)
+            streamer.end()
+
+    thread = threading.Thread(target=run, daemon=True, name="gpt-generate")
+    thread.start()
+    text = ""
+    try:
+        for piece in streamer:
+            text += piece
+            yield {"text": text.split(stop)[0] if stop else text, "done": False}
+    finally:
+        cancel.set()  # the consumer went away (or we finished): stop the thread
+        thread.join()
+    if failure:
+        raise failure[0]
+    yield finish(lm, prompt, sampler, stop, notes, seed, dict(
+        max_new_tokens=new, temperature=settings.temperature, top_k=settings.top_k,
+        top_p=settings.top_p, repetition_penalty=settings.repetition_penalty, stop=stop,
+        chat_template=bool(use_chat and lm.chat)))
+
+
+def finish(lm: LanguageModel, prompt: str, sampler: SeededSampler, stop: str, notes: list[str],
+           seed: int, params: dict) -> dict:
+    ids = [s.token_id for s in sampler.steps]
+    text = lm.tokenizer.decode(ids, skip_special_tokens=True)
+    cut = text.find(stop) if stop and stop in text else None
+    text = text[:cut] if cut is not None else text
+    tokens = describe_tokens(lm.tokenizer, sampler.steps, cut)
+    return {"text": text, "done": True, "tokens": tokens, "notes": notes,
+            "prompt": prompt_perplexity(lm, prompt), "seed": seed,
+            "record": repro.make_record(FAMILY, lm.name, lm.source, params, seed)}
+
+
+def generate(name: str, prompt: str, **kwargs) -> dict:
+    """The whole result of ``stream_generate`` at once."""
+    *_, result = stream_generate(name, prompt, **kwargs)
+    return result

@@ -1,0 +1,141 @@
+"""The "Text (GPT)" tab: wiring only; the work is in inference.py, custom.py and views.py
+(imported inside the handlers, so building the app does not import transformers)."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from playground.core import live, registry
+from playground.core.seeding import resolve_seed
+from playground.gpt import FAMILY
+from playground.ui import friendly, model_dropdown, model_event, seed_controls
+
+DEFAULT_PROMPT = "It is a truth universally acknowledged, that"
+PROB_COLORS = {"p ≥ 0.5": "#4caf50", "0.1 – 0.5": "#cddc39", "0.01 – 0.1": "#ff9800",
+               "< 0.01": "#f44336"}
+
+
+@friendly
+def generate_text(model, prompt, use_chat, max_new_tokens, temperature, top_k, top_p,
+                  repetition_penalty, stop, seed, randomize):
+    """Stream the continuation; finally the coloured tokens, the details JSON and the notes."""
+    from playground.gpt import inference, views
+
+    seed = resolve_seed(seed, randomize)
+    result = {}
+    for result in inference.stream_generate(model, prompt, max_new_tokens, temperature, top_k,
+                                            top_p, repetition_penalty, stop, seed, use_chat):
+        if not result["done"]:
+            yield result["text"], gr.skip(), f"Generating… (seed {seed})", gr.skip(), gr.skip()
+    details = {k: result[k] for k in ("text", "tokens", "prompt", "notes", "seed", "record")}
+    yield (result["text"], views.highlighted(prompt, result), views.info_markdown(result),
+           details, result["tokens"])
+
+
+@friendly
+def show_alternatives(tokens, evt: gr.SelectData):
+    from playground.gpt import views
+
+    rows, caption = views.alternatives(tokens or [], (evt.index or 0) - 1)  # 0 is the prompt
+    return rows, caption
+
+
+@friendly
+def train_on_upload(file, mode, steps, seed, randomize):
+    """Start a LiveRun and stream its loss curve and samples; register the result when done."""
+    from playground.gpt import custom, views
+
+    text = custom.read_upload(file)
+    seed = resolve_seed(seed, randomize)
+    run, name = custom.start_training(text, mode, steps, seed)
+    status = f"Training **{name}** on {len(text):,} characters (seed {seed})…"
+    yield views.loss_frame([]), "", status, run.run_id, gr.skip()
+    for _ in run.poll(0.5):
+        yield (views.loss_frame(run.history), views.samples_text(run.samples), status,
+               run.run_id, gr.skip())
+    if run.error is not None:
+        raise run.error
+    if run.result is None or run.result.cancelled:
+        yield gr.skip(), gr.skip(), "Training stopped; nothing was saved.", None, gr.skip()
+        return
+    done = (f"Done: **{name}** ({run.result.steps} steps, {run.result.wall_time_s:.0f} s). It is "
+            "now in the model list above.")
+    yield (views.loss_frame(run.history), views.samples_text(run.samples), done, None,
+           gr.update(choices=registry.choices(FAMILY), value=name))
+
+
+def stop_training(run_id):
+    return "Stopping after the current step…" if live.cancel_run(run_id) else "Nothing to stop."
+
+
+def _generate_controls():
+    with gr.Row():
+        model = model_dropdown(FAMILY)
+        use_chat = gr.Checkbox(value=True, label="Use the chat template (instruct models)")
+    prompt = gr.Textbox(value=DEFAULT_PROMPT, label="Prompt", lines=3)
+    with gr.Accordion("Sampling", open=True):
+        with gr.Row():
+            max_new = gr.Slider(1, 1000, value=120, step=1, label="Max new tokens")
+            temperature = gr.Slider(0, 2, value=0.8, step=0.05, label="Temperature",
+                                    info="0 = greedy (always the most likely token)")
+            top_k = gr.Number(value=0, precision=0, minimum=0, label="Top-k (0 = off)")
+        with gr.Row():
+            top_p = gr.Slider(0.01, 1, value=0.95, step=0.01, label="Top-p (1 = off)")
+            repetition = gr.Slider(1, 3, value=1.0, step=0.05, label="Repetition penalty")
+            stop = gr.Textbox(value="", label="Stop text (\\n for a newline)", max_lines=1)
+        seed, randomize = seed_controls()
+    return [model, prompt, use_chat, max_new, temperature, top_k, top_p, repetition, stop,
+            seed, randomize]
+
+
+def _train_section(model_dropdown_component) -> None:
+    from playground.gpt.custom import MAX_STEPS, MODES  # cheap: no transformers at import
+
+    with gr.Accordion("Train on your own text", open=False):
+        gr.Markdown("Upload a plain-text file (up to 5 MB). A tiny GPT learns it in a few "
+                    "minutes on a CPU; watch the loss fall and the samples improve.")
+        with gr.Row():
+            upload = gr.File(label="Text file (.txt)", file_types=[".txt"], type="filepath")
+            with gr.Column():
+                mode = gr.Radio([(v, k) for k, v in MODES.items()], value="new", label="Mode")
+                steps = gr.Slider(10, MAX_STEPS, value=300, step=10, label="Training steps")
+                train_seed, train_randomize = seed_controls()
+        with gr.Row():
+            train_btn = gr.Button("Train", variant="primary")
+            stop_btn = gr.Button("Stop training", variant="stop")
+        status = gr.Markdown()
+        plot = gr.LinePlot(x="step", y="loss", color="series", label="Loss (nats per token)")
+        samples = gr.Textbox(label="Samples during training (newest first)", lines=6)
+        run_id = gr.State(None)
+    train_btn.click(train_on_upload, [upload, mode, steps, train_seed, train_randomize],
+                    [plot, samples, status, run_id, model_dropdown_component],
+                    **model_event("gpt_train"))
+    stop_btn.click(stop_training, run_id, status, queue=False)
+
+
+def build_tab() -> None:
+    gr.Markdown("A GPT continues your text one token at a time. Each token is drawn from a "
+                "probability distribution that the sampling settings reshape; the colours "
+                "show how likely each drawn token was.")
+    inputs = _generate_controls()
+    with gr.Row():
+        go = gr.Button("Generate", variant="primary")
+        halt = gr.Button("Stop")
+    output = gr.Textbox(label="Generated text", lines=6)
+    info = gr.Markdown()
+    tokens_view = gr.HighlightedText(label="Tokens by probability (click one)",
+                                     color_map=PROB_COLORS, show_legend=True,
+                                     combine_adjacent=False)
+    caption = gr.Markdown()
+    table = gr.Dataframe(headers=["token", "p model", "p after filters"], label="Top-10 here",
+                         interactive=False)
+    with gr.Accordion("Per-token probabilities (JSON, with the reproducibility record)",
+                      open=False):
+        details = gr.JSON()
+    tokens_state = gr.State([])
+    event = go.click(generate_text, [inputs[0], inputs[1], *inputs[2:]],
+                     [output, tokens_view, info, details, tokens_state],
+                     **model_event("gpt_generate"))
+    halt.click(None, cancels=[event], queue=False)
+    tokens_view.select(show_alternatives, tokens_state, [table, caption], queue=False)
+    _train_section(inputs[0])

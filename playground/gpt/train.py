@@ -1,0 +1,200 @@
+"""Train a GPT on a text file with the shared loop.
+
+`python -m playground.train gpt --preset austen --data austen.txt --out weights/gpt-austen`
+
+The tokenizer is trained on the training split first (and kept beside the checkpoint so a
+resumed run uses the very same vocabulary); the held-out split is only ever evaluated.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from playground.core.errors import UserInputError
+from playground.core.training import LoopConfig, StepContext, TrainResult, TrainTask, train_loop
+from playground.gpt.config import GPTConfig, build_model
+from playground.gpt.data import END_OF_TEXT, encode, make_split, random_batches, read_text
+
+PRESETS: dict[str, GPTConfig] = {
+    # tests: seconds on one CPU thread
+    "tiny": GPTConfig(vocab_size=320, n_embd=32, n_layer=2, n_head=2, block_size=32,
+                      dropout=0.0, batch_size=8, steps=30, lr=3e-3, warmup_steps=3,
+                      eval_every=10, eval_windows=4, sample_tokens=8),
+    # the in-browser "train on your own text" default: a few minutes on a CPU
+    "custom": GPTConfig(vocab_size=1024, n_embd=128, n_layer=3, n_head=4, block_size=128,
+                        dropout=0.05, batch_size=8, steps=300, lr=2e-3, warmup_steps=20,
+                        eval_every=50, eval_windows=8, sample_tokens=40),
+    # the shipped weights/gpt-austen: ~90 minutes on one CPU thread
+    "austen": GPTConfig(compile=True),
+    # the same recipe, larger, for a GPU
+    "austen-cuda": GPTConfig(vocab_size=8192, n_embd=512, n_layer=8, n_head=8,
+                             block_size=512, dropout=0.1, batch_size=32, steps=6000,
+                             lr=1e-3, warmup_steps=300),
+}
+DEFAULT_PRESET = "austen"
+
+
+def resolve_config(preset: str, overrides: dict | None = None) -> GPTConfig:
+    if preset not in PRESETS:
+        raise UserInputError(f"Unknown preset {preset!r}; choose from {sorted(PRESETS)}.")
+    fields = {f.name for f in dataclasses.fields(GPTConfig)}
+    unknown = set(overrides or {}) - fields
+    if unknown:
+        raise UserInputError(f"Unknown GPT setting(s) {sorted(unknown)}; known: {sorted(fields)}.")
+    return dataclasses.replace(PRESETS[preset], **(overrides or {}))
+
+
+def cosine_with_warmup(cfg: GPTConfig, total_steps: int) -> Callable[[int], float]:
+    """LR multiplier: linear warm-up, then cosine down to ``min_lr_ratio``."""
+    warm = max(1, min(cfg.warmup_steps, total_steps // 4))
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        progress = min(1.0, (step - warm) / max(1, total_steps - warm))
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    return factor
+
+
+def make_optimizer(model: torch.nn.Module, cfg: GPTConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (not biases, LayerNorms or positions)."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        (decay if param.dim() >= 2 and "wpe" not in name else no_decay).append(param)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95))
+
+
+@torch.no_grad()
+def sample_text(model, tokenizer, prompt: str, max_new_tokens: int, seed: int = 0,
+                temperature: float = 0.8, top_k: int = 40) -> str:
+    """A short top-k sample from our own generator (training previews; not the UI path)."""
+    gen = torch.Generator().manual_seed(seed)
+    ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
+    if ids.shape[1] == 0:
+        ids = torch.tensor([[tokenizer.bos_token_id]])
+    block = model.config.n_positions
+    start = ids.shape[1]
+    for _ in range(max_new_tokens):
+        logits = model(input_ids=ids[:, -block:]).logits[0, -1].float() / temperature
+        kth = torch.topk(logits, min(top_k, logits.numel())).values[-1]
+        probs = torch.softmax(logits.masked_fill(logits < kth, float("-inf")), -1)
+        ids = torch.cat([ids, torch.multinomial(probs, 1, generator=gen)[None]], 1)
+    return prompt + tokenizer.decode(ids[0, start:].tolist())
+
+
+def held_out_windows(ids: torch.Tensor, block: int, count: int) -> torch.Tensor:
+    """``count`` evenly spaced (block+1)-token windows of the held-out ids: (count, block+1)."""
+    count = max(1, min(count, (len(ids) - 1) // (block + 1)))
+    if count < 1 or len(ids) < block + 2:
+        return ids[: block + 1][None]
+    stride = (len(ids) - block - 1) // count
+    return torch.stack([ids[i * stride: i * stride + block + 1] for i in range(count)])
+
+
+def build_task(cfg: GPTConfig, loop: LoopConfig, train_text: str, val_text: str, tokenizer,
+               model=None, val_name: str = "") -> TrainTask:
+    """The TrainTask: model (new, or ``model`` to fine-tune), AdamW, cosine schedule, batches."""
+    torch.manual_seed(loop.seed)
+    model = model if model is not None else build_model(cfg, tokenizer)
+    block = min(cfg.block_size, model.config.n_positions)
+    eos = torch.tensor([tokenizer.eos_token_id])
+    train_ids = torch.cat([eos, encode(tokenizer, train_text)])
+    val_ids = torch.cat([eos, encode(tokenizer, val_text)]) if val_text else train_ids[:0]
+    chars_per_token = len(val_text) / max(1, len(val_ids) - 1)
+    optimizer = make_optimizer(model, cfg)
+    total = loop.max_steps or cfg.steps
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(cfg, total))
+    gen = torch.Generator().manual_seed(loop.seed + 1)
+    windows = held_out_windows(val_ids, block, cfg.eval_windows) if len(val_ids) > 2 else None
+    calls = {"n": 0}
+    forward = torch.compile(model) if cfg.compile else None
+
+    def step(ctx: StepContext, batch: torch.Tensor) -> dict[str, float]:
+        net = forward if forward is not None else ctx.models["gpt"]
+        out = net(input_ids=batch[:, :-1], labels=batch[:, :-1])
+        ctx.accelerator.backward(out.loss)
+        if cfg.grad_clip:
+            ctx.accelerator.clip_grad_norm_(ctx.models["gpt"].parameters(), cfg.grad_clip)
+        ctx.optimizers["adamw"].step()
+        ctx.schedulers["lr"].step()
+        ctx.optimizers["adamw"].zero_grad(set_to_none=True)
+        return {"loss": out.loss.item(), "lr": ctx.schedulers["lr"].get_last_lr()[0]}
+
+    def evaluate(models) -> dict[str, float]:
+        # called at every log row; only every eval_every steps is the held-out text scored
+        calls["n"] += loop.log_every
+        if windows is None or not cfg.eval_every or calls["n"] % cfg.eval_every:
+            return {}
+        loss = models["gpt"](input_ids=windows[:, :-1], labels=windows[:, :-1]).loss.item()
+        return {"val_loss": loss, "val_nats_per_char": loss / chars_per_token}
+
+    def sample(models, step_no: int) -> str:
+        return sample_text(models["gpt"], tokenizer, cfg.sample_prompt, cfg.sample_tokens)
+
+    def save(models, folder: Path) -> None:
+        # fp16 halves the folder; the rounding changes nats/char by < 0.001
+        copy.deepcopy(models["gpt"]).half().save_pretrained(folder, max_shard_size="9MB")
+        tokenizer.save_pretrained(folder)
+
+    summary = {"gpt_config": dataclasses.asdict(cfg), "train_chars": len(train_text),
+               "train_tokens": len(train_ids), "val_chars": len(val_text),
+               "val_tokens": len(val_ids), "held_out": val_name,
+               "tokens_per_step": cfg.batch_size * block,
+               "parameters": sum(p.numel() for p in model.parameters())}
+    return TrainTask(models={"gpt": model}, optimizers={"adamw": optimizer},
+                     batches=random_batches(train_ids, cfg.batch_size, block, gen), step=step,
+                     save=save, schedulers={"lr": scheduler}, sample=sample, evaluate=evaluate,
+                     summary=summary)
+
+
+def tokenizer_for_run(cfg: GPTConfig, loop: LoopConfig, train_text: str):
+    """Train the BPE, or on --resume reload the one saved beside the checkpoint."""
+    from transformers import PreTrainedTokenizerFast
+
+    from playground.gpt.data import train_tokenizer
+
+    ckpt = loop.resolved_checkpoint_dir()
+    keep = Path(f"{ckpt}-tokenizer") if ckpt else None
+    if loop.resume and keep and (keep / "tokenizer.json").exists():
+        return PreTrainedTokenizerFast.from_pretrained(keep)
+    tokenizer = train_tokenizer(train_text.replace(END_OF_TEXT, ""), cfg.vocab_size,
+                                max_length=cfg.block_size)
+    if keep:
+        tokenizer.save_pretrained(keep)
+    return tokenizer
+
+
+def run_training(cfg: GPTConfig, loop: LoopConfig, text: str, *, on_log=None, on_sample=None,
+                 cancel: threading.Event | None = None, base_model=None,
+                 base_tokenizer=None) -> TrainResult:
+    """Split ``text``, get a tokenizer (the base model's when fine-tuning), train."""
+    split = make_split(text)
+    tokenizer = base_tokenizer or tokenizer_for_run(cfg, loop, split.train)
+    task = build_task(cfg, loop, split.train, split.val, tokenizer, model=base_model,
+                      val_name=split.val_name)
+    if not loop.max_steps:
+        loop = dataclasses.replace(loop, max_steps=cfg.steps)
+    return train_loop(loop, task, on_log=on_log, on_sample=on_sample, cancel=cancel)
+
+
+def train_cli(preset: str, loop: LoopConfig, data: str | None, overrides: dict) -> TrainResult:
+    """Entry point of `python -m playground.train gpt ...`."""
+    if not data:
+        raise SystemExit("the gpt family needs --data PATH (a UTF-8 .txt file)")
+    torch.set_num_threads(int(__import__("os").environ.get("OMP_NUM_THREADS", "1")))
+    cfg = resolve_config(preset, overrides)
+    result = run_training(cfg, loop, read_text(data))
+    if result.out_dir:
+        meta = {"preset": preset, "data": Path(data).name, "overrides": overrides}
+        (Path(result.out_dir) / "training_preset.json").write_text(json.dumps(meta, indent=1))
+    return result

@@ -1,0 +1,55 @@
+"""Plain-value views of a generation result for the tab (no gradio here)."""
+
+from __future__ import annotations
+
+from playground.gpt.inference import probability_label
+
+
+def highlighted(prompt: str, result: dict) -> list[tuple[str, str | None]]:
+    """(text, bin label) pairs: the prompt uncoloured, then each generated token."""
+    pairs: list[tuple[str, str | None]] = [(prompt, None)]
+    pairs += [(t["token"], probability_label(t["p"])) for t in result.get("tokens", [])]
+    return pairs
+
+
+def info_markdown(result: dict) -> str:
+    prompt = result.get("prompt", {})
+    lines = [f"**Seed used:** {result['seed']} · **tokens generated:** {len(result['tokens'])}"]
+    if prompt.get("perplexity") is not None:
+        lines.append(f"**Your prompt under this model:** perplexity {prompt['perplexity']:.1f} "
+                     f"per token ({prompt['tokens']} tokens), {prompt['nats_per_char']:.2f} "
+                     "nats/char — lower means the model finds your text more predictable.")
+    if result.get("notes"):
+        lines.append("**Note:** " + "; ".join(result["notes"]) + ".")
+    lines.append("Click a coloured token to see the ten tokens the model considered there.")
+    return "\n\n".join(lines)
+
+
+def alternatives(result_tokens: list[dict], index: int) -> tuple[list[list], str]:
+    """Rows [token, p before filters, p after filters] of the top-10 at generated token
+    ``index`` (0-based over generated tokens), and a caption."""
+    if not 0 <= index < len(result_tokens):
+        return [], "That is your prompt; click a generated (coloured) token."
+    tok = result_tokens[index]
+    after = dict(tok["top_after"])
+    rows = [[repr(text), round(p, 4), round(after.get(text, 0.0), 4)]
+            for text, p in tok["top_before"]]
+    for text, p in tok["top_after"]:  # the filters can lift tokens outside the raw top-10
+        if text not in dict(tok["top_before"]):
+            rows.append([repr(text), None, round(p, 4)])
+    caption = (f"Token {index + 1}: {tok['token']!r} had probability {tok['p']:.3f} under the "
+               f"model and {tok['p_sampled']:.3f} after temperature/top-k/top-p/penalty.")
+    return rows, caption
+
+
+def loss_frame(history: list[dict]):
+    """A long DataFrame (step, value, series) of train and held-out loss for a LinePlot."""
+    import pandas as pd
+
+    rows = [(r["step"], r["loss"], "train loss") for r in history if "loss" in r]
+    rows += [(r["step"], r["val_loss"], "held-out loss") for r in history if "val_loss" in r]
+    return pd.DataFrame(rows, columns=["step", "loss", "series"])
+
+
+def samples_text(samples: list[tuple[int, str]]) -> str:
+    return "\n\n".join(f"[step {step}] {text}" for step, text in reversed(samples))

@@ -1,0 +1,79 @@
+"""GPT training: the loss falls, every parameter learns, save/load and checkpoint export."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from playground.core.training import LoopConfig, StepContext
+from playground.gpt.train import PRESETS, build_task, cosine_with_warmup, resolve_config
+from tests.test_gpt_support import tiny_model_dir, tiny_text
+
+
+def test_a_few_steps_lower_the_loss_and_train_every_parameter():
+    from accelerate import Accelerator
+
+    from playground.gpt.data import train_tokenizer
+
+    cfg = PRESETS["tiny"]
+    text = tiny_text()
+    tok = train_tokenizer(text, cfg.vocab_size)
+    task = build_task(cfg, LoopConfig(max_steps=40), text[:-2000], text[-2000:], tok)
+    model, opt = task.models["gpt"], task.optimizers["adamw"]
+    acc = Accelerator(cpu=True)
+    batch = next(iter(task.batches))
+    assert batch.shape == (cfg.batch_size, cfg.block_size + 1) and batch.dtype == torch.long
+    model.train()
+    first = model(input_ids=batch[:, :-1], labels=batch[:, :-1]).loss
+    first.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+    opt.zero_grad()
+    ctx = StepContext(acc, task.models, task.optimizers, task.schedulers, 1, torch.Generator())
+    losses = [task.step(ctx, next(task.batches))["loss"] for _ in range(40)]
+    assert sum(losses[-5:]) / 5 < first.item() - 1.0, (first.item(), losses[-5:])
+
+
+def test_cosine_schedule_warms_up_then_decays_to_the_floor():
+    cfg = resolve_config("austen", {"warmup_steps": 10, "min_lr_ratio": 0.1})
+    f = cosine_with_warmup(cfg, 100)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(50) < f(20) < 1.0 and f(100) == pytest.approx(0.1)
+
+
+def test_unknown_override_is_refused():
+    from playground.core.errors import UserInputError
+
+    with pytest.raises(UserInputError, match="n_embed"):
+        resolve_config("tiny", {"n_embed": 3})
+
+
+def test_trained_folder_round_trips_through_from_pretrained(tmp_path_factory):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = tiny_model_dir(str(tmp_path_factory.getbasetemp()))
+    summary = json.loads((folder / "training_summary.json").read_text())
+    assert summary["steps"] == 30 and summary["final_metrics"]["val_nats_per_char"] > 0
+    assert all(f.stat().st_size <= 10 * 2**20 for f in folder.iterdir())
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    tok = AutoTokenizer.from_pretrained(folder)
+    ids = tok("the lady said", return_tensors="pt")["input_ids"]
+    logits = model(input_ids=ids).logits
+    assert logits.shape == (1, ids.shape[1], len(tok)) and torch.isfinite(logits).all()
+    assert model.lm_head.weight.data_ptr() == model.transformer.wte.weight.data_ptr()
+
+
+def test_checkpoint_exports_the_same_model(tmp_path_factory, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from playground.gpt.export import export_checkpoint
+
+    root = tmp_path_factory.getbasetemp()
+    folder = tiny_model_dir(str(root))
+    progress = export_checkpoint(root / "tiny-gpt-ckpt", "tiny", tmp_path / "exported")
+    assert progress["step"] == 30
+    a = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    b = AutoModelForCausalLM.from_pretrained(tmp_path / "exported", dtype=torch.float32)
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(pa, pb), name

@@ -1,0 +1,102 @@
+"""GPT pieces: data split, tokenizer, nats/char, sampling distributions."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from playground.gpt.data import encode, make_split, split_novels, train_tokenizer
+from tests.test_gpt_support import tiny_text
+
+
+def test_split_holds_out_a_whole_novel():
+    text = ("EMMA\n\nEmma was clever.\n\nNORTHANGER ABBEY\n\nCatherine read novels.\n\n"
+            "PRIDE AND PREJUDICE\n\nIt is a truth.\n")
+    assert list(split_novels(text)) == ["EMMA", "NORTHANGER ABBEY", "PRIDE AND PREJUDICE"]
+    split = make_split(text)
+    assert split.val == "NORTHANGER ABBEY\n\nCatherine read novels.\n\n"
+    assert "Catherine" not in split.train and "Emma" in split.train and "truth" in split.train
+
+
+def test_split_without_titles_keeps_the_tail():
+    text = tiny_text(50)
+    split = make_split(text, val_fraction=0.1)
+    assert split.train + split.val == text
+    assert 0.05 < len(split.val) / len(text) < 0.2
+
+
+def test_byte_level_bpe_round_trips_any_text():
+    tok = train_tokenizer(tiny_text(), vocab_size=400)
+    assert len(tok) <= 400
+    for sample in ["the lady said", "Ünïcödé — “quotes” and emoji 🎩\n\ttabs  spaces",
+                   "unseen words: zephyr quixotic", ""]:
+        ids = tok(sample, add_special_tokens=False)["input_ids"]
+        assert tok.decode(ids) == sample
+    common = tok("the lady said that", add_special_tokens=False)["input_ids"]
+    assert len(common) < len("the lady said that") / 2  # merges learned from the data
+
+
+def test_nats_per_char_of_a_uniform_model_is_log_vocab_per_token():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from playground.gpt.evaluate import nats_per_char
+
+    tok = train_tokenizer(tiny_text(), vocab_size=300)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=16, n_embd=8,
+                                       n_layer=1, n_head=1))
+    with torch.no_grad():
+        model.lm_head.weight.zero_()  # tied: every logit is 0 -> uniform distribution
+    text = tiny_text(3)
+    result = nats_per_char(model, tok, text, stride=8)
+    n_tokens = len(encode(tok, text))
+    assert result["tokens"] == n_tokens
+    assert result["nats_per_char"] == pytest.approx(math.log(len(tok)) * n_tokens / len(text),
+                                                    rel=1e-4)
+    assert result["token_perplexity"] == pytest.approx(len(tok), rel=1e-3)
+
+
+@pytest.mark.parametrize("settings", [
+    dict(temperature=1.0), dict(temperature=0.7, top_k=5), dict(temperature=1.3, top_p=0.5),
+    dict(temperature=0.9, top_k=50, top_p=0.9, repetition_penalty=1.5),
+    dict(temperature=0.0, repetition_penalty=1.2)])
+def test_distributions_sum_to_one_over_the_vocabulary(settings):
+    from playground.gpt.sampling import SamplingSettings, distributions
+
+    torch.manual_seed(0)
+    logits = torch.randn(1, 500) * 3
+    ids = torch.tensor([[1, 2, 3, 3]])
+    s = SamplingSettings(**settings)
+    before, after = distributions(ids, logits, s)
+    assert before.shape == after.shape == (1, 500)
+    assert float(before.sum()) == pytest.approx(1.0, abs=1e-5)
+    assert float(after.sum()) == pytest.approx(1.0, abs=1e-5)
+    if s.top_k:
+        assert int((after > 0).sum()) <= s.top_k
+    if s.top_p < 1:  # the kept set is the smallest one reaching top_p of the shaped mass
+        assert int((after > 0).sum()) < 500
+    if s.greedy:
+        assert int((after > 0).sum()) == 1
+
+
+def test_seeded_sampler_uses_its_own_generator():
+    from playground.core.seeding import make_generator
+    from playground.gpt.sampling import SamplingSettings, SeededSampler
+
+    logits = torch.randn(1, 50, generator=torch.Generator().manual_seed(1))
+    ids = torch.tensor([[0]])
+
+    def draws(seed):
+        sampler = SeededSampler(SamplingSettings(temperature=1.5), make_generator(seed))
+        torch.manual_seed(123)  # the global RNG must not matter
+        out = []
+        for _ in range(20):
+            forced = sampler(ids, logits.clone())
+            assert torch.isfinite(forced).sum() == 1
+            out.append(int(forced.argmax()))
+        return out, sampler.steps
+
+    a, steps = draws(5)
+    assert a == draws(5)[0] and a != draws(6)[0]
+    assert all(0 < s.p_before <= 1 and s.top_before[0][1] >= s.p_before - 1e-6 for s in steps)
