@@ -1,0 +1,227 @@
+"""Sampling, truncation, interpolation and nearest training faces (no gradio here).
+
+Truncation: a face is ``G(psi * z)`` with ``z ~ N(0, I)`` drawn from the face's own seed, so
+``psi = 1`` is the plain GAN, smaller ``psi`` pulls every latent towards the mean latent 0 (more
+typical, less varied faces) and ``psi = 0`` gives the same "mean face" ``G(0)`` for every seed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from playground.core import registry, repro
+from playground.core.errors import UserInputError, check_range
+from playground.core.seeding import MAX_SEED, make_generator, resolve_seed
+from playground.gan import FAMILY
+from playground.gan.augment import faces_to_tensor, to_unit
+from playground.gan.metrics import nearest, rms_distance, same_person_distances
+
+MAX_SAMPLES = 64
+PSI_RANGE = (0.0, 2.0)
+MAX_FRAMES = 32
+FACES_ENV = "PLAYGROUND_FACES"
+DEFAULT_FACES = registry.REPO_ROOT.parent / "shared" / "data" / "faces" / "olivettifaces.mat"
+
+
+def load_generator_source(source: str):
+    """loader(source): our HF-format folder / hub id, or the tutorial checkpoint of the pip pkg."""
+    from playground.gan.model import Generator, generator_from_tutorial_state_dict
+
+    tar = Path(source) / "weights.tar"
+    if tar.is_file():
+        state = torch.load(tar, map_location="cpu", weights_only=True)
+        return generator_from_tutorial_state_dict(state.get("netG_state_dict", state))
+    return Generator.from_pretrained(source).eval()
+
+
+def load_generator(name: str):
+    return registry.load_model(FAMILY, name, load_generator_source)
+
+
+# ---- parsing and validation -------------------------------------------------------------
+
+def parse_seed_list(text: str | None) -> list[int]:
+    """"1, 2 3;4" -> [1, 2, 3, 4]; empty -> []. Every seed must be a 64-bit whole number."""
+    if text is None or not str(text).strip():
+        return []
+    seeds = []
+    for token in re.split(r"[\s,;]+", str(text).strip()):
+        if not token:
+            continue
+        if not re.fullmatch(r"[+]?\d+", token):
+            raise UserInputError(f"Seeds must be whole numbers between 0 and {MAX_SEED}; "
+                                 f"{token[:40]!r} is not.")
+        value = int(token)
+        if value > MAX_SEED:
+            raise UserInputError(f"Seed {token[:40]} does not fit in 64 bits (max {MAX_SEED}).")
+        seeds.append(value)
+    if len(seeds) > MAX_SAMPLES:
+        raise UserInputError(f"At most {MAX_SAMPLES} seeds at once, got {len(seeds)}.")
+    return seeds
+
+
+def grid_seeds(seed, randomize: bool, n, seed_list: str | None = None) -> list[int]:
+    """The seed of every face: the list if given, else ``seed, seed+1, ... seed+n-1``."""
+    listed = parse_seed_list(seed_list)
+    if listed:
+        return listed
+    n = check_range("Number of samples", n, 1, MAX_SAMPLES, integer=True)
+    base = resolve_seed(seed, randomize)
+    if base + n - 1 > MAX_SEED:
+        raise UserInputError(f"Seeds {base}..{base + n - 1} would pass the 64-bit limit; "
+                             "use a smaller seed.")
+    return [base + i for i in range(n)]
+
+
+def latent(seed: int, nz: int) -> torch.Tensor:
+    """The latent z (nz,) of one seed, drawn on CPU."""
+    return torch.randn(nz, generator=make_generator(seed))
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
+    """Spherical interpolation between latents (falls back to linear when nearly parallel)."""
+    cos = torch.dot(a, b) / (a.norm() * b.norm())
+    omega = torch.arccos(cos.clamp(-1, 1))
+    if omega.abs() < 1e-4:
+        return torch.lerp(a, b, t)
+    return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
+
+
+@torch.no_grad()
+def generate(model, latents: torch.Tensor, psi: float = 1.0) -> torch.Tensor:
+    """latents (B, nz) -> images (B, C, S, S) in [0, 1] on CPU, truncated by ``psi``."""
+    device = next(model.parameters()).device
+    return to_unit(model(latents.to(device) * psi)).cpu()
+
+
+def to_pil(image: torch.Tensor, scale: int = 2) -> Image.Image:
+    """(C, S, S) in [0, 1] -> PIL (grey or RGB), upscaled ``scale``x for display."""
+    arr = (image.numpy() * 255).round().astype(np.uint8)
+    pil = Image.fromarray(arr[0]) if arr.shape[0] == 1 else Image.fromarray(arr.transpose(1, 2, 0))
+    return pil.resize((pil.width * scale, pil.height * scale), Image.Resampling.NEAREST)
+
+
+def grid_image(images: torch.Tensor, columns: int) -> Image.Image:
+    """(B, C, S, S) -> one PIL grid with ``columns`` columns, 2 px white gaps."""
+    b, c, s, _ = images.shape
+    rows = (b + columns - 1) // columns
+    canvas = torch.ones(c, rows * (s + 2) - 2, columns * (s + 2) - 2)
+    for i, img in enumerate(images):
+        r, col = divmod(i, columns)
+        canvas[:, r * (s + 2): r * (s + 2) + s, col * (s + 2): col * (s + 2) + s] = img
+    return to_pil(canvas, scale=1)
+
+
+# ---- training faces (for "nearest training face") ----------------------------------------
+
+def faces_source() -> Path | None:
+    """$PLAYGROUND_FACES, else ../shared/data/faces/olivettifaces.mat beside the repo."""
+    path = Path(os.environ.get(FACES_ENV) or DEFAULT_FACES)
+    return path if path.exists() else None
+
+
+@dataclass
+class TrainingFaces:
+    images: np.ndarray  # (N, S, S) in [0, 1]
+    persons: np.ndarray  # (N,)
+    same_person_median: float  # typical RMS distance between two photos of one person
+    same_person_p05: float  # 5th percentile: "as close as two photos of a person get"
+
+
+@lru_cache(maxsize=4)
+def training_faces(size: int, source: str | None = None) -> TrainingFaces | None:
+    """The Olivetti photos at ``size`` px (None when the data file is not present)."""
+    path = source or faces_source()
+    if path is None:
+        return None
+    from playground.data.faces import load_faces
+
+    faces = load_faces(path)
+    images = to_unit(faces_to_tensor(faces.images, size))[:, 0].numpy()
+    same = same_person_distances(images, faces.persons)
+    return TrainingFaces(images, faces.persons, float(np.median(same)),
+                         float(np.percentile(same, 5)))
+
+
+def nearest_faces(samples: torch.Tensor) -> tuple[list[Image.Image], list[float], TrainingFaces
+                                                  ] | None:
+    """For grey samples (B, 1, S, S) in [0, 1]: the nearest training photo of each, distance."""
+    if samples.shape[1] != 1:
+        return None
+    faces = training_faces(samples.shape[-1])
+    if faces is None:
+        return None
+    idx, dist = nearest(samples[:, 0].numpy(), faces.images, rms_distance)
+    pics = [to_pil(torch.from_numpy(faces.images[i])[None]) for i in idx]
+    return pics, [float(d) for d in dist], faces
+
+
+# ---- the two requests the tab and the API serve -------------------------------------------
+
+def _record(model_name: str, params: dict, seed) -> dict:
+    return repro.make_record(FAMILY, model_name, registry.resolve(FAMILY, model_name).source,
+                             params, seed)
+
+
+def sample_faces(model_name: str, seed=0, randomize: bool = False, n=8, psi=1.0,
+                 seed_list: str | None = None) -> dict:
+    """A grid of faces, one seed per face, with each face's nearest training photo.
+
+    Returns:
+        dict with ``images`` (PIL list), ``seeds``, ``nearest`` (PIL list or None),
+        ``distances`` (RMS pixel distance in [0, 1] or None), ``same_person`` (typical
+        same-person distance), ``grid_png`` (path of the grid with its record) and ``record``.
+    """
+    psi = check_range("Truncation psi", psi, *PSI_RANGE)
+    seeds = grid_seeds(seed, randomize, n, seed_list)
+    model = load_generator(model_name)
+    latents = torch.stack([latent(s, model.nz) for s in seeds])  # (B, nz)
+    images = generate(model, latents, psi)  # (B, C, S, S)
+    record = _record(model_name, {"psi": psi, "n": len(seeds), "seeds": seeds}, seeds[0])
+    grid = repro.save_png(grid_image(images, min(8, len(seeds))), record)
+    found = nearest_faces(images)
+    out = {"images": [to_pil(img) for img in images], "seeds": seeds, "grid_png": str(grid),
+           "record": record, "nearest": None, "distances": None, "same_person": None,
+           "same_person_p05": None}
+    if found is not None:
+        out["nearest"], out["distances"], faces = found
+        out["same_person"] = faces.same_person_median
+        out["same_person_p05"] = faces.same_person_p05
+    return out
+
+
+def interpolate_faces(model_name: str, seed_a, seed_b, frames=8, mode: str = "spherical",
+                      psi=1.0, frame_ms=120) -> dict:
+    """Faces along the path from seed_a's latent to seed_b's: a strip PNG and a GIF.
+
+    Returns:
+        dict with ``frames`` (PIL list), ``strip_png``, ``gif`` (paths) and ``record``.
+    """
+    a, b = resolve_seed(seed_a), resolve_seed(seed_b)
+    frames = check_range("Frames", frames, 2, MAX_FRAMES, integer=True)
+    psi = check_range("Truncation psi", psi, *PSI_RANGE)
+    frame_ms = check_range("Frame duration (ms)", frame_ms, 20, 2000, integer=True)
+    if mode not in ("linear", "spherical"):
+        raise UserInputError(f"Interpolation must be 'linear' or 'spherical', got {mode!r}.")
+    model = load_generator(model_name)
+    za, zb = latent(a, model.nz), latent(b, model.nz)
+    ts = torch.linspace(0, 1, frames)
+    path = [torch.lerp(za, zb, float(t)) if mode == "linear" else slerp(za, zb, float(t))
+            for t in ts]
+    images = generate(model, torch.stack(path), psi)
+    record = _record(model_name, {"seed_a": a, "seed_b": b, "frames": frames, "mode": mode,
+                                  "psi": psi}, a)
+    strip = repro.save_png(grid_image(images, frames), record)
+    pics = [to_pil(img) for img in images]
+    gif = Path(str(strip)[:-4] + ".gif")
+    loop = pics + pics[-2:0:-1]  # there and back
+    loop[0].save(gif, save_all=True, append_images=loop[1:], duration=frame_ms, loop=0)
+    return {"frames": pics, "strip_png": str(strip), "gif": str(gif), "record": record}

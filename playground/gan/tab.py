@@ -1,0 +1,141 @@
+"""The GAN tab: sample faces, truncate, interpolate, see the nearest training photo, train live."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from playground.core import live, registry
+from playground.gan import FAMILY
+from playground.ui import friendly, model_dropdown, model_event, seed_controls
+
+INTRO = """Each face comes from its own seed (noise vector z). **Truncation ψ** scales z towards
+the mean latent 0: ψ = 1 is the plain generator, smaller ψ gives more typical faces, ψ = 0 the
+same "mean face" for every seed. Beside each sample is its **nearest training photo** (RMS pixel
+distance, 0 = identical): a sample far closer than two photos of one person would be a copy.
+Click a face to reuse its seed."""
+
+
+@friendly
+def on_sample(model, seed, randomize, n, psi, seed_list):
+    from playground.gan.inference import sample_faces
+
+    out = sample_faces(model, seed, randomize, n, psi, seed_list)
+    faces = [(img, f"seed {s}") for img, s in zip(out["images"], out["seeds"], strict=True)]
+    if out["nearest"] is None:
+        near, note = [], "Nearest training photos: not available for this model / machine."
+    else:
+        near = [(img, f"d = {d:.3f}") for img, d in zip(out["nearest"], out["distances"],
+                                                         strict=True)]
+        copies = sum(d < out["same_person_p05"] for d in out["distances"])
+        note = (f"Nearest training photo distances: min {min(out['distances']):.3f}, typical "
+                f"two photos of one person {out['same_person']:.3f} (closest 5%: "
+                f"{out['same_person_p05']:.3f}); {copies} of {len(near)} samples are closer "
+                "than that 5% mark.")
+    info = f"Seeds used: {', '.join(map(str, out['seeds']))} (ψ = {psi}).\n\n{note}"
+    return faces, near, info, out["seeds"], out["grid_png"], out["seeds"][0]
+
+
+def on_select(seeds, evt: gr.SelectData):
+    seed = int(seeds[evt.index]) if seeds and evt.index is not None else 0
+    return seed, False, "", seed
+
+
+@friendly
+def on_interpolate(model, seed_a, seed_b, frames, mode, psi):
+    from playground.gan.inference import interpolate_faces
+
+    out = interpolate_faces(model, seed_a, seed_b, frames, mode, psi)
+    return out["strip_png"], out["gif"], out["strip_png"]
+
+
+def _plots(history: list[dict]):
+    import pandas as pd
+
+    rows = [{"step": r["step"], "value": r[k], "series": name} for r in history
+            for k, name in (("loss_d", "D loss"), ("loss_g", "G loss")) if k in r]
+    probs = [{"step": r["step"], "value": r[k], "series": name} for r in history
+             for k, name in (("d_x", "D(x) real"), ("d_g_z", "D(G(z)) fake")) if k in r]
+    empty = pd.DataFrame({"step": [], "value": [], "series": []})
+    return pd.DataFrame(rows) if rows else empty, pd.DataFrame(probs) if probs else empty
+
+
+@friendly
+def on_train(mode, model, size, device, steps):
+    from playground.gan.inference import grid_image
+    from playground.gan.live import start_training
+
+    run = start_training(mode, model, size, device, steps)
+    for r in run.poll(0.5):
+        losses, probs = _plots(r.history)
+        grid = grid_image(r.samples[-1][1], 8) if r.samples else None
+        step = r.history[-1]["step"] if r.history else 0
+        status = f"Training ({mode}, {size} px, {device}): step {step} / {steps}"
+        yield run.run_id, losses, probs, grid, status, gr.update()
+    if run.error is not None:
+        raise run.error
+    if run.result is None:
+        yield None, *_plots(run.history), grid, "Stopped: nothing was saved.", gr.update()
+        return
+    yield (None, *_plots(run.history), grid,
+           f"Done: '{run.result}' is now in the model list.",
+           gr.update(choices=registry.choices(FAMILY), value=run.result))
+
+
+def on_stop(run_id):
+    return "Stopping after the current step..." if live.cancel_run(run_id) else "No run to stop."
+
+
+def build_tab() -> None:
+    gr.Markdown(INTRO)
+    model = model_dropdown(FAMILY)
+    seeds_state, run_id = gr.State([]), gr.State(None)
+    with gr.Row():
+        with gr.Column(scale=1):
+            seed, randomize = seed_controls()
+            n = gr.Number(value=8, precision=0, label="Number of faces (1-64)")
+            psi = gr.Slider(0, 2, value=1.0, step=0.05, label="Truncation ψ (0 = mean face)")
+            seed_list = gr.Textbox(label="Or a list of seeds", placeholder="e.g. 3, 17, 42")
+            go = gr.Button("Generate faces", variant="primary", elem_id="gan-generate")
+        with gr.Column(scale=3):
+            gallery = gr.Gallery(label="Samples (click one to reuse its seed)", columns=8,
+                                 height=300, elem_id="gan-samples")
+            nearest = gr.Gallery(label="Nearest training photo of each sample", columns=8,
+                                 height=300, elem_id="gan-nearest")
+            info = gr.Markdown(elem_id="gan-info")
+            grid_file = gr.File(label="Grid PNG (with reproducibility record)")
+    with gr.Accordion("Interpolate between two seeds", open=True):
+        with gr.Row():
+            seed_a = gr.Number(value=0, precision=0, label="Seed A", elem_id="gan-seed-a")
+            seed_b = gr.Number(value=1, precision=0, label="Seed B")
+            frames = gr.Slider(2, 32, value=8, step=1, label="Frames")
+            mode = gr.Radio(["spherical", "linear"], value="spherical", label="Path")
+        interp = gr.Button("Interpolate", elem_id="gan-interpolate")
+        strip = gr.Image(label="Strip", type="filepath", elem_id="gan-strip")
+        with gr.Row():
+            gif = gr.Image(label="Animation (GIF)", type="filepath")
+            strip_file = gr.File(label="Strip PNG")
+    with gr.Accordion("Train a GAN here (live)", open=False):
+        from playground.gan.live import device_choices
+
+        with gr.Row():
+            train_mode = gr.Radio(["scratch", "continue"], value="scratch",
+                                  label="From scratch, or continue the selected model")
+            size = gr.Radio([32, 64], value=32, label="Image size (px)")
+            device = gr.Dropdown(device_choices(), value="cpu", label="Device")
+            steps = gr.Number(value=300, precision=0, label="Steps (batches of 64)")
+        with gr.Row():
+            start, stop = gr.Button("Start training", variant="primary"), gr.Button("Stop")
+        status = gr.Markdown()
+        with gr.Row():
+            loss_plot = gr.LinePlot(x="step", y="value", color="series", label="D and G losses")
+            prob_plot = gr.LinePlot(x="step", y="value", color="series",
+                                    label="D(x) and D(G(z))", y_lim=[0, 1])
+        fixed = gr.Image(label="Fixed-noise samples as training goes", type="pil")
+    go.click(on_sample, [model, seed, randomize, n, psi, seed_list],
+             [gallery, nearest, info, seeds_state, grid_file, seed_a], **model_event("gan_sample"))
+    gallery.select(on_select, seeds_state, [seed, randomize, seed_list, seed_a])
+    interp.click(on_interpolate, [model, seed_a, seed_b, frames, mode, psi],
+                 [strip, gif, strip_file], **model_event("gan_interpolate"))
+    start.click(on_train, [train_mode, model, size, device, steps],
+                [run_id, loss_plot, prob_plot, fixed, status, model], **model_event(None))
+    stop.click(on_stop, run_id, status)

@@ -1,0 +1,176 @@
+"""Train the DCGAN on faces with the shared loop.
+
+`python -m playground.train gan --preset olivetti --data ../shared/data/faces/olivettifaces.mat
+--out weights/gan-olivetti`
+
+Non-saturating GAN loss with one-sided label smoothing, spectral norm in D, DiffAugment on
+every image D sees, mirrored/shifted real photos, and an EMA copy of G (the one we ship).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from playground.core.errors import UserInputError
+from playground.core.training import LoopConfig, StepContext, TrainResult, TrainTask, train_loop
+from playground.gan.augment import augment_real, diff_augment, faces_to_tensor, to_unit
+from playground.gan.model import Discriminator, Generator
+
+N_FIXED = 16  # fixed-noise grid shown while training
+
+
+@dataclass
+class GANConfig:
+    image_size: int = 64  # 32 or 64
+    nz: int = 100
+    ngf: int = 32
+    ndf: int = 32
+    batch_size: int = 64
+    steps: int = 4000
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    beta1: float = 0.5
+    real_label: float = 0.9  # one-sided label smoothing
+    spectral_norm: bool = True
+    diff_augment: bool = True
+    max_shift: int = 2  # data augmentation of the real photos (pixels at 64 px)
+    ema_decay: float = 0.999
+    ema_start: int = 200  # steps before the EMA starts tracking (copies G until then)
+
+
+PRESETS: dict[str, GANConfig] = {
+    "tiny": GANConfig(image_size=32, nz=16, ngf=8, ndf=8, batch_size=8, steps=20,
+                      ema_decay=0.9, ema_start=2),
+    "olivetti": GANConfig(),  # the shipped weights/gan-olivetti (~35 min on one CPU thread)
+    "olivetti-32": GANConfig(image_size=32, steps=2000),  # quick in-browser run
+    "olivetti-cuda": GANConfig(ngf=64, ndf=64, steps=20000),
+}
+DEFAULT_PRESET = "olivetti"
+
+
+def resolve_config(preset: str, overrides: dict | None = None) -> GANConfig:
+    if preset not in PRESETS:
+        raise UserInputError(f"Unknown preset {preset!r}; choose from {sorted(PRESETS)}.")
+    fields = {f.name for f in dataclasses.fields(GANConfig)}
+    unknown = set(overrides or {}) - fields
+    if unknown:
+        raise UserInputError(f"Unknown GAN setting(s) {sorted(unknown)}; known: {sorted(fields)}.")
+    return dataclasses.replace(PRESETS[preset], **(overrides or {}))
+
+
+def real_batches(data: torch.Tensor, cfg: GANConfig, seed: int):
+    """Endless shuffled, augmented batches (B, 1, S, S) of the real faces."""
+    gen = torch.Generator().manual_seed(seed)
+    shift_px = max(0, round(cfg.max_shift * cfg.image_size / 64))
+    while True:
+        order = torch.randperm(len(data), generator=gen)
+        for i in range(0, len(order) - cfg.batch_size + 1, cfg.batch_size):
+            yield augment_real(data[order[i:i + cfg.batch_size]], gen, shift_px)
+        if len(order) < cfg.batch_size:  # tiny data: sample with replacement
+            yield augment_real(data[torch.randint(len(data), (cfg.batch_size,), generator=gen)],
+                               gen, shift_px)
+
+
+@torch.no_grad()
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    for e, p in zip(ema.parameters(), model.parameters(), strict=True):
+        e.lerp_(p, 1 - decay)
+    for e, b in zip(ema.buffers(), model.buffers(), strict=True):
+        e.copy_(b)  # batch-norm running statistics follow G directly
+
+
+def build_models(cfg: GANConfig) -> tuple[Generator, Discriminator]:
+    g = Generator(nz=cfg.nz, ngf=cfg.ngf, nc=1, image_size=cfg.image_size)
+    d = Discriminator(ndf=cfg.ndf, nc=1, image_size=cfg.image_size,
+                      spectral_norm=cfg.spectral_norm)
+    return g, d
+
+
+def build_task(cfg: GANConfig, loop: LoopConfig, data: torch.Tensor,
+               init: tuple[Generator, Discriminator] | None = None) -> TrainTask:
+    """The TrainTask: G, D, EMA-G, Adam(0.5, 0.999) for each, augmented real batches.
+
+    Args:
+        data: (N, 1, S, S) real faces in [-1, 1].
+        init: (G, D) to continue from; new DCGAN-initialised models otherwise.
+    """
+    torch.manual_seed(loop.seed)
+    g, d = init if init is not None else build_models(cfg)
+    g_ema = copy.deepcopy(g).requires_grad_(False)
+    opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, 0.999))
+    opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, 0.999))
+    fixed = torch.randn(N_FIXED, g.nz, generator=torch.Generator().manual_seed(1234))
+
+    def aug(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        return diff_augment(x, gen) if cfg.diff_augment else x
+
+    def step(ctx: StepContext, real: torch.Tensor) -> dict[str, float]:
+        G, D, acc = ctx.models["g"], ctx.models["d"], ctx.accelerator
+        real = real.to(acc.device)
+        z = torch.randn(real.shape[0], g.nz, generator=ctx.generator).to(acc.device)
+        fake = G(z)  # (B, 1, S, S)
+        d_real, d_fake = D(aug(real, ctx.generator)), D(aug(fake.detach(), ctx.generator))
+        bce = F.binary_cross_entropy_with_logits
+        loss_d = (bce(d_real, torch.full_like(d_real, cfg.real_label))
+                  + bce(d_fake, torch.zeros_like(d_fake)))
+        ctx.optimizers["d"].zero_grad(set_to_none=True)
+        acc.backward(loss_d)
+        ctx.optimizers["d"].step()
+        d_gen = D(aug(fake, ctx.generator))
+        loss_g = F.binary_cross_entropy_with_logits(d_gen, torch.ones_like(d_gen))
+        ctx.optimizers["g"].zero_grad(set_to_none=True)
+        acc.backward(loss_g)
+        ctx.optimizers["g"].step()
+        decay = cfg.ema_decay if ctx.step > cfg.ema_start else 0.0
+        update_ema(acc.unwrap_model(ctx.models["g_ema"]), acc.unwrap_model(G), decay)
+        return {"loss_d": loss_d.item(), "loss_g": loss_g.item(),
+                "d_x": torch.sigmoid(d_real).mean().item(),
+                "d_g_z": torch.sigmoid(d_fake).mean().item()}
+
+    def sample(models, step_no: int) -> torch.Tensor:
+        ema = models["g_ema"]
+        return to_unit(ema(fixed.to(next(ema.parameters()).device))).cpu()  # (16, 1, S, S)
+
+    def save(models, folder: Path) -> None:
+        save_gan(models["g_ema"], models["d"], folder)
+
+    summary = {"gan_config": dataclasses.asdict(cfg), "train_images": len(data),
+               "what_is_saved": "EMA generator (top level) + discriminator/ for continuing"}
+    return TrainTask(models={"g": g, "d": d, "g_ema": g_ema}, optimizers={"g": opt_g, "d": opt_d},
+                     batches=real_batches(data, cfg, loop.seed + 1), step=step, save=save,
+                     sample=sample, summary=summary)
+
+
+def save_gan(g: Generator, d: Discriminator | None, folder: Path) -> None:
+    """Generator at the top level of ``folder``; discriminator in ``folder/discriminator``."""
+    g.save_pretrained(folder)
+    if d is not None:
+        # the spectral-norm parametrisation is stored as-is so training can continue
+        d.save_pretrained(Path(folder) / "discriminator")
+
+
+def load_training_faces(data: str | None, size: int) -> torch.Tensor:
+    from playground.data.faces import load_faces
+
+    try:
+        faces = load_faces(data)
+    except (OSError, ValueError) as exc:
+        raise UserInputError(f"Could not read face data {data!r}: {exc}") from exc
+    return faces_to_tensor(faces.images, size)
+
+
+def train_cli(preset: str, loop: LoopConfig, data: str | None, overrides: dict) -> TrainResult:
+    """`python -m playground.train gan ...`: train (or --resume) and save to --out."""
+    cfg = resolve_config(preset, overrides)
+    torch.set_num_threads(max(1, torch.get_num_threads()))  # honours OMP_NUM_THREADS
+    images = load_training_faces(data, cfg.image_size)
+    loop = dataclasses.replace(loop, max_steps=loop.max_steps or cfg.steps)
+    task = build_task(cfg, loop, images)
+    task.summary["data"] = str(data)
+    return train_loop(loop, task)

@@ -1,0 +1,109 @@
+"""GAN metrics on cases with known answers, and the shipped weights' metrics recomputed."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from playground.core.registry import WEIGHTS_DIR
+from playground.gan.faceid import FaceIdNet, accuracy, split_photos, train_face_id
+from playground.gan.inference import faces_source, parse_seed_list
+from playground.gan.metrics import (
+    frechet_distance,
+    nearest,
+    precision_recall,
+    rms_distance,
+    same_person_distances,
+)
+
+SHIPPED = WEIGHTS_DIR / "gan-olivetti"
+FACE_ID = WEIGHTS_DIR / "gan-face-id"
+
+
+def test_frechet_distance_known_values():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(4000, 3))
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    # same covariance, mean shifted by (2, 0, 0): FD = |shift|^2 = 4
+    assert frechet_distance(a, a + [2.0, 0, 0]) == pytest.approx(4.0, abs=1e-6)
+    # N(0, I) vs N(0, 4I) in 3-d: 3 * (1 + 4 - 2*2) = 3
+    b = rng.normal(size=(4000, 3)) * 2
+    assert frechet_distance(a, b) == pytest.approx(3.0, rel=0.1)
+
+
+def test_precision_recall_known_values():
+    rng = np.random.default_rng(1)
+    real = rng.normal(size=(200, 4))
+    assert precision_recall(real, real.copy(), k=3) == (1.0, 1.0)
+    far = real + 100.0
+    assert precision_recall(real, far, k=3) == (0.0, 0.0)
+    # mode collapse: all fakes on one real point -> precision 1, recall tiny
+    collapsed = np.repeat(real[:1], 50, axis=0) + rng.normal(scale=1e-3, size=(50, 4))
+    precision, recall = precision_recall(real, collapsed, k=3)
+    assert precision == 1.0 and recall < 0.05
+
+
+def test_nearest_and_same_person_distances():
+    train = np.stack([np.zeros((4, 4)), np.ones((4, 4)), np.full((4, 4), 0.5)])
+    idx, dist = nearest(np.stack([np.full((4, 4), 0.9)]), train)
+    assert idx[0] == 1 and dist[0] == pytest.approx(0.1)
+    same = same_person_distances(train, np.array([0, 0, 1]), rms_distance)
+    assert same.tolist() == pytest.approx([1.0])  # one pair: person 0's two photos
+
+
+def test_seed_list_parsing():
+    assert parse_seed_list(" 1, 2;3  4 ") == [1, 2, 3, 4]
+    assert parse_seed_list(str(2**63 - 1)) == [2**63 - 1]
+    assert parse_seed_list("") == []
+
+
+def test_face_id_learns_separable_people():
+    gen = torch.Generator().manual_seed(0)
+    ys, xs = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    # four "people" that survive mirroring and shifts: stripes of different direction/period
+    protos = torch.stack([torch.sin(xs / 2), torch.sin(ys / 2), torch.sin((xs + ys) / 5),
+                          torch.zeros(64, 64)])[:, None]
+    labels = torch.arange(4).repeat_interleave(6)
+    images = (protos[labels] + 0.1 * torch.randn(24, 1, 64, 64, generator=gen)).clamp(-1, 1)
+    model = train_face_id(images, labels, epochs=30, log=lambda *_: None)
+    assert accuracy(model, images, labels) == 1.0
+    assert split_photos(np.repeat(np.arange(3), 4), 1).sum() == 3
+
+
+needs_data = pytest.mark.skipif(faces_source() is None,
+                                reason="Olivetti file not present (../shared/data/faces)")
+
+
+@needs_data
+def test_shipped_face_id_recognises_held_out_photos():
+    from playground.data.faces import load_faces
+    from playground.gan.augment import faces_to_tensor
+
+    faces = load_faces(faces_source())
+    val = split_photos(faces.persons, 2)  # the photos it did not train on
+    model = FaceIdNet.from_pretrained(str(FACE_ID))
+    images = faces_to_tensor(faces.images[val], 64)
+    assert accuracy(model, images, torch.from_numpy(faces.persons[val]).long()) >= 0.9
+
+
+@needs_data
+def test_shipped_gan_metrics_recompute():
+    from playground.data.faces import load_faces
+    from playground.gan.evaluate import evaluate_generator
+    from playground.gan.model import Generator
+
+    shipped = json.loads((SHIPPED / "metrics.json").read_text())
+    faces = load_faces(faces_source())
+    torch.set_num_threads(1)
+    got = evaluate_generator(Generator.from_pretrained(str(SHIPPED)).eval(),
+                             FaceIdNet.from_pretrained(str(FACE_ID)).eval(),
+                             faces.images, faces.persons, n=shipped["n_generated"] // 2)
+    for key in ("fd_generated", "fd_real_vs_real", "precision", "recall", "nn_pixel_min",
+                "same_person_pixel_median"):
+        assert got[key] == pytest.approx(shipped[key], rel=1e-3, abs=1e-4), key
+    # the memorisation criterion documented in the model card: no sample is closer to a
+    # training photo than the closest 5% of same-person photo pairs
+    assert got["samples_closer_than_same_person_p05"] == 0
