@@ -36,6 +36,28 @@ MAX_STOP_CHARS = 100
 PROB_BINS = ((0.5, "p ≥ 0.5"), (0.1, "0.1 – 0.5"), (0.01, "0.01 – 0.1"), (0.0, "< 0.01"))
 
 
+class TokenStreamer(TextIteratorStreamer):
+    """A ``TextIteratorStreamer`` that hands over every token's text as soon as it decodes
+    (the base class waits for a space, delaying the first visible word by a token or more).
+    A token ending inside a UTF-8 character waits for the next one."""
+
+    def put(self, value: torch.Tensor) -> None:
+        value = value[0] if value.dim() > 1 else value
+        if self.skip_prompt and self.next_tokens_are_prompt:
+            self.next_tokens_are_prompt = False
+            return
+        self.token_cache.extend(value.tolist())
+        text = self.tokenizer.decode(self.token_cache, **self.decode_kwargs)
+        if text.endswith("\ufffd"):
+            return
+        piece = text[self.print_len:]
+        self.print_len = len(text)
+        if text.endswith("\n"):  # start over, so decoding stays short
+            self.token_cache, self.print_len = [], 0
+        if piece:
+            self.on_finalized_text(piece)
+
+
 @dataclass
 class LanguageModel:
     model: torch.nn.Module
@@ -179,8 +201,8 @@ def stream_generate(name: str, prompt: str, max_new_tokens=80, temperature=0.8, 
     ids, new, notes = encode_prompt(lm, prompt, new, use_chat)
     cancel = cancel or threading.Event()
     sampler = SeededSampler(settings, make_generator(seed))
-    streamer = TextIteratorStreamer(lm.tokenizer, skip_prompt=True, skip_special_tokens=True,
-                                    timeout=600)
+    streamer = TokenStreamer(lm.tokenizer, skip_prompt=True, skip_special_tokens=True,
+                             timeout=600)
     device = next(lm.model.parameters()).device
     config = GenerationConfig(max_new_tokens=new, min_new_tokens=min_new_tokens or None,
                               do_sample=False, eos_token_id=lm.tokenizer.eos_token_id,
