@@ -28,8 +28,9 @@ MODES = {"new": "Train a new tiny GPT (its own tokenizer)",
 
 
 def read_upload(path: str | Path | None) -> str:
-    """The uploaded file as text: UTF-8 (with or without BOM), else Windows-1252; binary files
-    and files with many undecodable bytes are refused with a clear message."""
+    """The uploaded file as text: UTF-8 (with or without BOM), else Windows-1252, else UTF-8
+    with replacement characters; binary files and files with many undecodable bytes are
+    refused with a clear message."""
     if not path:
         raise UserInputError("Upload a .txt file first.")
     path = Path(path)
@@ -43,10 +44,11 @@ def read_upload(path: str | Path | None) -> str:
                              "(.txt).")
     try:
         text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = raw.decode("utf-8", errors="replace")
-        if text.count("\ufffd") > max(10, len(text) // 1000):
-            text = raw.decode("cp1252", errors="replace")
+    except UnicodeDecodeError:  # not UTF-8: most often Windows-1252 / Latin-1
+        try:
+            text = raw.decode("cp1252")
+        except UnicodeDecodeError:
+            text = raw.decode("utf-8", errors="replace")
     controls = sum(1 for c in text[:65536] if ord(c) < 32 and c not in "\n\r\t\f")
     if controls > len(text[:65536]) // 100 or text.count("\ufffd") > len(text) // 100:
         raise UserInputError("That file does not look like text (too many control characters "

@@ -242,6 +242,8 @@ def stream_generate(name: str, prompt: str, max_new_tokens=80, temperature=0.8, 
 def finish(lm: LanguageModel, prompt: str, sampler: SeededSampler, stop: str, notes: list[str],
            seed: int, params: dict) -> dict:
     ids = [s.token_id for s in sampler.steps]
+    if ids and ids[-1] == lm.tokenizer.eos_token_id:
+        notes = [*notes, "the model ended the text (it chose the end-of-text token)"]
     text = lm.tokenizer.decode(ids, skip_special_tokens=True)
     cut = text.find(stop) if stop and stop in text else None
     text = text[:cut] if cut is not None else text

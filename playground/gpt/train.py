@@ -13,6 +13,7 @@ import dataclasses
 import json
 import math
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -52,15 +53,48 @@ def resolve_config(preset: str, overrides: dict | None = None) -> GPTConfig:
     return dataclasses.replace(PRESETS[preset], **(overrides or {}))
 
 
-def cosine_with_warmup(cfg: GPTConfig, total_steps: int) -> Callable[[int], float]:
-    """LR multiplier: linear warm-up, then cosine down to ``min_lr_ratio``."""
+class TimeBudget:
+    """Wall-clock share of a budget, so a run on a busy CPU still finishes its LR schedule.
+
+    The clock starts at the first step of this process; a resumed run continues the cosine
+    from where the checkpoint left it (``start_progress``) and spends the rest in the budget.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.t0, self.start_progress = seconds, None, 0.0
+
+    def start(self, progress: float) -> None:
+        if self.t0 is None:
+            self.t0, self.start_progress = time.perf_counter(), progress
+
+    def progress(self) -> float:
+        if not self.seconds or self.t0 is None:
+            return 0.0
+        used = (time.perf_counter() - self.t0) / self.seconds
+        return min(1.0, self.start_progress + (1 - self.start_progress) * used)
+
+    @property
+    def spent(self) -> bool:
+        return bool(self.seconds) and self.t0 is not None and self.progress() >= 1.0
+
+
+def cosine_with_warmup(cfg: GPTConfig, total_steps: int,
+                       budget: TimeBudget | None = None) -> Callable[[int], float]:
+    """LR multiplier: linear warm-up, then cosine down to ``min_lr_ratio``; with a time budget
+    the cosine follows whichever of steps or wall time is further along."""
     warm = max(1, min(cfg.warmup_steps, total_steps // 4))
+
+    def step_progress(step: int) -> float:
+        return min(1.0, max(0.0, (step - warm) / max(1, total_steps - warm)))
 
     def factor(step: int) -> float:
         if step < warm:
             return (step + 1) / warm
-        progress = min(1.0, (step - warm) / max(1, total_steps - warm))
+        progress = step_progress(step)
+        if budget is not None:
+            progress = max(progress, budget.progress())
         return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    factor.step_progress = step_progress  # the budget starts its clock from here
     return factor
 
 
@@ -102,7 +136,7 @@ def held_out_windows(ids: torch.Tensor, block: int, count: int) -> torch.Tensor:
 
 
 def build_task(cfg: GPTConfig, loop: LoopConfig, train_text: str, val_text: str, tokenizer,
-               model=None, val_name: str = "") -> TrainTask:
+               model=None, val_name: str = "", stop: threading.Event | None = None) -> TrainTask:
     """The TrainTask: model (new, or ``model`` to fine-tune), AdamW, cosine schedule, batches."""
     torch.manual_seed(loop.seed)
     model = model if model is not None else build_model(cfg, tokenizer)
@@ -113,13 +147,17 @@ def build_task(cfg: GPTConfig, loop: LoopConfig, train_text: str, val_text: str,
     chars_per_token = len(val_text) / max(1, len(val_ids) - 1)
     optimizer = make_optimizer(model, cfg)
     total = loop.max_steps or cfg.steps
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(cfg, total))
+    budget = TimeBudget(cfg.time_budget_s) if cfg.time_budget_s else None
+    lr_factor = cosine_with_warmup(cfg, total, budget)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     gen = torch.Generator().manual_seed(loop.seed + 1)
     windows = held_out_windows(val_ids, block, cfg.eval_windows) if len(val_ids) > 2 else None
     calls = {"n": 0}
     forward = torch.compile(model) if cfg.compile else None
 
     def step(ctx: StepContext, batch: torch.Tensor) -> dict[str, float]:
+        if budget is not None:
+            budget.start(lr_factor.step_progress(ctx.step))
         net = forward if forward is not None else ctx.models["gpt"]
         out = net(input_ids=batch[:, :-1], labels=batch[:, :-1])
         ctx.accelerator.backward(out.loss)
@@ -128,6 +166,8 @@ def build_task(cfg: GPTConfig, loop: LoopConfig, train_text: str, val_text: str,
         ctx.optimizers["adamw"].step()
         ctx.schedulers["lr"].step()
         ctx.optimizers["adamw"].zero_grad(set_to_none=True)
+        if budget is not None and budget.spent and stop is not None:
+            stop.set()  # the loop ends after this step and checkpoints it
         return {"loss": out.loss.item(), "lr": ctx.schedulers["lr"].get_last_lr()[0]}
 
     def evaluate(models) -> dict[str, float]:
@@ -180,11 +220,30 @@ def run_training(cfg: GPTConfig, loop: LoopConfig, text: str, *, on_log=None, on
     """Split ``text``, get a tokenizer (the base model's when fine-tuning), train."""
     split = make_split(text)
     tokenizer = base_tokenizer or tokenizer_for_run(cfg, loop, split.train)
+    cancel = cancel or threading.Event()
     task = build_task(cfg, loop, split.train, split.val, tokenizer, model=base_model,
-                      val_name=split.val_name)
+                      val_name=split.val_name, stop=cancel)
     if not loop.max_steps:
         loop = dataclasses.replace(loop, max_steps=cfg.steps)
-    return train_loop(loop, task, on_log=on_log, on_sample=on_sample, cancel=cancel)
+    result = train_loop(loop, task, on_log=on_log, on_sample=on_sample, cancel=cancel)
+    if cfg.time_budget_s and result.cancelled and loop.out_dir and result.steps:
+        result = _export_budget_stop(cfg, loop, task, result)
+    return result
+
+
+def _export_budget_stop(cfg: GPTConfig, loop: LoopConfig, task: TrainTask,
+                        result: TrainResult) -> TrainResult:
+    """The time budget ran out: the loop checkpointed the last step; export it as the model."""
+    from playground.gpt.export import export_checkpoint
+
+    overrides = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(GPTConfig)}
+    export_checkpoint(loop.resolved_checkpoint_dir(), "austen", loop.out_dir, overrides)
+    summary = {"steps": result.steps, "wall_time_s": round(result.wall_time_s, 1),
+               "stopped_by": f"time budget of {cfg.time_budget_s:.0f} s",
+               "loop": dataclasses.asdict(loop), "final_metrics": result.last, **task.summary}
+    out = Path(loop.out_dir)
+    (out / "training_summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    return dataclasses.replace(result, cancelled=False, out_dir=out)
 
 
 def train_cli(preset: str, loop: LoopConfig, data: str | None, overrides: dict) -> TrainResult:
