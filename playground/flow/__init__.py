@@ -1,0 +1,27 @@
+"""Normalizing-flow family: 2-D flows (RealNVP, Glow-style, neural spline) with exact likelihood."""
+
+from __future__ import annotations
+
+from playground.core import registry
+
+TITLE = "Flows"
+ABOUT = """
+A normalizing flow turns a simple Gaussian into a complicated distribution through a chain of
+invertible layers; because every layer can be undone and its volume change is known, the flow gives
+the exact log-likelihood of any point (a GAN cannot). Here 2-D flows built with the zuko library
+(François Rozet et al.) learn toy shapes, or points you draw, in seconds, and you can watch each
+layer warp the plane. Targets follow the toy data sets of FFJORD (Grathwohl et al., 2018).
+"""
+FAMILY = "flow"
+SHIPPED_TARGETS = ("8gaussians", "checkerboard", "rings", "moons", "pinwheel", "spirals")
+
+
+def shipped_name(target: str) -> str:
+    return f"flow-{target}"
+
+
+def register_models() -> None:
+    for target in SHIPPED_TARGETS:
+        registry.register_weights(FAMILY, shipped_name(target),
+                                  f"neural spline flow fitted here to the {target} target",
+                                  target=target)

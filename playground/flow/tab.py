@@ -1,0 +1,205 @@
+"""The Flows tab: fitted density + exact log-likelihood, layer-by-layer view, live training.
+
+Only wiring: every handler calls plain functions of playground.flow.inference / .live.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import gradio as gr
+
+from playground import ui
+from playground.core import live as core_live
+from playground.core import registry
+from playground.core.errors import UserInputError
+from playground.core.seeding import resolve_seed
+from playground.flow import FAMILY, shipped_name
+from playground.flow.targets import TARGETS
+
+TARGET_CHOICES = [(t.label, t.name) for t in TARGETS.values()]
+SOURCES = ["built-in target", "my drawing", "my CSV"]
+FLOW_CHOICES = [("Neural spline flow", "nsf"), ("RealNVP (affine coupling)", "realnvp"),
+                ("Glow-style (ActNorm + linear + coupling)", "glow")]
+HEAT_SIZE = 400
+DEFAULT_TARGET = "8gaussians"
+INTRO = """
+**A flow is an invertible map from a Gaussian to the data**, so it gives the *exact* density of
+any point: `log q(x) = log N(z) + Σ log|det J|` over its layers. Pick a target and a fitted flow;
+click on the heatmap to read the exact log q there. KL(p‖q) is estimated from target samples
+(± its standard error) where the target's density is known.
+"""
+
+
+@ui.friendly
+def show_density(target, flow, n_samples, seed, randomize):
+    from playground.flow.inference import density_view
+
+    used = resolve_seed(seed, randomize)
+    heat, samples, metrics = density_view(target, flow, n_samples=n_samples, seed=used)
+    return heat, samples, metrics, used
+
+
+@ui.friendly
+def click_log_prob(flow, target, evt: gr.SelectData):
+    from playground.flow.inference import log_prob_at
+    from playground.flow.render import pixel_to_point
+
+    if evt is None or not isinstance(evt.index, (list, tuple)):
+        raise UserInputError("Click on the heatmap to pick a point.")
+    col, row = evt.index[:2]
+    x, y = pixel_to_point(col, row, HEAT_SIZE)
+    return log_prob_at(flow, x, y, target)
+
+
+@ui.friendly
+def show_layers(flow, seed, randomize):
+    import pandas as pd
+
+    from playground.flow.inference import layers_view
+
+    used = resolve_seed(seed, randomize)
+    image, rows = layers_view(flow, seed=used)
+    return image, pd.DataFrame(rows), used
+
+
+def _user_points(source, sketch, csv_file, seed):
+    from playground.flow import userdata
+
+    if source == "my drawing":
+        return userdata.points_from_sketch(sketch, seed=seed)
+    if source == "my CSV":
+        if csv_file is None:
+            raise UserInputError("Upload a CSV file of x,y points first.")
+        path = csv_file if isinstance(csv_file, str) else getattr(csv_file, "name", None)
+        ui.check_upload_size(path, userdata.MAX_CSV_BYTES / 2**20)
+        return userdata.points_from_csv(path)
+    if source != "built-in target":
+        raise UserInputError(f"Data must be one of {', '.join(SOURCES)}, got {source!r}.")
+    return None
+
+
+@ui.friendly
+def train_live(source, target, sketch, csv_file, flow_type, depth, width, lr, steps, batch,
+               seed, randomize):
+    from playground.flow import live
+
+    used = resolve_seed(seed, randomize)
+    points = _user_points(source, sketch, csv_file, used)
+    cfg = live.live_config(flow_type, depth, width, lr, steps, batch,
+                           target if points is None else "custom")
+    run = live.start_run(cfg, points, used)
+    heat = samples = None
+    for r in run.poll(0.5):
+        new_heat, new_samples = live.progress_pictures(r, points)
+        heat, samples = new_heat or heat, new_samples or samples
+        name = live.register_result(r, cfg) if r.done.is_set() else None
+        status = live.status_line(r, cfg, used, name)
+        dropdown = (gr.update(choices=registry.choices(FAMILY), value=name) if name
+                    else gr.update())
+        yield heat, samples, live.loss_frame(r.history), status, r.run_id, dropdown
+
+
+def stop_training(run_id):
+    return "Stopping after the current step..." if core_live.cancel_run(run_id) else \
+        "No run to stop."
+
+
+def _preview(filename: str) -> str | None:
+    """A picture saved beside the default shipped flow, so the tab opens on a fitted density
+    without loading a model."""
+    path = registry.WEIGHTS_DIR / shipped_name(DEFAULT_TARGET) / filename
+    return str(path) if path.is_file() else None
+
+
+def _preview_metrics() -> dict | None:
+    path = _preview("metrics.json")
+    return json.loads(Path(path).read_text()) if path else None
+
+
+def _density_section():
+    gr.Markdown(INTRO)
+    with gr.Row():
+        with gr.Column(scale=1, min_width=260):
+            target = gr.Dropdown(TARGET_CHOICES, value="8gaussians", label="Target p(x)")
+            flow = ui.model_dropdown(FAMILY, label="Flow",
+                                     info="A shipped flow, one you trained here, or a hub id.")
+            n_samples = gr.Slider(100, 5000, value=1000, step=100, label="Samples to draw")
+            seed, randomize = ui.seed_controls()
+            show = gr.Button("Show density", variant="primary")
+        with gr.Column(scale=2):
+            with gr.Row():
+                heat = gr.Image(_preview("density.png"),
+                                label="Density q(x) on [-4, 4]² (click: exact log q)",
+                                type="filepath", interactive=False, height=HEAT_SIZE,
+                                elem_id="flow-heatmap")
+                samples = gr.Image(_preview("samples.png"),
+                                   label="Samples x = f⁻¹(z), z ~ N(0, I)", type="filepath",
+                                   interactive=False, height=HEAT_SIZE)
+            with gr.Row():
+                metrics = gr.JSON(_preview_metrics(), label="Likelihood (nats)")
+                clicked = gr.JSON(label="Exact log-density at the clicked point")
+    event = ui.model_event("flow_density")
+    inputs = [target, flow, n_samples, seed, randomize]
+    show.click(show_density, inputs, [heat, samples, metrics, seed], **event)
+    heat.select(click_log_prob, [flow, target], clicked, **ui.model_event(None))
+    return flow, inputs, [heat, samples, metrics, seed]
+
+
+def _layers_section(flow):
+    gr.Markdown("Base noise (left) is pushed through the inverse of each layer in turn. Points "
+                "keep their colour; `log|det|` is the mean log volume change of that layer.")
+    with gr.Row():
+        seed, randomize = ui.seed_controls()
+        go = gr.Button("Show layers", variant="primary")
+    image = gr.Image(label="From base to data, layer by layer", type="filepath",
+                     interactive=False)
+    table = gr.Dataframe(label="log-det per layer (z → x)", interactive=False)
+    go.click(show_layers, [flow, seed, randomize], [image, table, seed],
+             **ui.model_event("flow_layers"))
+
+
+def _train_section(flow):
+    with gr.Row():
+        source = gr.Radio(SOURCES, value="built-in target", label="Data")
+        target = gr.Dropdown(TARGET_CHOICES, value="8gaussians", label="Built-in target")
+    with gr.Row():
+        sketch = gr.Sketchpad(label="Draw your distribution (the canvas is [-4, 4]²)",
+                              canvas_size=(400, 400), height=460, elem_id="flow-sketch",
+                              brush=gr.Brush(colors=["#000000"], color_mode="fixed",
+                                             default_size=8))
+        csv_file = gr.File(label="...or upload a CSV of x,y (max 5 MB)", file_types=[".csv"],
+                           type="filepath")
+    with gr.Row():
+        flow_type = gr.Radio(FLOW_CHOICES, value="nsf", label="Flow")
+        depth = gr.Slider(1, 12, value=4, step=1, label="Depth (layers)")
+        width = gr.Slider(8, 256, value=64, step=8, label="Hidden width")
+    with gr.Row():
+        lr = gr.Number(value=5e-3, label="Learning rate")
+        steps = gr.Number(value=400, precision=0, label="Steps")
+        batch = gr.Number(value=256, precision=0, label="Batch size")
+        seed, randomize = ui.seed_controls()
+    with gr.Row():
+        start, stop = gr.Button("Start training", variant="primary"), gr.Button("Stop")
+    status = gr.Markdown("Not started.", elem_id="flow-train-status")
+    with gr.Row():
+        live_heat = gr.Image(label="Density while training", interactive=False,
+                             elem_id="flow-live-heatmap", height=320)
+        live_samples = gr.Image(label="Samples while training", interactive=False, height=320)
+        loss = gr.LinePlot(x="step", y="nll", color="series", label="NLL (nats)", height=320)
+    run_id = gr.State(None)
+    inputs = [source, target, sketch, csv_file, flow_type, depth, width, lr, steps, batch, seed,
+              randomize]
+    start.click(train_live, inputs, [live_heat, live_samples, loss, status, run_id, flow],
+                **ui.model_event("flow_train"))
+    stop.click(stop_training, run_id, status)
+
+
+def build_tab() -> None:
+    flow, inputs, outputs = _density_section()
+    with gr.Tabs():
+        with gr.Tab("Train live"):
+            _train_section(flow)
+        with gr.Tab("Layer by layer"):
+            _layers_section(flow)
