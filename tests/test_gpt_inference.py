@@ -106,3 +106,17 @@ def test_long_request_is_capped_to_the_context():
 def test_unknown_models_and_paths_are_refused():
     with pytest.raises(UserInputError, match="file paths are not accepted"):
         inference.generate("../../etc/passwd", "hello", **KNOBS)
+
+
+def test_hub_id_offline_gives_a_clear_message_quickly():
+    import time
+
+    from playground.core.errors import ModelLoadError
+    from playground.core.registry import hub_reachable
+
+    if hub_reachable():
+        pytest.skip("the hub is reachable here")
+    t0 = time.monotonic()
+    with pytest.raises(ModelLoadError, match="offline|cannot reach"):
+        inference.generate("HuggingFaceTB/SmolLM2-135M-Instruct", "hello", **KNOBS)
+    assert time.monotonic() - t0 < 10

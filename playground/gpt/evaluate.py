@@ -14,8 +14,11 @@ import argparse
 import json
 import math
 import time
+from pathlib import Path
 
 import torch
+
+SLICE_CHARS = 20_000  # the shipped-weights test recomputes this slice
 
 
 @torch.no_grad()
@@ -71,6 +74,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--max-chars", type=int, default=0, help="score only the first N chars")
     parser.add_argument("--stride", type=int, default=None)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--write", action="store_true",
+                        help=f"also score the first {SLICE_CHARS:,} held-out characters and write "
+                             "both results to <model>/eval.json (the model card's numbers)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     from playground.gpt.data import make_split, read_text
@@ -85,6 +91,11 @@ def main(argv: list[str] | None = None) -> dict:
     result = nats_per_char(model, tokenizer, target, stride=args.stride)
     result.update(held_out=split.val_name if args.split == "held-out" else "none",
                   seconds=round(time.perf_counter() - t0, 1))
+    if args.write:
+        sliced = nats_per_char(model, tokenizer, split.val[:SLICE_CHARS], stride=args.stride)
+        result = {"full": result, f"first_{SLICE_CHARS}_chars": sliced,
+                  "data": Path(args.data).name, "stride": args.stride or "context/2"}
+        (Path(args.model) / "eval.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
     return result
 
