@@ -79,7 +79,8 @@ def start_training(text: str, mode: str, steps, seed: int) -> tuple[LiveRun, str
     if mode not in MODES:
         raise UserInputError(f"Choose a training mode: {', '.join(MODES)}.")
     steps = check_range("Training steps", steps, 10, MAX_STEPS, integer=True)
-    cfg = dataclasses.replace(PRESETS["custom"], steps=steps)
+    opening = " ".join(text.split()[:6])  # samples continue the upload's own first words
+    cfg = dataclasses.replace(PRESETS["custom"], steps=steps, sample_prompt=opening)
     base_model = base_tokenizer = None
     if mode == "finetune":
         base_model, base_tokenizer = _finetune_base()

@@ -22,11 +22,13 @@ def generate_text(model, prompt, use_chat, max_new_tokens, temperature, top_k, t
     from playground.gpt import inference, views
 
     seed = resolve_seed(seed, randomize)
-    result = {}
+    result, first = {}, True
     for result in inference.stream_generate(model, prompt, max_new_tokens, temperature, top_k,
                                             top_p, repetition_penalty, stop, seed, use_chat):
         if not result["done"]:
-            yield result["text"], gr.skip(), f"Generating… (seed {seed})", gr.skip(), gr.skip()
+            cleared = [] if first else gr.skip()  # drop the previous run's tokens at once
+            yield result["text"], cleared, f"Generating… (seed {seed})", gr.skip(), cleared
+            first = False
     details = {k: result[k] for k in ("text", "tokens", "prompt", "notes", "seed", "record")}
     yield (result["text"], views.highlighted(prompt, result), views.info_markdown(result),
            details, result["tokens"])
@@ -93,7 +95,9 @@ def _train_section(model_dropdown_component) -> None:
 
     with gr.Accordion("Train on your own text", open=False):
         gr.Markdown("Upload a plain-text file (up to 5 MB). A tiny GPT learns it in a few "
-                    "minutes on a CPU; watch the loss fall and the samples improve.")
+                    "minutes on a CPU; watch the loss fall and the samples improve. The "
+                    "finished model appears in the model list above. Generation waits while "
+                    "a training run uses the CPU.")
         with gr.Row():
             upload = gr.File(label="Text file (.txt)", file_types=[".txt"], type="filepath")
             with gr.Column():
@@ -110,7 +114,7 @@ def _train_section(model_dropdown_component) -> None:
     train_btn.click(train_on_upload, [upload, mode, steps, train_seed, train_randomize],
                     [plot, samples, status, run_id, model_dropdown_component],
                     **model_event("gpt_train"))
-    stop_btn.click(stop_training, run_id, status, queue=False)
+    stop_btn.click(stop_training, run_id, status, queue=False, api_name="gpt_train_stop")
 
 
 def build_tab() -> None:
