@@ -1,0 +1,36 @@
+"""Text to image: our Stable Diffusion pipeline trained on coloured shapes, plus hub SD models."""
+
+from __future__ import annotations
+
+from playground.core import registry
+
+TITLE = "Text to image"
+ABOUT = """
+A diffusion model starts from pure noise and removes a little of it at each step, steered by
+your prompt through a text encoder; this tab shows its guess of the final image after every
+step. Offline it runs a small Stable Diffusion pipeline (VAE, UNet, CLIP text encoder and CLIP's
+real BPE tokenizer vocabulary from OpenAI, via the open_clip_torch package) that we trained from
+scratch on a coloured-shapes dataset we generate ourselves; online it runs Stable Diffusion
+models from the Hugging Face Hub (e.g. Stability AI's sd-turbo) through the same diffusers call.
+"""
+FAMILY = "txt2img"
+SHIPPED = "txt2img-shapes"
+EXAMPLES = [
+    "a large red circle at the center on a black background",
+    "a small yellow star at the top left on a blue background",
+    "a large white triangle at the bottom right on a gray background",
+    "a small green square at the top right and a large purple star at the bottom left on a white "
+    "background",
+    "a large blue circle at the center on a white background",  # a held-out colour+shape pair
+]
+
+
+def register_models() -> None:
+    registry.register_weights(
+        FAMILY, SHIPPED, "Stable Diffusion pipeline trained here on 64x64 captioned shapes",
+        size=64, steps=25, guidance=5.0, examples=EXAMPLES)
+    registry.register_hub(FAMILY, "stabilityai/sd-turbo", "SD-Turbo (512 px, 1-4 steps, no "
+                          "guidance); needs the internet", size=512, steps=2, guidance=0.0)
+    registry.register_hub(FAMILY, "stable-diffusion-v1-5/stable-diffusion-v1-5",
+                          "Stable Diffusion 1.5 (512 px); needs the internet", size=512,
+                          steps=25, guidance=7.5)

@@ -1,0 +1,248 @@
+"""Text-to-image inference: one diffusers pipeline call, any scheduler, the denoising recorded.
+
+Plain values in, plain values out (no gradio): the tab, the API, the tests and the benchmark all
+call ``generate``. Models (ours in ``weights/`` or a hub SD id) load through the registry with
+``DiffusionPipeline.from_pretrained``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from playground.core import registry, repro
+from playground.core.device import get_device, inference_dtype
+from playground.core.errors import UserInputError, check_range
+from playground.core.seeding import make_generator
+
+FAMILY = "txt2img"
+SCHEDULERS = {  # label -> diffusers class name (swapped with from_config)
+    "DDIM": "DDIMScheduler",
+    "Euler": "EulerDiscreteScheduler",
+    "Euler ancestral": "EulerAncestralDiscreteScheduler",
+    "DPM++ 2M": "DPMSolverMultistepScheduler",
+    "PNDM": "PNDMScheduler",
+}
+MAX_PROMPT_CHARS = 1000
+MAX_STEPS = 100
+MAX_GUIDANCE = 30.0
+MAX_IMAGES = 4
+OUT_DIR = Path(tempfile.gettempdir()) / "playground-txt2img"
+
+
+@dataclass
+class Generation:
+    images: list[Image.Image]
+    paths: list[Path]  # PNGs carrying the reproducibility record
+    trajectory: list[Image.Image]  # decoded x0 prediction after each step (first image)
+    seed: int
+    record: dict
+    notes: list[str] = field(default_factory=list)
+
+
+def load_pipeline(name: str):
+    """The cached pipeline for a registry name or hub id (fp16 on CUDA, fp32 on CPU)."""
+    device = get_device()
+    dtype = inference_dtype(device)
+
+    def loader(source: str):
+        from diffusers import DiffusionPipeline
+
+        return DiffusionPipeline.from_pretrained(source, torch_dtype=dtype).to(device)
+
+    return registry.load_model(FAMILY, name, loader, key=f"{device}-{dtype}")
+
+
+def with_scheduler(pipe, scheduler: str):
+    """A pipeline sharing ``pipe``'s modules with a fresh scheduler of the chosen kind."""
+    import diffusers
+
+    if scheduler not in SCHEDULERS:
+        raise UserInputError(f"Unknown scheduler {str(scheduler)[:40]!r}; choose one of "
+                             f"{', '.join(SCHEDULERS)}.")
+    cls = getattr(diffusers, SCHEDULERS[scheduler])
+    extra = {"skip_prk_steps": True} if scheduler == "PNDM" else {}  # as SD ships PNDM
+    new = cls.from_config(pipe.scheduler.config, **extra)
+    options = {k: pipe.config[k] for k in ("requires_safety_checker",) if k in pipe.config}
+    return type(pipe)(**{**pipe.components, "scheduler": new}, **options)
+
+
+def size_rule(pipe) -> tuple[int, int, int]:
+    """(multiple, smallest, largest) image side the pipeline's UNet and VAE allow."""
+    vae_factor = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
+    multiple = vae_factor * 2 ** (len(pipe.unet.config.block_out_channels) - 1)
+    native = pipe.unet.config.sample_size * vae_factor
+    return multiple, max(multiple, native // 2), native * 2
+
+
+def check_prompt(prompt, name: str = "Prompt", required: bool = True) -> str:
+    if prompt is None:
+        prompt = ""
+    if not isinstance(prompt, str):
+        raise UserInputError(f"{name} must be text.")
+    if required and not prompt.strip():
+        raise UserInputError(f"{name} is empty: describe the image, e.g. 'a small red circle at "
+                             "the top left on a blue background'.")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise UserInputError(f"{name} is too long ({len(prompt)} characters); the limit is "
+                             f"{MAX_PROMPT_CHARS}.")
+    return prompt.strip()
+
+
+def check_size(pipe, width, height) -> tuple[int, int]:
+    multiple, low, high = size_rule(pipe)
+    sides = []
+    for label, value in (("Width", width), ("Height", height)):
+        value = check_range(label, value, low, high, integer=True)
+        if value % multiple:
+            raise UserInputError(f"{label} {value} is not supported by this model: use a "
+                                 f"multiple of {multiple} between {low} and {high}.")
+        sides.append(value)
+    return sides[0], sides[1]
+
+
+class TrajectoryRecorder:
+    """Captures the UNet's noise prediction and, after each step (``callback_on_step_end``),
+    decodes the model's current estimate of the clean image x0 for the first image."""
+
+    def __init__(self, pipe, guidance: float, enabled: bool = True) -> None:
+        self.pipe, self.guidance, self.enabled = pipe, guidance, enabled
+        self.frames: list[tuple[float, Image.Image]] = []
+        self.captured = None
+        sched = pipe.scheduler
+        self.alphas = sched.alphas_cumprod
+        self.v_prediction = sched.config.get("prediction_type") == "v_prediction"
+
+    def hook(self, module, args, kwargs, output) -> None:
+        sample = args[0] if args else kwargs["sample"]
+        self.captured = (sample.detach(), output[0].detach() if isinstance(output, tuple)
+                         else output.sample.detach())
+
+    @torch.no_grad()
+    def __call__(self, pipe, step: int, timestep, callback_kwargs: dict) -> dict:
+        if not self.enabled or self.captured is None:
+            return callback_kwargs
+        x_t, eps = self.captured  # (k*B, C, h, w): k = 2 with classifier-free guidance
+        if pipe.do_classifier_free_guidance:
+            uncond, cond = eps.chunk(2)
+            eps = uncond + self.guidance * (cond - uncond)
+            x_t = x_t.chunk(2)[1]
+        t = int(round(float(timestep)))
+        a = self.alphas[min(max(t, 0), len(self.alphas) - 1)].to(x_t)
+        # UNet input is VP-form x_t for every scheduler (Euler-type scale their input to it)
+        if self.v_prediction:
+            x0 = a.sqrt() * x_t[:1] - (1 - a).sqrt() * eps[:1]
+        else:
+            x0 = (x_t[:1] - (1 - a).sqrt() * eps[:1]) / a.sqrt()
+        vae = pipe.vae
+        decoded = vae.decode(x0.to(vae.dtype) / vae.config.scaling_factor).sample
+        image = pipe.image_processor.postprocess(decoded.float(), output_type="pil")[0]
+        if self.frames and self.frames[-1][0] == float(timestep):
+            self.frames[-1] = (float(timestep), image)  # PNDM evaluates its 2nd timestep twice
+        else:
+            self.frames.append((float(timestep), image))
+        return callback_kwargs
+
+
+def validate(prompt, negative_prompt, steps, guidance, scheduler, n_images) -> dict:
+    """Checks that need no model; returns the cleaned parameters."""
+    if scheduler not in SCHEDULERS:
+        raise UserInputError(f"Unknown scheduler {str(scheduler)[:40]!r}; choose one of "
+                             f"{', '.join(SCHEDULERS)}.")
+    return {"prompt": check_prompt(prompt),
+            "negative_prompt": check_prompt(negative_prompt, "Negative prompt", required=False),
+            "steps": check_range("Steps", steps, 1, MAX_STEPS, integer=True),
+            "guidance": check_range("Guidance scale", guidance, 0.0, MAX_GUIDANCE),
+            "scheduler": scheduler,
+            "n_images": check_range("Number of images", n_images, 1, MAX_IMAGES, integer=True)}
+
+
+def token_note(pipe, prompt: str) -> str | None:
+    tok = pipe.tokenizer
+    n = len(tok(prompt).input_ids)
+    if n > tok.model_max_length:
+        return (f"The prompt has {n} tokens; this model reads only the first "
+                f"{tok.model_max_length} (the rest was ignored).")
+    return None
+
+
+def generate(model: str, prompt: str, negative_prompt: str = "", steps: int = 25,
+             guidance: float = 5.0, seed: int = 0, scheduler: str = "DDIM", n_images: int = 1,
+             width: int | None = None, height: int | None = None, show_steps: bool = True,
+             out_dir: Path | None = None) -> Generation:
+    """Run the pipeline once; images come back as PIL and as PNG files with the full record.
+
+    Args:
+        seed: image i uses a CPU generator seeded with ``seed + i``.
+        width, height: pixels; None = the model's native size.
+        show_steps: also decode the x0 estimate after every step (first image only).
+    """
+    params = validate(prompt, negative_prompt, steps, guidance, scheduler, n_images)
+    base = load_pipeline(model)
+    native = base.unet.config.sample_size * 2 ** (len(base.vae.config.block_out_channels) - 1)
+    width, height = check_size(base, width or native, height or native)
+    pipe = with_scheduler(base, params["scheduler"])
+    recorder = TrajectoryRecorder(pipe, params["guidance"], enabled=show_steps)
+    handle = pipe.unet.register_forward_hook(recorder.hook, with_kwargs=True)
+    generators = [make_generator(seed + i) for i in range(params["n_images"])]
+    try:
+        images = pipe(params["prompt"], negative_prompt=params["negative_prompt"] or None,
+                      num_inference_steps=params["steps"], guidance_scale=params["guidance"],
+                      num_images_per_prompt=params["n_images"], generator=generators,
+                      width=width, height=height, callback_on_step_end=recorder).images
+    finally:
+        handle.remove()
+    entry = registry.resolve(FAMILY, model)
+    record = repro.make_record(FAMILY, entry.name, entry.source,
+                               {**params, "width": width, "height": height}, seed)
+    paths = save_images(images, record, out_dir)
+    notes = [n for n in (token_note(pipe, params["prompt"]),) if n]
+    return Generation(images, paths, [f for _, f in recorder.frames], seed, record, notes)
+
+
+def save_images(images: list[Image.Image], record: dict, out_dir: Path | None = None) -> list[Path]:
+    """PNG files named by content; each carries ``record`` plus its index in the batch."""
+    import hashlib
+
+    folder = Path(out_dir or OUT_DIR)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index, image in enumerate(images):
+        rec = {**record, "params": {**record["params"], "image_index": index}}
+        tag = hashlib.sha256(repro.record_json(rec).encode() + image.tobytes()).hexdigest()[:16]
+        paths.append(repro.save_png(image, rec, folder / f"txt2img-{tag}.png"))
+    return paths
+
+
+def read_parameters(path) -> dict:
+    """The generation parameters stored in a PNG written by ``generate`` ("PNG info")."""
+    if not path:
+        raise UserInputError("Drop a PNG made by this tab to read its parameters.")
+    try:
+        record = repro.read_png_record(path)
+    except (OSError, ValueError) as exc:
+        raise UserInputError(f"Could not read that file as a PNG: {exc}") from exc
+    if not record or record.get("family") != FAMILY:
+        raise UserInputError("This PNG carries no text-to-image parameters (it was not made by "
+                             "this tab, or its metadata was stripped).")
+    return {**record["params"], "seed": record["seed"], "model": record["model"],
+            "model_hash": record.get("model_hash")}
+
+
+def save_frames(frames: list[Image.Image], out_dir: Path | None = None) -> list[str]:
+    """The denoising frames as PNG files (for a gallery strip and the scrubber)."""
+    import uuid
+
+    folder = Path(out_dir or OUT_DIR) / "steps"
+    folder.mkdir(parents=True, exist_ok=True)
+    run = uuid.uuid4().hex[:10]
+    paths = []
+    for i, frame in enumerate(frames, start=1):
+        path = folder / f"{run}-step{i:03d}.png"
+        frame.save(path)
+        paths.append(str(path))
+    return paths

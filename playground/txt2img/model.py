@@ -1,0 +1,117 @@
+"""The pieces of our Stable Diffusion: a small AutoencoderKL, a UNet2DConditionModel, a tiny
+CLIPTextModel and a CLIPTokenizer, assembled into a real ``StableDiffusionPipeline``.
+
+Everything is built from configs here (random weights), trained by ``train.py`` and saved with
+``save_pretrained``; ``DiffusionPipeline.from_pretrained(folder)`` loads it like a hub model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from playground.txt2img.shapes import IMAGE_SIZE, caption_words
+
+
+@dataclass
+class ModelConfig:
+    image_size: int = IMAGE_SIZE
+    vae_channels: tuple[int, ...] = (32, 64, 64)  # 3 blocks -> latents 4x smaller
+    vae_layers: int = 1
+    latent_channels: int = 4
+    unet_channels: tuple[int, ...] = (64, 128)
+    unet_layers: int = 1
+    unet_head_dim: int = 32
+    cross_attn_blocks: tuple[bool, ...] = (True, True)
+    text_width: int = 64
+    text_layers: int = 2
+    text_heads: int = 4
+    max_tokens: int = 32
+    train_timesteps: int = 1000
+
+
+def build_vae(cfg: ModelConfig):
+    from diffusers import AutoencoderKL
+
+    n = len(cfg.vae_channels)
+    return AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=cfg.latent_channels,
+        down_block_types=("DownEncoderBlock2D",) * n, up_block_types=("UpDecoderBlock2D",) * n,
+        block_out_channels=cfg.vae_channels, layers_per_block=cfg.vae_layers,
+        norm_num_groups=min(32, cfg.vae_channels[0]), sample_size=cfg.image_size,
+        mid_block_add_attention=False)
+
+
+def build_unet(cfg: ModelConfig, latent_size: int):
+    from diffusers import UNet2DConditionModel
+
+    down = tuple("CrossAttnDownBlock2D" if c else "DownBlock2D" for c in cfg.cross_attn_blocks)
+    up = tuple("CrossAttnUpBlock2D" if c else "UpBlock2D" for c in reversed(cfg.cross_attn_blocks))
+    return UNet2DConditionModel(
+        sample_size=latent_size, in_channels=cfg.latent_channels,
+        out_channels=cfg.latent_channels, down_block_types=down, up_block_types=up,
+        block_out_channels=cfg.unet_channels, layers_per_block=cfg.unet_layers,
+        cross_attention_dim=cfg.text_width, attention_head_dim=cfg.unet_head_dim,
+        norm_num_groups=min(32, cfg.unet_channels[0]))
+
+
+def build_text_encoder(cfg: ModelConfig, tokenizer):
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    config = CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=cfg.text_width,
+        intermediate_size=4 * cfg.text_width, num_hidden_layers=cfg.text_layers,
+        num_attention_heads=cfg.text_heads, max_position_embeddings=cfg.max_tokens,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, projection_dim=cfg.text_width)
+    return CLIPTextModel(config)
+
+
+def build_scheduler(cfg: ModelConfig):
+    from diffusers import DDIMScheduler
+
+    # SD's noise schedule ("scaled_linear"); the pipeline swaps in any sampler with from_config
+    return DDIMScheduler(num_train_timesteps=cfg.train_timesteps, beta_start=0.00085,
+                         beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                         steps_offset=1, set_alpha_to_one=False)
+
+
+def build_tokenizer(cfg: ModelConfig):
+    from playground.txt2img.tokenizer import build_tokenizer as build
+
+    return build(caption_words(), cfg.max_tokens)
+
+
+def latent_size(cfg: ModelConfig) -> int:
+    return cfg.image_size // 2 ** (len(cfg.vae_channels) - 1)
+
+
+def assemble_pipeline(vae, unet, text_encoder, tokenizer, scheduler):
+    """A ``StableDiffusionPipeline`` (no safety checker: our images are coloured shapes)."""
+    from diffusers import StableDiffusionPipeline
+
+    return StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+                                   unet=unet, scheduler=scheduler, safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)
+
+
+def save_pipeline(pipe, folder: Path, *, fp16: bool = False) -> None:
+    """``save_pretrained`` (safetensors) plus CLIP's classic vocab.json/merges.txt files."""
+    import json
+
+    if fp16:
+        import torch
+        pipe = pipe.to(torch.float16)
+    pipe.save_pretrained(folder, safe_serialization=True)
+    tok, folder = pipe.tokenizer, Path(folder) / "tokenizer"
+    (folder / "vocab.json").write_text(json.dumps(tok.get_vocab(), ensure_ascii=False))
+    model = json.loads(tok.backend_tokenizer.to_str())["model"]
+    merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+
+
+def build_untrained_pipeline(cfg: ModelConfig):
+    """All five components from ``cfg`` with random weights (tests, and the trainer's start)."""
+    tokenizer = build_tokenizer(cfg)
+    return assemble_pipeline(build_vae(cfg), build_unet(cfg, latent_size(cfg)),
+                             build_text_encoder(cfg, tokenizer), tokenizer, build_scheduler(cfg))

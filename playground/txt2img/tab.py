@@ -1,0 +1,142 @@
+"""The "Text to image" tab: prompt -> images, the denoising steps, PNG info, guidance compare."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from playground.core import registry
+from playground.core.seeding import resolve_seed
+from playground.txt2img import EXAMPLES, FAMILY
+from playground.ui import friendly, model_dropdown, model_event, seed_controls
+
+SCHEDULER_NAMES = ["DDIM", "Euler", "Euler ancestral", "DPM++ 2M", "PNDM"]  # = SCHEDULERS
+TRACK_TQDM = gr.Progress(track_tqdm=True)  # mirrors the pipeline's step bar in the browser
+
+
+def _model_defaults(name: str) -> tuple[int, int, float]:
+    """(size, steps, guidance) suggested for a model; hub ids typed by hand get SD's."""
+    try:
+        extra = registry.resolve(FAMILY, name).extra
+    except Exception:
+        extra = {}
+    return extra.get("size", 512), extra.get("steps", 25), extra.get("guidance", 7.5)
+
+
+@friendly
+def on_model_change(name):
+    size, steps, guidance = _model_defaults(name or "")
+    return (gr.update(value=size), gr.update(value=size), gr.update(value=steps),
+            gr.update(value=guidance))
+
+
+@friendly
+def run_generate(model, prompt, negative, steps, guidance, scheduler, n_images, width, height,
+                 seed, randomize, show_steps, progress=TRACK_TQDM):
+    from playground.txt2img.inference import generate, save_frames
+
+    used = resolve_seed(seed, randomize)
+    result = generate(model, prompt, negative, steps, guidance, used, scheduler, n_images,
+                      width, height, show_steps=bool(show_steps))
+    frames = save_frames(result.trajectory)
+    note = " ".join(result.notes)
+    info = f"Seed used: **{used}**" + (f" — {note}" if note else "")
+    last = len(frames)
+    return ([str(p) for p in result.paths], used, info, result.record, frames,
+            gr.update(minimum=1, maximum=max(1, last), value=max(1, last), visible=last > 1),
+            frames[-1] if frames else None, frames)
+
+
+@friendly
+def show_frame(frames, index):
+    if not frames:
+        return None
+    i = int(min(max(1, index or 1), len(frames))) - 1
+    return frames[i]
+
+
+@friendly
+def run_compare(model, prompt, negative, steps, guidance_a, guidance_b, scheduler, width, height,
+                seed, randomize, progress=TRACK_TQDM):
+    from playground.txt2img.inference import generate
+
+    used = resolve_seed(seed, randomize)
+    pair = [generate(model, prompt, negative, steps, g, used, scheduler, 1, width, height,
+                     show_steps=False) for g in (guidance_a, guidance_b)]
+    return (str(pair[0].paths[0]), str(pair[1].paths[0]),
+            f"Seed used: **{used}** (same for both)")
+
+
+@friendly
+def restore_from_png(path):
+    from playground.txt2img.inference import read_parameters
+
+    p = read_parameters(path)
+    return (p["model"], p["prompt"], p.get("negative_prompt", ""), p["steps"], p["guidance"],
+            p["scheduler"], p["n_images"], p["width"], p["height"], p["seed"], False, p)
+
+
+def build_tab() -> None:
+    gr.Markdown("Type a prompt and watch noise become a picture. The bundled model was trained "
+                "here on 64×64 coloured shapes: describe size, colour, shape, position and "
+                "background, e.g. *a small red circle at the top left on a blue background*.")
+    with gr.Row():
+        with gr.Column(scale=3):
+            model = model_dropdown(FAMILY)
+            prompt = gr.Textbox(label="Prompt", lines=2, value=EXAMPLES[0])
+            negative = gr.Textbox(label="Negative prompt", lines=1, placeholder="optional")
+            with gr.Row():
+                steps = gr.Slider(1, 100, value=25, step=1, label="Steps")
+                guidance = gr.Slider(0, 30, value=5.0, step=0.5, label="Guidance scale")
+            with gr.Row():
+                scheduler = gr.Dropdown(SCHEDULER_NAMES, value="DDIM", label="Scheduler")
+                n_images = gr.Slider(1, 4, value=1, step=1, label="Number of images")
+            with gr.Row():
+                width = gr.Number(64, precision=0, label="Width",
+                                  info="ours: multiples of 8, 32-128; SD: multiples of 64")
+                height = gr.Number(64, precision=0, label="Height")
+            seed, randomize = seed_controls()
+            show_steps = gr.Checkbox(True, label="Show every denoising step")
+            button = gr.Button("Generate", variant="primary")
+            gr.Examples([[e] for e in EXAMPLES], inputs=[prompt], label="Example prompts")
+        with gr.Column(scale=4):
+            gallery = gr.Gallery(label="Images (PNG with parameters)", columns=2, height=360,
+                                 format="png", elem_id="txt2img-gallery")
+            seed_info = gr.Markdown(elem_id="txt2img-seed")
+            seed_used = gr.Number(visible=False, precision=0)
+            with gr.Group():
+                step_image = gr.Image(label="Prediction of the final image at this step",
+                                      type="filepath", height=200, interactive=False)
+                scrubber = gr.Slider(1, 1, value=1, step=1, label="Step", visible=False)
+                strip = gr.Gallery(label="Denoising, step by step", columns=10, rows=1,
+                                   height=130, allow_preview=False)
+            record = gr.JSON(label="Reproducibility record")
+    frames = gr.State([])
+    inputs = [model, prompt, negative, steps, guidance, scheduler, n_images, width, height, seed,
+              randomize, show_steps]
+    button.click(run_generate, inputs, [gallery, seed_used, seed_info, record, strip, scrubber,
+                                        step_image, frames], **model_event("txt2img"))
+    scrubber.change(show_frame, [frames, scrubber], step_image, api_visibility="undocumented")
+    model.change(on_model_change, model, [width, height, steps, guidance],
+                 api_visibility="undocumented")
+    _build_compare(model, prompt, negative, steps, scheduler, width, height, seed, randomize)
+    with gr.Accordion("PNG info: drop a PNG made here to restore its settings", open=False):
+        png = gr.File(label="PNG", file_types=[".png"], type="filepath")
+        png_params = gr.JSON(label="Parameters in the PNG")
+    png.upload(restore_from_png, png, [model, prompt, negative, steps, guidance, scheduler,
+                                       n_images, width, height, seed, randomize, png_params],
+               api_name="txt2img_png_info")
+
+
+def _build_compare(model, prompt, negative, steps, scheduler, width, height, seed, randomize):
+    with gr.Accordion("Compare two guidance scales (same seed)", open=False):
+        with gr.Row():
+            guidance_a = gr.Slider(0, 30, value=1.0, step=0.5, label="Guidance A")
+            guidance_b = gr.Slider(0, 30, value=7.5, step=0.5, label="Guidance B")
+        compare = gr.Button("Compare")
+        with gr.Row():
+            image_a = gr.Image(label="Guidance A", type="filepath", format="png", height=200)
+            image_b = gr.Image(label="Guidance B", type="filepath", format="png", height=200)
+        compare_info = gr.Markdown()
+    compare.click(run_compare, [model, prompt, negative, steps, guidance_a, guidance_b, scheduler,
+                                width, height, seed, randomize],
+                  [image_a, image_b, compare_info], **model_event("txt2img_compare"))

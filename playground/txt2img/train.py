@@ -1,0 +1,270 @@
+"""Train our Stable Diffusion on the shapes dataset, in two stages on the shared loop.
+
+Stage 1 trains the AutoencoderKL (reconstruction + a small KL term) and saves it to
+``<out>-vae``; stage 2 encodes the images to latents once, then trains the UNet and the CLIP
+text encoder together on noise prediction (10 % empty captions, for classifier-free guidance),
+keeping EMA copies of both. The artefact is a full ``StableDiffusionPipeline`` folder.
+
+`python -m playground.train txt2img --preset shapes --out runs/txt2img-shapes
+--checkpoint-every 100`
+then `python -m playground.txt2img.train export shapes runs/txt2img-shapes weights/txt2img-shapes`
+(or ship the ``--out`` folder of a finished run).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from playground.core.errors import UserInputError
+from playground.core.training import LoopConfig, StepContext, TrainResult, TrainTask, train_loop
+from playground.txt2img import model as M
+from playground.txt2img.shapes import make_dataset
+
+
+@dataclass
+class TrainConfig:
+    model: M.ModelConfig = field(default_factory=M.ModelConfig)
+    n_images: int = 10000
+    data_seed: int = 0
+    vae_steps: int = 500
+    vae_batch: int = 16
+    vae_lr: float = 1e-3
+    kl_weight: float = 1e-6
+    unet_steps: int = 1500
+    batch_size: int = 32
+    lr: float = 5e-4
+    warmup: int = 50
+    caption_dropout: float = 0.1
+    ema_decay: float = 0.995
+    fp16_artefact: bool = True  # ship fp16 weights (half the size); load as fp32 on CPU
+
+
+PRESETS: dict[str, TrainConfig] = {
+    "tiny": TrainConfig(model=M.ModelConfig(image_size=16, vae_channels=(8, 16),
+                                            unet_channels=(8, 16), unet_head_dim=8,
+                                            cross_attn_blocks=(False, True), text_width=16,
+                                            text_layers=1, text_heads=2),
+                        n_images=32, vae_steps=3, vae_batch=4, unet_steps=3, batch_size=4,
+                        warmup=1, ema_decay=0.9, fp16_artefact=False),
+    # the shipped weights/txt2img-shapes: 64 px images, 16x16x4 latents, cross-attention at 8x8
+    "shapes": TrainConfig(model=M.ModelConfig(vae_channels=(16, 32, 32), unet_channels=(64, 128),
+                                              cross_attn_blocks=(False, True))),
+    "shapes-cuda": TrainConfig(model=M.ModelConfig(vae_channels=(32, 64, 64),
+                                                   unet_channels=(64, 128, 256),
+                                                   cross_attn_blocks=(True, True, True)),
+                               n_images=50000, vae_steps=4000, vae_batch=64, unet_steps=30000,
+                               batch_size=128, fp16_artefact=True),
+}
+DEFAULT_PRESET = "shapes"
+
+
+def resolve_config(preset: str, overrides: dict | None = None) -> TrainConfig:
+    if preset not in PRESETS:
+        raise UserInputError(f"Unknown preset {preset!r}; choose from {sorted(PRESETS)}.")
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = set(overrides or {}) - fields
+    if unknown:
+        raise UserInputError(f"Unknown txt2img setting(s) {sorted(unknown)}; "
+                             f"known: {sorted(fields)}.")
+    return dataclasses.replace(PRESETS[preset], **(overrides or {}))
+
+
+def images_to_tensor(images) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> float (N, 3, H, W) in [-1, 1], resized to the model's size."""
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
+    return x
+
+
+def resize_images(x: torch.Tensor, size: int) -> torch.Tensor:
+    if x.shape[-1] == size:
+        return x
+    return F.interpolate(x, size=(size, size), mode="area")
+
+
+def random_batches(n: int, batch: int, seed: int):
+    """Endless index batches, reshuffled every epoch (sampling with replacement if n < batch)."""
+    gen = torch.Generator().manual_seed(seed)
+    while True:
+        if n < batch:
+            yield torch.randint(n, (batch,), generator=gen)
+            continue
+        order = torch.randperm(n, generator=gen)
+        for i in range(0, n - batch + 1, batch):
+            yield order[i:i + batch]
+
+
+def vae_task(cfg: TrainConfig, images: torch.Tensor, seed: int) -> TrainTask:
+    """Stage 1: AutoencoderKL on (N, 3, S, S) images in [-1, 1]."""
+    torch.manual_seed(seed)
+    vae = M.build_vae(cfg.model)
+    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr)
+
+    def step(ctx: StepContext, idx: torch.Tensor) -> dict[str, float]:
+        model, acc = ctx.models["vae"], ctx.accelerator
+        x = images[idx].to(acc.device)
+        post = acc.unwrap_model(model).encode(x).latent_dist
+        z = post.mean + post.std * torch.randn(post.mean.shape, generator=ctx.generator).to(x)
+        recon = acc.unwrap_model(model).decode(z).sample
+        mse = F.mse_loss(recon, x)
+        kl = post.kl().mean() / x[0].numel()
+        loss = mse + cfg.kl_weight * kl
+        ctx.optimizers["vae"].zero_grad(set_to_none=True)
+        acc.backward(loss)
+        ctx.optimizers["vae"].step()
+        return {"vae_mse": mse.item(), "vae_kl": kl.item()}
+
+    def save(models, folder: Path) -> None:
+        models["vae"].save_pretrained(folder, safe_serialization=True)
+
+    return TrainTask(models={"vae": vae}, optimizers={"vae": opt},
+                     batches=random_batches(len(images), cfg.vae_batch, seed + 1), step=step,
+                     save=save, summary={"stage": "vae", "config": dataclasses.asdict(cfg)})
+
+
+@torch.no_grad()
+def encode_latents(vae, images: torch.Tensor, batch: int = 64) -> torch.Tensor:
+    """Posterior means of ``images`` (N, 3, S, S) -> (N, C, S/f, S/f), unscaled."""
+    vae.eval()
+    return torch.cat([vae.encode(images[i:i + batch]).latent_dist.mean
+                      for i in range(0, len(images), batch)])
+
+
+@torch.no_grad()
+def set_scaling_factor(vae, latents: torch.Tensor) -> float:
+    """SD's trick: scale latents to unit variance; stored in the VAE config for the pipeline."""
+    factor = float(1.0 / latents.std())
+    vae.register_to_config(scaling_factor=factor)
+    return factor
+
+
+@torch.no_grad()
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    for e, p in zip(ema.parameters(), model.parameters(), strict=True):
+        e.lerp_(p, 1 - decay)
+
+
+def unet_task(cfg: TrainConfig, vae, tokenizer, latents: torch.Tensor, captions: list[str],
+              seed: int) -> TrainTask:
+    """Stage 2: UNet + text encoder on scaled latents (N, C, s, s) with their captions."""
+    torch.manual_seed(seed)
+    unet = M.build_unet(cfg.model, latents.shape[-1])
+    text_encoder = M.build_text_encoder(cfg.model, tokenizer)
+    ema_unet = copy.deepcopy(unet).requires_grad_(False)
+    ema_text = copy.deepcopy(text_encoder).requires_grad_(False)
+    scheduler = M.build_scheduler(cfg.model)
+    ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length,
+                    truncation=True, return_tensors="pt").input_ids  # (N, T)
+    empty = tokenizer([""], padding="max_length", max_length=tokenizer.model_max_length,
+                      return_tensors="pt").input_ids  # (1, T)
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup))
+    alphas = scheduler.alphas_cumprod
+
+    def step(ctx: StepContext, idx: torch.Tensor) -> dict[str, float]:
+        acc, gen = ctx.accelerator, ctx.generator
+        z0 = latents[idx]
+        tokens = ids[idx].clone()
+        drop = torch.rand(len(idx), generator=gen) < cfg.caption_dropout
+        tokens[drop] = empty
+        noise = torch.randn(z0.shape, generator=gen)
+        t = torch.randint(0, len(alphas), (len(idx),), generator=gen)
+        a = alphas[t].view(-1, 1, 1, 1)
+        zt = a.sqrt() * z0 + (1 - a).sqrt() * noise
+        hidden = ctx.models["text_encoder"](tokens.to(acc.device))[0]  # (B, T, D)
+        pred = ctx.models["unet"](zt.to(acc.device), t.to(acc.device), hidden).sample
+        loss = F.mse_loss(pred, noise.to(acc.device))
+        ctx.optimizers["main"].zero_grad(set_to_none=True)
+        acc.backward(loss)
+        acc.clip_grad_norm_(params, 1.0)
+        ctx.optimizers["main"].step()
+        ctx.schedulers["lr"].step()
+        decay = min(cfg.ema_decay, (1 + ctx.step) / (10 + ctx.step))
+        for name in ("unet", "text_encoder"):
+            update_ema(acc.unwrap_model(ctx.models[f"ema_{name}"]),
+                       acc.unwrap_model(ctx.models[name]), decay)
+        return {"loss": loss.item()}
+
+    def save(models, folder: Path) -> None:
+        pipe = M.assemble_pipeline(vae, models["ema_unet"], models["ema_text_encoder"], tokenizer,
+                                   M.build_scheduler(cfg.model))
+        M.save_pipeline(pipe, folder, fp16=cfg.fp16_artefact)
+
+    return TrainTask(models={"unet": unet, "text_encoder": text_encoder, "ema_unet": ema_unet,
+                             "ema_text_encoder": ema_text},
+                     optimizers={"main": opt}, schedulers={"lr": sched},
+                     batches=random_batches(len(latents), cfg.batch_size, seed + 2), step=step,
+                     save=save, summary={"stage": "unet", "config": dataclasses.asdict(cfg),
+                                         "train_images": len(latents),
+                                         "what_is_saved": "EMA UNet and EMA text encoder"})
+
+
+def train_vae_stage(cfg: TrainConfig, loop: LoopConfig, images: torch.Tensor, folder: Path):
+    """Train (or reuse a finished) VAE in ``folder``; returns the loaded AutoencoderKL."""
+    from diffusers import AutoencoderKL
+
+    if not (folder / "config.json").exists():
+        vae_loop = dataclasses.replace(loop, max_steps=cfg.vae_steps, out_dir=str(folder),
+                                       checkpoint_dir=None, checkpoint_every=0, resume=False,
+                                       sample_every=0)
+        train_loop(vae_loop, vae_task(cfg, images, loop.seed))
+    return AutoencoderKL.from_pretrained(folder)
+
+
+def train_cli(preset: str, loop: LoopConfig, data: str | None, overrides: dict) -> TrainResult:
+    """`python -m playground.train txt2img ...`: VAE stage (skipped if done), then UNet stage."""
+    cfg = resolve_config(preset, overrides)
+    if data:
+        raise UserInputError("txt2img generates its own shapes data; --data is not used.")
+    torch.set_num_threads(max(1, torch.get_num_threads()))  # honours OMP_NUM_THREADS
+    if not loop.out_dir:
+        raise UserInputError("--out is required (the VAE stage is kept beside it).")
+    raw, scenes = make_dataset(cfg.n_images, cfg.data_seed)
+    images = resize_images(images_to_tensor(raw), cfg.model.image_size)
+    vae = train_vae_stage(cfg, loop, images, Path(f"{loop.out_dir}-vae"))
+    latents = encode_latents(vae, images)
+    latents = latents * set_scaling_factor(vae, latents)
+    vae.save_pretrained(Path(f"{loop.out_dir}-vae"), safe_serialization=True)  # with the factor
+    tokenizer = M.build_tokenizer(cfg.model)
+    unet_loop = dataclasses.replace(loop, max_steps=loop.max_steps or cfg.unet_steps)
+    task = unet_task(cfg, vae, tokenizer, latents, [s.caption for s in scenes], loop.seed)
+    return train_loop(unet_loop, task)
+
+
+def export_checkpoint(preset: str, run_out: str, target: str,
+                      overrides: dict | None = None) -> Path:
+    """Write the pipeline (EMA UNet + EMA text encoder) of the latest stage-2 checkpoint of the
+    run ``--out run_out`` to ``target``.
+
+    Lets us ship the best model so far while training goes on: the checkpoint's models are
+    saved by accelerate in ``prepare`` order (unet, text_encoder, ema_unet, ema_text_encoder).
+    """
+    from diffusers import AutoencoderKL
+    from safetensors.torch import load_file
+
+    from playground.core.atomic import atomic_save_dir
+
+    cfg = resolve_config(preset, overrides)
+    ckpt = Path(f"{run_out}-ckpt") / "state"
+    vae = AutoencoderKL.from_pretrained(f"{run_out}-vae")
+    tokenizer = M.build_tokenizer(cfg.model)
+    size = cfg.model.image_size // 2 ** (len(vae.config.block_out_channels) - 1)
+    unet, text_encoder = M.build_unet(cfg.model, size), M.build_text_encoder(cfg.model, tokenizer)
+    unet.load_state_dict(load_file(ckpt / "model_2.safetensors"))
+    text_encoder.load_state_dict(load_file(ckpt / "model_3.safetensors"), strict=False)
+    pipe = M.assemble_pipeline(vae, unet, text_encoder, tokenizer, M.build_scheduler(cfg.model))
+    atomic_save_dir(Path(target), lambda tmp: M.save_pipeline(pipe, tmp, fp16=cfg.fp16_artefact))
+    return Path(target)
+
+
+if __name__ == "__main__":  # python -m playground.txt2img.train export PRESET RUN_OUT TARGET
+    import sys
+
+    if len(sys.argv) == 5 and sys.argv[1] == "export":
+        print(export_checkpoint(sys.argv[2], sys.argv[3], sys.argv[4]))
