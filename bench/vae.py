@@ -1,0 +1,33 @@
+"""VAE row: the interpolation request vs calling the encoder and decoder directly."""
+
+from __future__ import annotations
+
+import torch
+
+from bench.registry import benchmark, best_of
+
+FRAMES = 16
+
+
+@benchmark("vae: interpolate 2 faces, 16 frames (request) / raw encode+decode")
+def interpolation() -> dict:
+    from playground import vae
+    from playground.vae.inference import heldout_faces, interpolate_faces, load_codec
+
+    vae.register_models()
+    labels, images = heldout_faces()
+    if not labels:
+        raise RuntimeError("needs ../shared/data/faces/olivettifaces.mat (or $PLAYGROUND_FACES)")
+    model = load_codec(vae.SHIPPED).model
+    x = torch.from_numpy(images[[0, 10]])[:, None]  # (2, 1, 64, 64)
+    ts = torch.linspace(0, 1, FRAMES)[:, None]
+
+    def raw():
+        with torch.no_grad():
+            mu, _ = model.encode(x)
+            model.decode(torch.lerp(mu[0], mu[1], ts))  # (FRAMES, 1, 64, 64)
+    reference = best_of(raw, repeats=5)
+    ours = best_of(lambda: interpolate_faces(vae.SHIPPED, labels[0], labels[10], frames=FRAMES,
+                                             mode="linear"), repeats=5)
+    return {"ours": ours, "reference": reference, "unit": "s",
+            "note": "ours adds input checks, face loading, PNG strip + record and a GIF"}

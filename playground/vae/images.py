@@ -1,0 +1,143 @@
+"""Reading uploads safely and drawing results: previews, strips, GIFs, error maps (no gradio).
+
+Uploads may be anything: a 1×1 pixel, a 50-megapixel photo, RGBA/CMYK/16-bit PNGs or not an
+image at all. ``read_upload`` checks the file size and the pixel count from the header before
+decoding, then converts to what the model sees (grey or RGB, centre square crop, model size).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from playground.core.errors import UserInputError
+from playground.data.faces import to_face_array
+
+MAX_UPLOAD_MB = 20
+MAX_PIXELS = 40_000_000  # 40 MP: larger photos are refused before decoding
+MIN_SIDE = 16  # px; smaller images carry no face
+DISPLAY_SCALE = 2
+
+
+def _open_checked(path: str | Path) -> Image.Image:
+    """Open lazily (header only) and refuse missing, huge, tiny or non-image files."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserInputError("The uploaded file could not be found; upload it again.")
+    size_mb = os.path.getsize(path) / 2**20
+    if size_mb > MAX_UPLOAD_MB:
+        raise UserInputError(f"The upload is too big ({size_mb:.1f} MB); the limit is "
+                             f"{MAX_UPLOAD_MB} MB.")
+    try:
+        image = Image.open(path)  # reads the header only; pixels are decoded on .load()
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
+        raise UserInputError(f"'{path.name[:60]}' is not an image PIL can read (PNG, JPEG, "
+                             "BMP, GIF, WebP, TIFF, ...).") from None
+    w, h = image.size
+    if w * h > MAX_PIXELS:
+        raise UserInputError(f"The image is {w}×{h} = {w * h / 1e6:.0f} megapixels; the limit is "
+                             f"{MAX_PIXELS / 1e6:.0f} MP. Please upload a smaller photo.")
+    if min(w, h) < MIN_SIDE:
+        raise UserInputError(f"The image is only {w}×{h} pixels; a face needs at least "
+                             f"{MIN_SIDE}×{MIN_SIDE}.")
+    return image
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """16-bit / 32-bit integer and float images → 8-bit grey (PIL's convert would clip them)."""
+    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+        arr = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        if image.mode == "F" and arr.max() <= 1.0:
+            top = 1.0
+        return Image.fromarray((arr / top * 255).clip(0, 255).round().astype(np.uint8), "L")
+    return image
+
+
+def read_upload(path: str | Path, size: int, channels: int) -> np.ndarray:
+    """An uploaded image as the model sees it.
+
+    Returns:
+        float32 in [0, 1]: (size, size) for ``channels == 1``, else (size, size, 3).
+    """
+    image = _open_checked(path)
+    try:
+        image.load()
+        image = _to_8bit(image)
+        if channels == 1:
+            return to_face_array(image, size)
+        image = ImageOps.exif_transpose(image)
+        if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P"
+                                                  and "transparency" in image.info):
+            rgba = image.convert("RGBA")
+            image = Image.new("RGB", rgba.size, (255, 255, 255))
+            image.paste(rgba, mask=rgba.getchannel("A"))
+        image = ImageOps.fit(image.convert("RGB"), (size, size), Image.Resampling.LANCZOS)
+        return np.asarray(image, dtype=np.float32) / 255.0
+    except UserInputError:
+        raise
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise UserInputError(f"The image could not be decoded ({exc}); is the file "
+                             "complete?") from None
+
+
+def pixels_hash(array: np.ndarray) -> str:
+    """Short sha256 of the pixels the model saw (for the reproducibility record)."""
+    return "sha256:" + hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()[:16]
+
+
+def to_tensor(array: np.ndarray) -> torch.Tensor:
+    """(S, S) or (S, S, 3) in [0, 1] → (1, C, S, S)."""
+    t = torch.from_numpy(np.asarray(array, dtype=np.float32))
+    return t[None, None] if t.dim() == 2 else t.permute(2, 0, 1)[None]
+
+
+def to_pil(image: torch.Tensor, scale: int = DISPLAY_SCALE) -> Image.Image:
+    """(C, S, S) in [0, 1] → PIL (grey or RGB), upscaled ``scale``× (nearest) for display."""
+    arr = (image.detach().float().clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
+    pil = Image.fromarray(arr[0]) if arr.shape[0] == 1 else Image.fromarray(arr.transpose(1, 2, 0))
+    if scale != 1:
+        pil = pil.resize((pil.width * scale, pil.height * scale), Image.Resampling.NEAREST)
+    return pil
+
+
+def strip_image(images: torch.Tensor, columns: int | None = None, gap: int = 2) -> Image.Image:
+    """(B, C, S, S) in [0, 1] → one PIL image: a row (or grid) with white gaps."""
+    b, c, s, _ = images.shape
+    columns = columns or b
+    rows = (b + columns - 1) // columns
+    canvas = torch.ones(c, rows * (s + gap) - gap, columns * (s + gap) - gap)
+    for i, img in enumerate(images):
+        r, col = divmod(i, columns)
+        canvas[:, r * (s + gap): r * (s + gap) + s, col * (s + gap): col * (s + gap) + s] = img
+    return to_pil(canvas, scale=1)
+
+
+def error_map(x: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
+    """Absolute error as a heat map (3, S, S): black = exact, red → yellow → white = large.
+
+    The colour scale is fixed (0.25 = full white) so maps of different faces compare.
+    """
+    err = (x - recon).abs().mean(0).clamp(0, 0.25) / 0.25  # (S, S) in [0, 1]
+    return torch.stack([(err * 3).clamp(0, 1), (err * 3 - 1).clamp(0, 1),
+                        (err * 3 - 2).clamp(0, 1)])
+
+
+def as_rgb(image: torch.Tensor) -> torch.Tensor:
+    """(1 or 3, S, S) → (3, S, S)."""
+    return image.expand(3, -1, -1) if image.shape[0] == 1 else image
+
+
+def write_gif(frames: list[Image.Image], frame_ms: int, bounce: bool = True) -> str:
+    """Animated GIF in a temp file (there and back if ``bounce``); returns its path."""
+    handle = tempfile.NamedTemporaryFile(prefix="playground-vae-", suffix=".gif", delete=False)
+    handle.close()
+    seq = frames + frames[-2:0:-1] if bounce and len(frames) > 2 else list(frames)
+    seq[0].save(handle.name, save_all=True, append_images=seq[1:], duration=frame_ms, loop=0)
+    return handle.name

@@ -1,0 +1,281 @@
+"""The VAE tab's requests: interpolate, reconstruct, sample, explore (no gradio here).
+
+Faces come from the held-out people of the Olivetti split (whom the model never saw) or from
+uploads. A face's code is its posterior mean ``mu(x)``; paths between two codes are straight
+(linear) or along the great circle (spherical, ``slerp``), optionally through the mean code 0.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from playground.core import registry, repro
+from playground.core.errors import UserInputError, check_range
+from playground.core.seeding import make_generator, resolve_seed
+from playground.vae import FAMILY
+from playground.vae.codec import Codec, load_codec
+from playground.vae.images import (
+    as_rgb,
+    error_map,
+    pixels_hash,
+    read_upload,
+    strip_image,
+    to_pil,
+    to_tensor,
+    write_gif,
+)
+
+FACES_ENV = "PLAYGROUND_FACES"
+DEFAULT_FACES = registry.REPO_ROOT.parent / "shared" / "data" / "faces" / "olivettifaces.mat"
+MAX_FRAMES = 64
+MAX_SAMPLES = 64
+TEMPERATURE_RANGE = (0.0, 2.0)
+N_DIRECTIONS = 6  # sliders in the latent explorer
+SLIDER_RANGE = 3.0  # ± standard deviations along each direction
+FACE_LABEL = re.compile(r"^person (\d+) · photo (\d+)$")
+
+
+# ---- faces: held-out people and uploads --------------------------------------------------
+
+def faces_source() -> Path | None:
+    """$PLAYGROUND_FACES, else ../shared/data/faces/olivettifaces.mat beside the repo."""
+    path = Path(os.environ.get(FACES_ENV) or DEFAULT_FACES)
+    return path if path.exists() else None
+
+
+@lru_cache(maxsize=2)
+def _split(source: str):
+    from playground.data.faces import load_faces, split_by_person
+    from playground.vae.train import N_VAL_PERSONS, SPLIT_SEED
+
+    return split_by_person(load_faces(source), N_VAL_PERSONS, SPLIT_SEED)
+
+
+def heldout_faces() -> tuple[list[str], np.ndarray]:
+    """Labels ("person 3 · photo 0") and images (N, 64, 64) of the held-out people."""
+    source = faces_source()
+    if source is None:
+        return [], np.zeros((0, 64, 64), np.float32)
+    _, val = _split(str(source))
+    labels, seen = [], {}
+    for p in val.persons:
+        seen[p] = seen.get(p, -1) + 1
+        labels.append(f"person {int(p)} · photo {seen[p]}")
+    return labels, val.images
+
+
+def all_faces() -> np.ndarray:
+    """Every face of the data set (N, 64, 64), or an empty array when it is absent."""
+    source = faces_source()
+    if source is None:
+        return np.zeros((0, 64, 64), np.float32)
+    train, val = _split(str(source))
+    return np.concatenate([train.images, val.images])
+
+
+def _adapt(face: np.ndarray, codec: Codec) -> torch.Tensor:
+    """A 64×64 grey face → (1, C, S, S) at the codec's size and channels."""
+    x = to_tensor(face)
+    if codec.size != x.shape[-1]:
+        x = F.interpolate(x, size=(codec.size, codec.size), mode="bicubic").clamp(0, 1)
+    return x.expand(-1, codec.channels, -1, -1)
+
+
+def load_face(codec: Codec, choice: str | None, upload: str | None, which: str
+              ) -> tuple[torch.Tensor, str]:
+    """The face to encode: an upload if given, else the chosen held-out face.
+
+    Returns:
+        (x (1, C, S, S) in [0, 1], a description for the reproducibility record).
+    """
+    if upload:
+        array = read_upload(upload, codec.size, codec.channels)
+        return to_tensor(array), f"upload {pixels_hash(array)}"
+    labels, images = heldout_faces()
+    if not labels:
+        raise UserInputError(f"Face {which}: the held-out faces are not on this machine (set "
+                             f"{FACES_ENV} to olivettifaces.mat); upload a photo instead.")
+    if not choice or choice not in labels:
+        raise UserInputError(f"Face {which}: choose a held-out face (e.g. '{labels[0]}') or "
+                             "upload a photo.")
+    return _adapt(images[labels.index(choice)], codec), choice
+
+
+# ---- latent paths ------------------------------------------------------------------------
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
+    """Spherical interpolation of two vectors (D,): the direction moves along the great circle
+    at constant angular speed and the length changes linearly from |a| to |b|."""
+    na, nb = a.norm(), b.norm()
+    if na < 1e-12 or nb < 1e-12:
+        return torch.lerp(a, b, t)
+    ua, ub = a / na, b / nb
+    omega = torch.arccos(torch.dot(ua, ub).clamp(-1, 1))
+    if omega < 1e-4 or torch.pi - omega < 1e-4:  # (anti)parallel: no unique great circle
+        return torch.lerp(a, b, t)
+    direction = (torch.sin((1 - t) * omega) * ua + torch.sin(t * omega) * ub) / torch.sin(omega)
+    return direction * torch.lerp(na, nb, t)
+
+
+def interpolate_latents(za: torch.Tensor, zb: torch.Tensor, frames: int, mode: str,
+                        through_mean: bool = False) -> torch.Tensor:
+    """``frames`` codes (frames, D) from ``za`` to ``zb`` (inclusive).
+
+    ``through_mean``: straight to the mean code 0 (half the frames), then straight on to zb.
+    """
+    ts = torch.linspace(0, 1, frames).tolist()
+    if through_mean:
+        zero = torch.zeros_like(za)
+        return torch.stack([torch.lerp(za, zero, 2 * t) if t <= 0.5
+                            else torch.lerp(zero, zb, 2 * t - 1) for t in ts])
+    if mode == "linear":
+        return torch.stack([torch.lerp(za, zb, t) for t in ts])
+    return torch.stack([slerp(za, zb, t) for t in ts])
+
+
+def frame_steps(images: torch.Tensor) -> np.ndarray:
+    """RMS pixel change between consecutive frames (frames - 1,)."""
+    diff = (images[1:] - images[:-1]).flatten(1)
+    return diff.pow(2).mean(1).sqrt().numpy()
+
+
+# ---- requests ----------------------------------------------------------------------------
+
+def _record(model_name: str, params: dict, seed) -> dict:
+    return repro.make_record(FAMILY, model_name, registry.resolve(FAMILY, model_name).source,
+                             params, seed)
+
+
+def _display_scale(codec: Codec) -> int:
+    return 2 if codec.size <= 64 else 1
+
+
+def interpolate_faces(model_name: str, face_a: str | None = None, face_b: str | None = None,
+                      upload_a: str | None = None, upload_b: str | None = None, frames=8,
+                      mode: str = "spherical", through_mean: bool = False,
+                      frame_ms=150) -> dict:
+    """Walk from face A's code to face B's: a strip PNG, an animated GIF, step sizes.
+
+    Returns:
+        dict with ``strip_png``, ``gif`` (paths), ``frames`` (B, C, S, S) tensor,
+        ``preview_a``/``preview_b`` (what the model saw, PIL), ``steps`` (RMS change per frame),
+        ``mean_strip_png`` (the path through the mean code, or None) and ``record``.
+    """
+    frames = check_range("Frames", frames, 2, MAX_FRAMES, integer=True)
+    frame_ms = check_range("Frame duration (ms)", frame_ms, 20, 2000, integer=True)
+    if mode not in ("linear", "spherical"):
+        raise UserInputError(f"Path must be 'linear' or 'spherical', got {mode!r}.")
+    codec = load_codec(model_name)
+    xa, desc_a = load_face(codec, face_a, upload_a, "A")
+    xb, desc_b = load_face(codec, face_b, upload_b, "B")
+    mu, _ = codec.encode(torch.cat([xa, xb]))  # (2, D)
+    images = codec.decode(interpolate_latents(mu[0], mu[1], frames, mode))
+    record = _record(model_name, {"face_a": desc_a, "face_b": desc_b, "frames": frames,
+                                  "mode": mode, "code": "posterior mean"}, None)
+    scale = _display_scale(codec)
+    strip = repro.save_png(strip_image(images), record)
+    gif = write_gif([to_pil(img, scale) for img in images], frame_ms)
+    mean_strip = None
+    if through_mean:
+        via = codec.decode(interpolate_latents(mu[0], mu[1], frames, mode, through_mean=True))
+        mean_strip = str(repro.save_png(strip_image(via), {**record, "params": {
+            **record["params"], "mode": "through the mean code 0"}}))
+    return {"strip_png": str(strip), "gif": gif, "frames": images, "steps": frame_steps(images),
+            "preview_a": to_pil(xa[0], scale), "preview_b": to_pil(xb[0], scale),
+            "mean_strip_png": mean_strip, "record": record}
+
+
+def reconstruct_face(model_name: str, face: str | None = None, upload: str | None = None
+                     ) -> dict:
+    """Input | reconstruction (decoder mean at the posterior mean) | absolute error map.
+
+    Returns:
+        dict with ``image_png`` (side by side, with record), ``mse`` (pixels in [0, 1]),
+        ``bits_per_dim`` (the face's -ELBO; our VAE only, else None) and ``record``.
+    """
+    codec = load_codec(model_name)
+    x, desc = load_face(codec, face, upload, "")
+    mu, _ = codec.encode(x)
+    recon = codec.decode(mu)
+    mse = float(((recon - x) ** 2).mean())
+    bpd = None
+    if codec.kind == "conv":
+        from playground.vae.train import evaluate_elbo
+
+        bpd = evaluate_elbo(codec.model, x, samples=8, seed=0)["bits_per_dim"]
+    panel = torch.stack([as_rgb(x[0]), as_rgb(recon[0]), error_map(x[0], recon[0])])
+    record = _record(model_name, {"face": desc, "mse": round(mse, 6),
+                                  "bits_per_dim": bpd}, None)
+    image = strip_image(panel, gap=4)
+    scale = _display_scale(codec)
+    image = image.resize((image.width * scale, image.height * scale))
+    return {"image_png": str(repro.save_png(image, record)), "mse": mse, "bits_per_dim": bpd,
+            "record": record}
+
+
+def sample_faces(model_name: str, seed=0, randomize: bool = False, n=8,
+                 temperature=1.0) -> dict:
+    """Decode ``n`` codes z = temperature × N(0, I) drawn from ``seed``.
+
+    Returns:
+        dict with ``images`` (PIL list), ``grid_png`` (path, with record), ``seed`` and
+        ``record``. Temperature 0 gives the face of the mean code, for every sample.
+    """
+    n = check_range("Number of samples", n, 1, MAX_SAMPLES, integer=True)
+    temperature = check_range("Temperature", temperature, *TEMPERATURE_RANGE)
+    seed = resolve_seed(seed, randomize)
+    codec = load_codec(model_name)
+    z = torch.randn(n, codec.latent_dim, generator=make_generator(seed)) * temperature
+    images = codec.decode(z)
+    record = _record(model_name, {"n": n, "temperature": temperature}, seed)
+    grid = repro.save_png(strip_image(images, columns=min(8, n)), record)
+    scale = _display_scale(codec)
+    return {"images": [to_pil(img, scale) for img in images], "grid_png": str(grid),
+            "seed": seed, "record": record}
+
+
+# ---- latent explorer ---------------------------------------------------------------------
+
+@lru_cache(maxsize=4)
+def _directions(model_name: str, source: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                                        str]:
+    codec = load_codec(model_name)
+    faces = all_faces() if codec.kind == "conv" else heldout_faces()[1]
+    if len(faces) < N_DIRECTIONS + 1:
+        d = codec.latent_dim
+        return (torch.zeros(d), torch.eye(d)[:N_DIRECTIONS], torch.ones(N_DIRECTIONS),
+                "latent axes (no face data on this machine for PCA)")
+    mus = torch.cat([codec.encode(torch.cat([_adapt(f, codec) for f in faces[i:i + 50]]))[0]
+                     for i in range(0, len(faces), 50)])  # (N, D)
+    center = mus.mean(0)
+    _, s, vh = torch.linalg.svd(mus - center, full_matrices=False)
+    std = s[:N_DIRECTIONS] / max(1, len(mus) - 1) ** 0.5
+    share = float((s[:N_DIRECTIONS] ** 2).sum() / (s ** 2).sum())
+    return center, vh[:N_DIRECTIONS], std, (f"PCA of {len(mus)} encoded faces; the {N_DIRECTIONS} "
+                                            f"directions explain {share:.0%} of their variance")
+
+
+def latent_directions(model_name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, str]:
+    """(centre (D,), directions (K, D), std along each (K,), description), cached per model."""
+    return _directions(model_name, registry.resolve(FAMILY, model_name).source)
+
+
+def explore(model_name: str, *coefficients) -> tuple[object, str]:
+    """Decode centre + Σ c_k · std_k · direction_k; each c_k in ±SLIDER_RANGE std units."""
+    if len(coefficients) > N_DIRECTIONS:
+        raise UserInputError(f"At most {N_DIRECTIONS} directions.")
+    cs = [check_range(f"Direction {k + 1}", c, -SLIDER_RANGE, SLIDER_RANGE)
+          for k, c in enumerate(coefficients)]
+    center, dirs, std, info = latent_directions(model_name)
+    z = center.clone()
+    for k, c in enumerate(cs):
+        z += c * std[k] * dirs[k]
+    codec = load_codec(model_name)
+    return to_pil(codec.decode(z[None])[0], 4 if codec.size <= 64 else 1), info

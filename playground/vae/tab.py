@@ -1,0 +1,160 @@
+"""The VAE tab: interpolate between two faces, reconstruct, sample the prior, explore the latent."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from playground.ui import friendly, model_dropdown, model_event, seed_controls
+from playground.vae import FAMILY
+
+INTRO = """The VAE turns a face into a **code** of 32 numbers (the mean of its posterior) and turns
+codes back into faces. Pick two faces of **held-out people** (the model never saw them; click the
+gallery) or upload photos (made grey, centre-cropped to a square and shrunk to 64×64, as shown),
+then walk from one code to the other: **linear** is a straight line, **spherical** follows the
+great circle (keeps the code's length typical). Tick *through the mean* to compare with the path
+that passes the average code 0. A Stable Diffusion VAE hub id works here too where the internet
+is available (colour, 256 px)."""
+
+N_SLIDERS = 6
+
+
+def _faces_update():
+    """Gallery of held-out faces + choices for the face dropdowns (loaded when the page opens)."""
+    from playground.vae.images import to_pil, to_tensor
+    from playground.vae.inference import heldout_faces
+
+    labels, images = heldout_faces()
+    gallery = [(to_pil(to_tensor(img)[0], 1), label) for img, label in zip(images, labels,
+                                                                            strict=True)]
+    first, second = (labels[0], labels[10 % len(labels)]) if labels else (None, None)
+    return (gallery, gr.update(choices=labels, value=first), gr.update(choices=labels,
+            value=second), gr.update(choices=labels, value=first))
+
+
+def on_pick(target, evt: gr.SelectData):
+    """A click on the gallery sets face A or B (and flips the target for the next click)."""
+    label = evt.value.get("caption") if isinstance(evt.value, dict) else None
+    if not label:
+        return gr.update(), gr.update(), target
+    if target == "A":
+        return label, gr.update(), "B"
+    return gr.update(), label, "A"
+
+
+@friendly
+def on_interpolate(model, face_a, upload_a, face_b, upload_b, frames, mode, through_mean):
+    from playground.vae.inference import interpolate_faces
+
+    out = interpolate_faces(model, face_a, face_b, upload_a, upload_b, frames, mode,
+                            bool(through_mean))
+    steps = out["steps"]
+    ratio = float(steps.max() / max(float(sorted(steps)[len(steps) // 2]), 1e-9))
+    info = (f"{out['record']['params']['face_a']} → {out['record']['params']['face_b']}, "
+            f"{len(out['frames'])} frames, {mode} path. Largest frame-to-frame change "
+            f"{steps.max():.3f} = {ratio:.2f}× the median (RMS pixel change; 1 = perfectly "
+            "even).")
+    return (out["strip_png"], out["gif"], out["preview_a"], out["preview_b"],
+            out["mean_strip_png"], info)
+
+
+@friendly
+def on_reconstruct(model, face, upload):
+    from playground.vae.inference import reconstruct_face
+
+    out = reconstruct_face(model, face, upload)
+    info = f"Input | reconstruction | error (black = exact). MSE {out['mse']:.4f}"
+    if out["bits_per_dim"] is not None:
+        info += f", -ELBO {out['bits_per_dim']:.3f} bits/dim (8 = no better than uniform noise)"
+    return out["image_png"], info + "."
+
+
+@friendly
+def on_sample(model, seed, randomize, n, temperature):
+    from playground.vae.inference import sample_faces
+
+    out = sample_faces(model, seed, randomize, n, temperature)
+    return (out["images"], out["grid_png"],
+            f"Seed used: {out['seed']} (temperature {temperature}).", out["seed"])
+
+
+@friendly
+def on_explore(model, *coefficients):
+    from playground.vae.inference import explore
+
+    return explore(model, *coefficients)
+
+
+def build_tab() -> None:
+    gr.Markdown(INTRO)
+    model = model_dropdown(FAMILY)
+    target = gr.State("A")
+    with gr.Accordion("Interpolate between two faces", open=True):
+        gallery = gr.Gallery(label="Held-out faces (click: sets face A, then face B)", columns=10,
+                             height=220, allow_preview=False, elem_id="vae-heldout")
+        with gr.Row():
+            with gr.Column():
+                face_a = gr.Dropdown(label="Face A (held-out)", elem_id="vae-face-a")
+                upload_a = gr.File(label="...or upload photo A", file_types=["image"],
+                                   elem_id="vae-upload-a")
+            with gr.Column():
+                face_b = gr.Dropdown(label="Face B (held-out)", elem_id="vae-face-b")
+                upload_b = gr.File(label="...or upload photo B", file_types=["image"],
+                                   elem_id="vae-upload-b")
+            with gr.Column():
+                frames = gr.Slider(2, 64, value=10, step=1, label="Frames")
+                mode = gr.Radio(["spherical", "linear"], value="spherical", label="Path")
+                through_mean = gr.Checkbox(label="Also show the path through the mean code")
+                interp = gr.Button("Interpolate", variant="primary", elem_id="vae-interpolate")
+        with gr.Row():
+            preview_a = gr.Image(label="A as the model sees it", type="pil", height=160)
+            preview_b = gr.Image(label="B as the model sees it", type="pil", height=160)
+            gif = gr.Image(label="Animation (GIF)", type="filepath", elem_id="vae-gif",
+                           height=160)
+        strip = gr.Image(label="Strip (PNG with reproducibility record)", type="filepath",
+                         elem_id="vae-strip")
+        mean_strip = gr.Image(label="Through the mean code", type="filepath")
+        interp_info = gr.Markdown(elem_id="vae-interp-info")
+    with gr.Accordion("Reconstruct a face", open=False):
+        with gr.Row():
+            face_r = gr.Dropdown(label="Held-out face")
+            upload_r = gr.File(label="...or upload a photo", file_types=["image"])
+            recon_btn = gr.Button("Reconstruct")
+        recon = gr.Image(label="Input | reconstruction | error", type="filepath")
+        recon_info = gr.Markdown()
+    with gr.Accordion("Sample new faces from the prior", open=False):
+        with gr.Row():
+            seed, randomize = seed_controls()
+            n = gr.Number(value=8, precision=0, label="Number of faces (1-64)")
+            temperature = gr.Slider(0, 2, value=1.0, step=0.05,
+                                    label="Temperature (scales z; 0 = the mean face)")
+        sample_btn = gr.Button("Sample", elem_id="vae-sample")
+        samples = gr.Gallery(label="Samples", columns=8, height=260, elem_id="vae-samples")
+        grid_file = gr.File(label="Grid PNG (with reproducibility record)")
+        sample_info = gr.Markdown()
+    with gr.Accordion("Latent explorer: slide along the main directions", open=False):
+        sliders = [gr.Slider(-3, 3, value=0, step=0.1, label=f"Direction {k + 1} (std units)")
+                   for k in range(N_SLIDERS)]
+        with gr.Row():
+            explore_btn = gr.Button("Show")
+            reset = gr.Button("Reset to the average code")
+        explored = gr.Image(label="Decoded code", type="pil", height=256)
+        explore_info = gr.Markdown()
+    root = gr.context.Context.root_block
+    if root is not None:
+        root.load(_faces_update, None, [gallery, face_a, face_b, face_r],
+                  api_visibility="private")
+    gallery.select(on_pick, target, [face_a, face_b, target])
+    interp.click(on_interpolate, [model, face_a, upload_a, face_b, upload_b, frames, mode,
+                                  through_mean],
+                 [strip, gif, preview_a, preview_b, mean_strip, interp_info],
+                 **model_event("vae_interpolate"))
+    recon_btn.click(on_reconstruct, [model, face_r, upload_r], [recon, recon_info],
+                    **model_event("vae_reconstruct"))
+    sample_btn.click(on_sample, [model, seed, randomize, n, temperature],
+                     [samples, grid_file, sample_info, seed], **model_event("vae_sample"))
+    explore_inputs = [model, *sliders]
+    explore_btn.click(on_explore, explore_inputs, [explored, explore_info], **model_event(None))
+    for slider in sliders:
+        slider.release(on_explore, explore_inputs, [explored, explore_info], **model_event(None))
+    reset.click(lambda: [0.0] * N_SLIDERS, None, sliders).then(
+        on_explore, explore_inputs, [explored, explore_info], **model_event(None))
