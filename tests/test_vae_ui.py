@@ -24,7 +24,7 @@ def photos(tmp_path_factory):
     return str(folder / "a.jpg"), str(folder / "b.png")
 
 
-def test_api_interpolate_reconstruct_sample(client, photos):
+def test_api_interpolate_reconstruct_sample(client, photos, tmp_path):
     from gradio_client import handle_file
 
     strip, gif, prev_a, prev_b, mean_strip, info = client.predict(
@@ -39,9 +39,15 @@ def test_api_interpolate_reconstruct_sample(client, photos):
     gallery, grid, sample_info, seed = client.predict(SHIPPED, 11, False, 3, 0.8,
                                                       api_name="/vae_sample")
     assert len(gallery) == 3 and seed == 11 and "Seed used: 11" in sample_info
-    with pytest.raises(Exception, match="Frames must be between 2 and 64"):
-        client.predict(SHIPPED, None, handle_file(photos[0]), None, handle_file(photos[1]),
-                       10**5, "linear", False, api_name="/vae_interpolate")
+    for frames in (0, 10**5):  # the slider's bounds (2..64) refuse these before our check
+        with pytest.raises(Exception, match="(less|greater) than (minimum|maximum) value"):
+            client.predict(SHIPPED, None, handle_file(photos[0]), None,
+                           handle_file(photos[1]), frames, "linear", False,
+                           api_name="/vae_interpolate")
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image")
+    with pytest.raises(Exception, match="is not an image"):
+        client.predict(SHIPPED, None, handle_file(str(bad)), api_name="/vae_reconstruct")
     with pytest.raises(Exception, match="between 1 and 64"):
         client.predict(SHIPPED, 0, False, 0, 1.0, api_name="/vae_sample")
 

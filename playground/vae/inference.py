@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from playground.core import registry, repro
 from playground.core.errors import UserInputError, check_range
@@ -157,6 +158,10 @@ def _display_scale(codec: Codec) -> int:
     return 2 if codec.size <= 64 else 1
 
 
+def _scaled(image, scale: int):
+    return image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
+
+
 def interpolate_faces(model_name: str, face_a: str | None = None, face_b: str | None = None,
                       upload_a: str | None = None, upload_b: str | None = None, frames=8,
                       mode: str = "spherical", through_mean: bool = False,
@@ -180,12 +185,12 @@ def interpolate_faces(model_name: str, face_a: str | None = None, face_b: str | 
     record = _record(model_name, {"face_a": desc_a, "face_b": desc_b, "frames": frames,
                                   "mode": mode, "code": "posterior mean"}, None)
     scale = _display_scale(codec)
-    strip = repro.save_png(strip_image(images), record)
+    strip = repro.save_png(_scaled(strip_image(images), scale), record)
     gif = write_gif([to_pil(img, scale) for img in images], frame_ms)
     mean_strip = None
     if through_mean:
         via = codec.decode(interpolate_latents(mu[0], mu[1], frames, mode, through_mean=True))
-        mean_strip = str(repro.save_png(strip_image(via), {**record, "params": {
+        mean_strip = str(repro.save_png(_scaled(strip_image(via), scale), {**record, "params": {
             **record["params"], "mode": "through the mean code 0"}}))
     return {"strip_png": str(strip), "gif": gif, "frames": images, "steps": frame_steps(images),
             "preview_a": to_pil(xa[0], scale), "preview_b": to_pil(xb[0], scale),
@@ -213,9 +218,7 @@ def reconstruct_face(model_name: str, face: str | None = None, upload: str | Non
     panel = torch.stack([as_rgb(x[0]), as_rgb(recon[0]), error_map(x[0], recon[0])])
     record = _record(model_name, {"face": desc, "mse": round(mse, 6),
                                   "bits_per_dim": bpd}, None)
-    image = strip_image(panel, gap=4)
-    scale = _display_scale(codec)
-    image = image.resize((image.width * scale, image.height * scale))
+    image = _scaled(strip_image(panel, gap=4), _display_scale(codec))
     return {"image_png": str(repro.save_png(image, record)), "mse": mse, "bits_per_dim": bpd,
             "record": record}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from playground.core import live, registry
 from playground.ui import friendly, model_dropdown, model_event, seed_controls
 from playground.vae import FAMILY
 
@@ -84,6 +85,39 @@ def on_explore(model, *coefficients):
     return explore(model, *coefficients)
 
 
+def _plot(history: list[dict]):
+    import pandas as pd
+
+    rows = [{"step": r["step"], "value": r[k], "series": name} for r in history
+            for k, name in (("train_elbo_bpd", "train -ELBO"), ("val_bits_per_dim",
+                                                               "held-out -ELBO")) if k in r]
+    return pd.DataFrame(rows or {"step": [], "value": [], "series": []})
+
+
+@friendly
+def on_train(steps, device, latent_dim):
+    from playground.vae.images import strip_image
+    from playground.vae.live import start_training
+
+    run = start_training(steps, device, latent_dim)
+    grid = None
+    for r in run.poll(0.5):
+        grid = strip_image(r.samples[-1][1], columns=8) if r.samples else grid
+        step = r.history[-1]["step"] if r.history else 0
+        yield run.run_id, _plot(r.history), grid, f"Training: step {step} / {steps}", gr.update()
+    if run.error is not None:
+        raise run.error
+    if run.result is None:
+        yield None, _plot(run.history), grid, "Stopped: nothing was saved.", gr.update()
+        return
+    yield (None, _plot(run.history), grid, f"Done: '{run.result}' is now in the model list.",
+           gr.update(choices=registry.choices(FAMILY), value=run.result))
+
+
+def on_stop(run_id):
+    return "Stopping after the current step..." if live.cancel_run(run_id) else "No run to stop."
+
+
 def build_tab() -> None:
     gr.Markdown(INTRO)
     model = model_dropdown(FAMILY)
@@ -111,8 +145,9 @@ def build_tab() -> None:
             gif = gr.Image(label="Animation (GIF)", type="filepath", elem_id="vae-gif",
                            height=160)
         strip = gr.Image(label="Strip (PNG with reproducibility record)", type="filepath",
-                         elem_id="vae-strip")
-        mean_strip = gr.Image(label="Through the mean code", type="filepath")
+                         elem_id="vae-strip", height=170)
+        mean_strip = gr.Image(label="Through the mean code (when ticked)", type="filepath",
+                              height=170)
         interp_info = gr.Markdown(elem_id="vae-interp-info")
     with gr.Accordion("Reconstruct a face", open=False):
         with gr.Row():
@@ -139,6 +174,19 @@ def build_tab() -> None:
             reset = gr.Button("Reset to the average code")
         explored = gr.Image(label="Decoded code", type="pil", height=256)
         explore_info = gr.Markdown()
+    with gr.Accordion("Train a VAE here (live)", open=False):
+        from playground.vae.live import device_choices
+
+        with gr.Row():
+            steps = gr.Number(value=300, precision=0, label="Steps (batches of 32)")
+            device = gr.Dropdown(device_choices(), value="cpu", label="Device")
+            latent = gr.Number(value=32, precision=0, label="Latent size")
+        with gr.Row():
+            start, stop = gr.Button("Start training", variant="primary"), gr.Button("Stop")
+        run_id = gr.State(None)
+        status = gr.Markdown()
+        curve = gr.LinePlot(x="step", y="value", color="series", label="-ELBO (bits/dim)")
+        fixed = gr.Image(label="Decoded fixed codes as training goes", type="pil")
     root = gr.context.Context.root_block
     if root is not None:
         root.load(_faces_update, None, [gallery, face_a, face_b, face_r],
@@ -156,5 +204,8 @@ def build_tab() -> None:
     explore_btn.click(on_explore, explore_inputs, [explored, explore_info], **model_event(None))
     for slider in sliders:
         slider.release(on_explore, explore_inputs, [explored, explore_info], **model_event(None))
+    start.click(on_train, [steps, device, latent], [run_id, curve, fixed, status, model],
+                **model_event(None))
+    stop.click(on_stop, run_id, status)
     reset.click(lambda: [0.0] * N_SLIDERS, None, sliders).then(
         on_explore, explore_inputs, [explored, explore_info], **model_event(None))

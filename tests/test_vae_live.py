@@ -1,0 +1,55 @@
+"""Live (in-browser) VAE training: a run registers a selectable model; bad input; cancel."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from playground.core import live, registry
+from playground.core.errors import UserInputError
+from playground.vae import FAMILY, register_models
+from playground.vae.inference import sample_faces
+
+register_models()
+
+
+@pytest.fixture
+def faces(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    for person in range(7):
+        (tmp_path / f"p{person}").mkdir()
+        for i in range(2):
+            Image.fromarray((rng.random((64, 64)) * 255).astype(np.uint8)).save(
+                tmp_path / f"p{person}" / f"{i}.png")
+    monkeypatch.setenv("PLAYGROUND_FACES", str(tmp_path))
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield tmp_path
+    torch.set_num_threads(n)
+
+
+def test_live_training_registers_a_selectable_model(faces):
+    from playground.vae.live import start_training
+
+    run = start_training(3, "cpu", 8)
+    assert run.done.wait(120) and run.error is None, run.error
+    assert run.result in registry.choices(FAMILY) and run.history
+    assert "val_bits_per_dim" in run.history[-1]
+    assert run.samples and run.samples[-1][1].shape == (16, 1, 64, 64)
+    assert len(sample_faces(run.result, seed=0, n=2)["images"]) == 2
+
+
+def test_live_training_bad_input_and_cancel(faces):
+    from playground.vae.live import start_training
+
+    with pytest.raises(UserInputError, match="Steps"):
+        start_training(0)
+    with pytest.raises(UserInputError, match="Latent size"):
+        start_training(10, "cpu", 1)
+    with pytest.raises(UserInputError, match="Device"):
+        start_training(10, "tpu")
+    run = start_training(5000, "cpu", 4)
+    assert live.cancel_run(run.run_id)
+    assert run.done.wait(60) and run.result is None
