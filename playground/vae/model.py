@@ -28,9 +28,12 @@ class ConvVAE(nn.Module, PyTorchModelHubMixin, library_name="playground",
     """x (B, 1, 64, 64) in [0, 1] → posterior; z (B, latent_dim) → likelihood parameters."""
 
     def __init__(self, latent_dim: int = 32, base_width: int = 32, max_width: int = 128,
-                 min_log_scale: float = -7.0):
+                 min_log_scale: float = -7.0, per_image_scale: bool = True):
         super().__init__()
         self.latent_dim, self.min_log_scale = latent_dim, min_log_scale
+        # per_image_scale: the decoder predicts each pixel's log-scale from z; otherwise one
+        # learned log-scale per pixel position, shared by all faces (harder to overfit)
+        self.per_image_scale = per_image_scale
         widths = _widths(base_width, max_width)
         layers: list[nn.Module] = []
         in_ch = 1
@@ -45,8 +48,11 @@ class ConvVAE(nn.Module, PyTorchModelHubMixin, library_name="playground",
         rev = widths[::-1]  # 128, 128, 64, 32
         for w_in, w_out in zip(rev, rev[1:] + [rev[-1]], strict=True):
             layers += [nn.SiLU(), nn.ConvTranspose2d(w_in, w_out, 4, 2, 1)]
-        layers += [nn.SiLU(), nn.Conv2d(rev[-1], 2, 3, 1, 1)]  # mean logit, log-scale
+        out_ch = 2 if per_image_scale else 1  # mean logit (+ log-scale)
+        layers += [nn.SiLU(), nn.Conv2d(rev[-1], out_ch, 3, 1, 1)]
         self.decoder = nn.Sequential(*layers)
+        self.log_scale = None if per_image_scale else nn.Parameter(
+            torch.full((1, 1, IMAGE_SIZE, IMAGE_SIZE), -3.0))
         self.top_width = rev[0]
         self._init_against_collapse()
 
@@ -56,7 +62,8 @@ class ConvVAE(nn.Module, PyTorchModelHubMixin, library_name="playground",
         # carries the face from step one and reconstruction gradients are strong, so the decoder
         # does not settle on "the mean face, ignore z" (posterior collapse) before it learns.
         self.to_posterior.bias[self.latent_dim:].fill_(-6.0)
-        self.decoder[-1].bias[1].fill_(-3.0)
+        if self.per_image_scale:
+            self.decoder[-1].bias[1].fill_(-3.0)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, 1, 64, 64) in [0, 1] → (mu, logvar), each (B, latent_dim)."""
@@ -69,7 +76,8 @@ class ConvVAE(nn.Module, PyTorchModelHubMixin, library_name="playground",
         h = self.from_latent(z).view(-1, self.top_width, 4, 4)
         out = self.decoder(h)
         mean = torch.sigmoid(out[:, :1])
-        log_scale = out[:, 1:].clamp(min=self.min_log_scale)
+        raw = out[:, 1:] if self.per_image_scale else self.log_scale.expand_as(mean)
+        log_scale = raw.clamp(min=self.min_log_scale)
         return mean, log_scale
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
