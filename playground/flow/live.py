@@ -18,7 +18,7 @@ from playground.core.training import LoopConfig, train_loop
 from playground.flow import FAMILY
 from playground.flow.model import FLOW_TYPES
 from playground.flow.render import density_image, draw_points, scatter_image
-from playground.flow.targets import TARGETS
+from playground.flow.targets import TARGETS, get_target
 from playground.flow.train import resolve_config
 
 RUNS_DIR = registry.REPO_ROOT / "runs" / "flow"
@@ -39,6 +39,8 @@ def live_config(flow_type: str, depth, width, lr, steps, batch_size, target: str
                  "steps": steps, "batch_size": batch_size,
                  "warmup": min(50, steps // 10)}
     if target is not None:
+        if target != "custom":
+            get_target(target)  # an unknown name is refused with the list of targets
         overrides["target"] = target
     return resolve_config("live", overrides)
 

@@ -96,9 +96,14 @@ def train_live(source, target, sketch, csv_file, flow_type, depth, width, lr, st
         heat, samples = new_heat or heat, new_samples or samples
         name = live.register_result(r, cfg) if r.done.is_set() else None
         status = live.status_line(r, cfg, used, name)
-        dropdown = (gr.update(choices=registry.choices(FAMILY), value=name) if name
-                    else gr.update())
-        yield heat, samples, live.loss_frame(r.history), status, r.run_id, dropdown
+        yield heat, samples, live.loss_frame(r.history), status, r.run_id, name
+
+
+def select_trained(name):
+    """After a run: list it in the Flow dropdown (and select it) in this session."""
+    if not name:
+        return gr.update()
+    return gr.update(choices=registry.choices(FAMILY), value=name)
 
 
 def stop_training(run_id):
@@ -166,7 +171,8 @@ def _train_section(flow):
         target = gr.Dropdown(TARGET_CHOICES, value="8gaussians", label="Built-in target")
     with gr.Row():
         sketch = gr.Sketchpad(label="Draw your distribution (the canvas is [-4, 4]²)",
-                              canvas_size=(400, 400), height=460, elem_id="flow-sketch",
+                              canvas_size=(400, 400), height=480, width=460,
+                              elem_id="flow-sketch", fixed_canvas=True,
                               brush=gr.Brush(colors=["#000000"], color_mode="fixed",
                                              default_size=8))
         csv_file = gr.File(label="...or upload a CSV of x,y (max 5 MB)", file_types=[".csv"],
@@ -188,11 +194,11 @@ def _train_section(flow):
                              elem_id="flow-live-heatmap", height=320)
         live_samples = gr.Image(label="Samples while training", interactive=False, height=320)
         loss = gr.LinePlot(x="step", y="nll", color="series", label="NLL (nats)", height=320)
-    run_id = gr.State(None)
+    run_id, trained = gr.State(None), gr.State(None)
     inputs = [source, target, sketch, csv_file, flow_type, depth, width, lr, steps, batch, seed,
               randomize]
-    start.click(train_live, inputs, [live_heat, live_samples, loss, status, run_id, flow],
-                **ui.model_event("flow_train"))
+    start.click(train_live, inputs, [live_heat, live_samples, loss, status, run_id, trained],
+                **ui.model_event("flow_train")).success(select_trained, trained, flow)
     stop.click(stop_training, run_id, status)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,7 +118,8 @@ def build_task(cfg: FlowConfig, loop: LoopConfig, points: torch.Tensor | None = 
     else:
         train_pts, test_pts = None, get_target(cfg.target).sample(
             cfg.n_test, torch.Generator().manual_seed(TEST_SEED))
-    data = batches(cfg, loop.seed + 1, train_pts)
+    rank = int(os.environ.get("RANK", "0"))  # DDP workers each draw their own batches
+    data = batches(cfg, loop.seed + 1 + 1000 * rank, train_pts)
     first = next(data)
     model = init if init is not None else build_model(cfg, loop.seed, first)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -168,7 +170,7 @@ def _prepend(first, rest):
 
 def train_cli(preset: str, loop: LoopConfig, data: str | None, overrides: dict) -> TrainResult:
     """`python -m playground.train flow ...`; ``--data`` is an optional CSV of x,y points."""
-    torch.set_num_threads(max(1, int(__import__("os").environ.get("OMP_NUM_THREADS", "1"))))
+    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
     cfg = resolve_config(preset, overrides)
     if loop.max_steps == 0:
         loop.max_steps = cfg.steps

@@ -1,0 +1,89 @@
+"""The Flows tab end to end: the API by name (gradio_client) and a drawing trained in Chromium."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from playground.core.repro import read_png_record
+from tests.conftest import open_tab
+
+
+def test_api_density_and_metrics(client):
+    heat, samples, metrics, seed = client.predict(
+        "8gaussians", "flow-8gaussians", 500, 3, False, api_name="/flow_density")
+    assert seed == 3 and metrics["seed"] == 3
+    assert metrics["kl"] < 0.05 and metrics["kl_se"] > 0
+    assert metrics["test_nll"] == pytest.approx(metrics["target_entropy"] + metrics["kl"],
+                                                abs=0.05)
+    image = Image.open(heat)
+    assert image.size == (400, 400)
+    assert read_png_record(heat)["params"]["target"] == "8gaussians"
+    again = client.predict("8gaussians", "flow-8gaussians", 500, 3, False,
+                           api_name="/flow_density")
+    assert np.array_equal(np.asarray(Image.open(samples)), np.asarray(Image.open(again[1])))
+
+
+def test_api_train_and_bad_input(client):
+    out = client.predict("built-in target", "moons", None, None, "realnvp", 2, 16, 5e-3, 30, 64,
+                         0, False, api_name="/flow_train")
+    status = out[3]
+    assert status.startswith("Done: step 30/30") and "seed 0" in status
+    with pytest.raises(Exception, match="Learning rate"):
+        client.predict("built-in target", "moons", None, None, "nsf", 2, 16, 0, 30, 64, 0,
+                       False, api_name="/flow_train")
+    with pytest.raises(Exception, match="Draw something|empty"):
+        client.predict("my drawing", "moons", None, None, "nsf", 2, 16, 1e-3, 30, 64, 0, False,
+                       api_name="/flow_train")
+
+
+def _image_bytes(page, selector: str) -> bytes | None:
+    img = page.locator(f"{selector} img")
+    if img.count() == 0:
+        return None
+    src = img.first.get_attribute("src")
+    if not src:
+        return None
+    return page.request.get(src).body()
+
+
+def _draw_stroke(page, box, y_frac: float) -> None:
+    page.mouse.move(box["x"] + box["width"] * 0.15, box["y"] + box["height"] * y_frac)
+    page.mouse.down()
+    for i in range(1, 21):
+        page.mouse.move(box["x"] + box["width"] * (0.15 + 0.7 * i / 20),
+                        box["y"] + box["height"] * y_frac, steps=2)
+    page.mouse.up()
+
+
+def test_browser_draw_train_and_heatmap_changes(page):
+    open_tab(page, "Flows")
+    page.get_by_role("tab", name="Train live").click()
+    page.get_by_label("my drawing").check()
+    canvas = page.locator("#flow-sketch canvas").first
+    canvas.wait_for(state="visible")
+    box = canvas.bounding_box()
+    for y in (0.2, 0.25):  # two strokes in the upper part of the canvas (y ≈ +2 .. +2.4)
+        _draw_stroke(page, box, y)
+    steps = page.get_by_label("Steps")
+    steps.fill("150")
+    page.get_by_role("button", name="Start training").click()
+    status = page.locator("#flow-train-status")
+    first, deadline = None, time.monotonic() + 120
+    while first is None and time.monotonic() < deadline:
+        first = _image_bytes(page, "#flow-live-heatmap")
+        page.wait_for_timeout(200)
+    assert first is not None, f"no live heatmap; status: {status.inner_text()}"
+    page.wait_for_function("document.querySelector('#flow-train-status').innerText"
+                           ".includes('Done')", timeout=180_000)
+    assert "custom" in status.inner_text()
+    last = _image_bytes(page, "#flow-live-heatmap")
+    a = np.asarray(Image.open(io.BytesIO(first)).convert("L"), np.float32)
+    b = np.asarray(Image.open(io.BytesIO(last)).convert("L"), np.float32)
+    assert a.shape == b.shape and np.abs(a - b).mean() > 2.0  # the density moved
+    upper, lower = b[: b.shape[0] // 2].mean(), b[b.shape[0] // 2:].mean()
+    assert upper > lower + 5  # the fitted mass sits where the strokes were drawn
