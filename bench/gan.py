@@ -97,4 +97,4 @@ def training() -> dict:
     ours = _ours_seconds_per_image(cfg, data, TRAIN_STEPS)
     return {"ours": ours, "reference": reference, "unit": "s/img",
             "note": f"64 px, ngf=ndf={cfg.ngf}, batch {cfg.batch_size}; ours adds DiffAugment x3, "
-                    "real-photo augmentation, spectral norm and the EMA of G"}
+                    "label smoothing and the EMA of G"}

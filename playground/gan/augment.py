@@ -52,13 +52,14 @@ def augment_real(x: torch.Tensor, gen: torch.Generator, max_shift: int = 2) -> t
 
 
 def diff_augment(x: torch.Tensor, gen: torch.Generator, translate: float = 0.125,
-                 cutout: float = 0.5) -> torch.Tensor:
+                 cutout: float = 0.5, color: bool = True) -> torch.Tensor:
     """DiffAugment 'color,translation,cutout' for grey images; differentiable in x."""
     b, _, h, w = x.shape
     dev = x.device
-    x = x + (torch.rand(b, 1, 1, 1, generator=gen) - 0.5).to(dev)  # brightness
-    mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    x = (x - mean) * (torch.rand(b, 1, 1, 1, generator=gen) + 0.5).to(dev) + mean  # contrast
+    if color:
+        x = x + (torch.rand(b, 1, 1, 1, generator=gen) - 0.5).to(dev)  # brightness
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        x = (x - mean) * (torch.rand(b, 1, 1, 1, generator=gen) + 0.5).to(dev) + mean  # contrast
     if translate:
         s = int(h * translate + 0.5)
         dx = torch.randint(-s, s + 1, (b,), generator=gen)

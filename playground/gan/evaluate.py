@@ -7,7 +7,8 @@ What is measured (Inception is not available offline):
 - feature space = the 64-d penultimate layer of our face-identity CNN (weights/gan-face-id);
 - FD: Fréchet distance of ``n`` generated faces vs each half of the real photos (photos 0-4 and
   5-9 of every person, 200 each), averaged; baseline: FD between those two real halves, i.e. how
-  far two sets of photos of the *same 40 people* are from each other;
+  far two sets of photos of the *same 40 people* are from each other; a weak reference: the
+  same FD for faces drawn from a Gaussian over 40 PCA coefficients ("eigenfaces");
 - precision/recall (k=3) of ``2n`` generated faces vs all 400 photos; baseline: half vs half;
 - memorisation: RMS pixel distance (in [0, 1]) of every generated face to its nearest training
   photo, against the distances between two photos of the same person.
@@ -43,6 +44,18 @@ def _halves(persons: np.ndarray) -> np.ndarray:
     return mask
 
 
+def pca_gaussian_faces(images: np.ndarray, n: int, components: int = 40, seed: int = 0
+                       ) -> np.ndarray:
+    """A weak reference generator: a Gaussian over the top PCA coefficients of the photos
+    ("eigenfaces"); (n, 64, 64) in [0, 1]."""
+    flat = images.reshape(len(images), -1).astype(np.float64)
+    mean = flat.mean(0)
+    _, sing, vt = np.linalg.svd(flat - mean, full_matrices=False)
+    std = sing[:components] / np.sqrt(len(flat) - 1)
+    coeffs = np.random.default_rng(seed).normal(size=(n, components)) * std
+    return np.clip(mean + coeffs @ vt[:components], 0, 1).reshape(n, *images.shape[1:])
+
+
 def evaluate_generator(generator, face_id, images: np.ndarray, persons: np.ndarray,
                        n: int = 200, psi: float = 1.0, k: int = 3) -> dict:
     """All metrics for ``generator`` against photos (N, 64, 64) in [0, 1] with person ids."""
@@ -59,6 +72,9 @@ def evaluate_generator(generator, face_id, images: np.ndarray, persons: np.ndarr
     a, b = feats[first], feats[~first]
     fd_real = frechet_distance(a, b)
     fd_gen = 0.5 * (frechet_distance(fake_feats[:n], a) + frechet_distance(fake_feats[n:], b))
+    pca = faces_to_tensor(pca_gaussian_faces(images, 2 * n).astype(np.float32), 64)
+    pca_feats = extract_features(face_id, pca)
+    fd_pca = 0.5 * (frechet_distance(pca_feats[:n], a) + frechet_distance(pca_feats[n:], b))
     p_gen, r_gen = precision_recall(feats, fake_feats, k)
     p_real, r_real = precision_recall(a, b, k)
     size = fake01.shape[-1]
@@ -72,6 +88,7 @@ def evaluate_generator(generator, face_id, images: np.ndarray, persons: np.ndarr
     _, nn_gen_feat = nearest(fake_feats, feats, pairwise_distances)
     return {
         "fd_generated": fd_gen, "fd_real_vs_real": fd_real, "fd_ratio": fd_gen / fd_real,
+        "fd_pca_gaussian_reference": fd_pca,
         "precision": p_gen, "recall": r_gen,
         "precision_real_vs_real": p_real, "recall_real_vs_real": r_real,
         "nn_pixel_min": float(nn_gen.min()), "nn_pixel_median": float(np.median(nn_gen)),

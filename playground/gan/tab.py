@@ -51,23 +51,37 @@ def on_interpolate(model, seed_a, seed_b, frames, mode, psi):
 def _plots(history: list[dict]):
     import pandas as pd
 
-    rows = [{"step": r["step"], "value": r[k], "series": name} for r in history
-            for k, name in (("loss_d", "D loss"), ("loss_g", "G loss")) if k in r]
-    probs = [{"step": r["step"], "value": r[k], "series": name} for r in history
-             for k, name in (("d_x", "D(x) real"), ("d_g_z", "D(G(z)) fake")) if k in r]
-    empty = pd.DataFrame({"step": [], "value": [], "series": []})
-    return pd.DataFrame(rows) if rows else empty, pd.DataFrame(probs) if probs else empty
+    if not history:  # an empty first frame leaves the plot blank for good: send nothing yet
+        return gr.skip(), gr.skip()
+
+    def frame(pairs) -> pd.DataFrame:
+        rows = [(r["step"], float(r[k]), name) for r in history for k, name in pairs if k in r]
+        return pd.DataFrame(rows, columns=["step", "value", "series"])
+    return (frame((("loss_d", "D loss"), ("loss_g", "G loss"))),
+            frame((("d_x", "D(x) on real"), ("d_g_z", "D(G(z)) on fakes"))))
+
+
+def _fixed_grid(samples):
+    """The latest fixed-noise samples (16, 1, S, S) as a 2x8 grid, enlarged for display."""
+    from PIL import Image
+
+    from playground.gan.inference import grid_image
+
+    if not samples:
+        return None
+    grid = grid_image(samples[-1][1], 8)
+    scale = max(1, 128 // samples[-1][1].shape[-1])
+    return grid.resize((grid.width * scale, grid.height * scale), Image.Resampling.NEAREST)
 
 
 @friendly
 def on_train(mode, model, size, device, steps):
-    from playground.gan.inference import grid_image
     from playground.gan.live import start_training
 
     run = start_training(mode, model, size, device, steps)
     for r in run.poll(0.5):
         losses, probs = _plots(r.history)
-        grid = grid_image(r.samples[-1][1], 8) if r.samples else None
+        grid = _fixed_grid(r.samples)
         step = r.history[-1]["step"] if r.history else 0
         status = f"Training ({mode}, {size} px, {device}): step {step} / {steps}"
         yield run.run_id, losses, probs, grid, status, gr.update()
