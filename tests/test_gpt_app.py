@@ -84,3 +84,22 @@ def test_browser_generates_coloured_tokens_and_shows_alternatives(page):
                            arg=table.element_handle(), timeout=30_000)
     probs = [float(x) for x in re.findall(r"\b0\.\d+", table.inner_text())]
     assert len(probs) >= 10 and all(0 <= p <= 1 for p in probs)
+
+
+@pytest.mark.browser
+def test_browser_trains_on_an_upload_and_offers_the_result(page, tmp_path):
+    from tests.test_gpt_support import tiny_text
+
+    upload = tmp_path / "my_text.txt"
+    upload.write_text(tiny_text(150))
+    open_tab(page, "Text (GPT)")
+    page.get_by_text("Train on your own text").click()
+    page.locator("input[type=file]").last.set_input_files(str(upload))
+    steps = page.get_by_label("number input for Training steps")
+    steps.fill("20")
+    steps.press("Enter")
+    page.get_by_role("button", name="Train", exact=True).click()
+    page.get_by_text("It is now in the model list above").wait_for(timeout=120_000)
+    name = re.search(r"my-gpt-[0-9a-f]{6}", page.get_by_text("It is now in the model list")
+                     .inner_text()).group(0)
+    assert page.get_by_label("Model").first.input_value() == name
