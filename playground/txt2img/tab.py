@@ -42,7 +42,7 @@ def run_generate(model, prompt, negative, steps, guidance, scheduler, n_images, 
     info = f"Seed used: **{used}**" + (f" — {note}" if note else "")
     last = len(frames)
     return ([str(p) for p in result.paths], used, info, result.record, frames,
-            gr.update(minimum=1, maximum=max(1, last), value=max(1, last), visible=last > 1),
+            gr.update(minimum=1, maximum=max(2, last), value=max(1, last), visible=last > 1),
             frames[-1] if frames else None, frames)
 
 
@@ -85,7 +85,7 @@ def build_tab() -> None:
             prompt = gr.Textbox(label="Prompt", lines=2, value=EXAMPLES[0])
             negative = gr.Textbox(label="Negative prompt", lines=1, placeholder="optional")
             with gr.Row():
-                steps = gr.Slider(1, 100, value=25, step=1, label="Steps")
+                steps = gr.Slider(1, 100, value=25, step=1, label="Steps", elem_id="txt2img-steps")
                 guidance = gr.Slider(0, 30, value=5.0, step=0.5, label="Guidance scale")
             with gr.Row():
                 scheduler = gr.Dropdown(SCHEDULER_NAMES, value="DDIM", label="Scheduler")
@@ -96,7 +96,7 @@ def build_tab() -> None:
                 height = gr.Number(64, precision=0, label="Height")
             seed, randomize = seed_controls()
             show_steps = gr.Checkbox(True, label="Show every denoising step")
-            button = gr.Button("Generate", variant="primary")
+            button = gr.Button("Generate", variant="primary", elem_id="txt2img-generate")
             gr.Examples([[e] for e in EXAMPLES], inputs=[prompt], label="Example prompts")
         with gr.Column(scale=4):
             gallery = gr.Gallery(label="Images (PNG with parameters)", columns=2, height=360,
@@ -106,9 +106,9 @@ def build_tab() -> None:
             with gr.Group():
                 step_image = gr.Image(label="Prediction of the final image at this step",
                                       type="filepath", height=200, interactive=False)
-                scrubber = gr.Slider(1, 1, value=1, step=1, label="Step", visible=False)
+                scrubber = gr.Slider(1, 2, value=1, step=1, label="Step", visible=False)
                 strip = gr.Gallery(label="Denoising, step by step", columns=10, rows=1,
-                                   height=130, allow_preview=False)
+                                   height=130, allow_preview=False, elem_id="txt2img-strip")
             record = gr.JSON(label="Reproducibility record")
     frames = gr.State([])
     inputs = [model, prompt, negative, steps, guidance, scheduler, n_images, width, height, seed,

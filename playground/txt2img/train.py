@@ -36,6 +36,7 @@ class TrainConfig:
     vae_batch: int = 16
     vae_lr: float = 1e-3
     kl_weight: float = 1e-6
+    object_weight: float = 10.0  # reconstruction weight of object pixels vs background pixels
     unet_steps: int = 1500
     batch_size: int = 32
     lr: float = 5e-4
@@ -53,8 +54,9 @@ PRESETS: dict[str, TrainConfig] = {
                         n_images=32, vae_steps=3, vae_batch=4, unet_steps=3, batch_size=4,
                         warmup=1, ema_decay=0.9, fp16_artefact=False),
     # the shipped weights/txt2img-shapes: 64 px images, 16x16x4 latents, cross-attention at 8x8
-    "shapes": TrainConfig(model=M.ModelConfig(vae_channels=(16, 32, 32), unet_channels=(64, 128),
-                                              cross_attn_blocks=(False, True))),
+    "shapes": TrainConfig(model=M.ModelConfig(vae_channels=(16, 32, 32), unet_channels=(32, 64),
+                                              cross_attn_blocks=(False, True)),
+                          vae_steps=1000),
     "shapes-cuda": TrainConfig(model=M.ModelConfig(vae_channels=(32, 64, 64),
                                                    unet_channels=(64, 128, 256),
                                                    cross_attn_blocks=(True, True, True)),
@@ -99,6 +101,15 @@ def random_batches(n: int, batch: int, seed: int):
             yield order[i:i + batch]
 
 
+def object_weights(x: torch.Tensor, object_weight: float) -> torch.Tensor:
+    """(B, 1, S, S): ``object_weight`` where a pixel differs from the image's border colour
+    (the objects, a small part of each image), 1 on the background."""
+    border = torch.cat([x[..., 0, :], x[..., -1, :], x[..., :, 0], x[..., :, -1]], dim=-1)
+    background = border.median(dim=-1).values[..., None, None]  # (B, 3, 1, 1)
+    is_object = (x - background).abs().sum(1, keepdim=True) > 0.3
+    return 1 + (object_weight - 1) * is_object.float()
+
+
 def vae_task(cfg: TrainConfig, images: torch.Tensor, seed: int) -> TrainTask:
     """Stage 1: AutoencoderKL on (N, 3, S, S) images in [-1, 1]."""
     torch.manual_seed(seed)
@@ -111,7 +122,8 @@ def vae_task(cfg: TrainConfig, images: torch.Tensor, seed: int) -> TrainTask:
         post = acc.unwrap_model(model).encode(x).latent_dist
         z = post.mean + post.std * torch.randn(post.mean.shape, generator=ctx.generator).to(x)
         recon = acc.unwrap_model(model).decode(z).sample
-        mse = F.mse_loss(recon, x)
+        weight = object_weights(x, cfg.object_weight)  # (B, 1, S, S)
+        mse = ((recon - x) ** 2 * weight).mean() / weight.mean()
         kl = post.kl().mean() / x[0].numel()
         loss = mse + cfg.kl_weight * kl
         ctx.optimizers["vae"].zero_grad(set_to_none=True)
@@ -206,13 +218,18 @@ def unet_task(cfg: TrainConfig, vae, tokenizer, latents: torch.Tensor, captions:
 
 
 def train_vae_stage(cfg: TrainConfig, loop: LoopConfig, images: torch.Tensor, folder: Path):
-    """Train (or reuse a finished) VAE in ``folder``; returns the loaded AutoencoderKL."""
+    """Train the VAE in ``folder`` (continuing its checkpoint if it has fewer than
+    ``cfg.vae_steps`` steps; reusing it if done); returns the loaded AutoencoderKL."""
+    import json
+
     from diffusers import AutoencoderKL
 
-    if not (folder / "config.json").exists():
+    progress = Path(f"{folder}-ckpt") / "progress.json"
+    done = json.loads(progress.read_text())["step"] if progress.exists() else 0
+    if done < cfg.vae_steps or not (folder / "config.json").exists():
         vae_loop = dataclasses.replace(loop, max_steps=cfg.vae_steps, out_dir=str(folder),
-                                       checkpoint_dir=None, checkpoint_every=0, resume=False,
-                                       sample_every=0)
+                                       checkpoint_dir=None, checkpoint_every=100,
+                                       resume=done > 0, sample_every=0)
         train_loop(vae_loop, vae_task(cfg, images, loop.seed))
     return AutoencoderKL.from_pretrained(folder)
 

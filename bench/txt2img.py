@@ -1,0 +1,66 @@
+"""txt2img rows: our generate() vs the raw diffusers pipeline call (same model, steps, seed);
+UNet time per denoising step inside our call vs a raw UNet forward + scheduler loop."""
+
+from __future__ import annotations
+
+import torch
+
+from bench.registry import benchmark, best_of
+
+STEPS = 10
+PROMPT = "a small red circle at the top left on a blue background"
+
+
+def _shipped():
+    from playground import txt2img
+    from playground.txt2img.inference import load_pipeline, with_scheduler
+
+    txt2img.register_models()
+    pipe = with_scheduler(load_pipeline(txt2img.SHIPPED), "DDIM")
+    pipe.set_progress_bar_config(disable=True)
+    return txt2img.SHIPPED, pipe
+
+
+@benchmark("txt2img: generate() / raw pipeline call (10 steps)")
+def call() -> dict:
+    from playground.txt2img.inference import generate
+
+    name, pipe = _shipped()
+
+    def raw():
+        pipe(PROMPT, num_inference_steps=STEPS, guidance_scale=5.0,
+             generator=[torch.Generator().manual_seed(0)])
+    reference = best_of(raw, repeats=3)
+    ours = best_of(lambda: generate(name, PROMPT, steps=STEPS, guidance=5.0, seed=0,
+                                    show_steps=False), repeats=3)
+    return {"ours": ours, "reference": reference, "unit": "s",
+            "note": "ours adds validation, scheduler swap, PNG + record; no step previews"}
+
+
+@benchmark("txt2img: UNet time per step / raw unet loop")
+def unet_steps() -> dict:
+    """Per-step seconds (1/steps-per-second): ours = generate() with guidance 1 (one UNet call
+    per step), step previews off; reference = encode prompt once, then UNet + DDIM step."""
+    from playground.txt2img.inference import generate
+
+    name, pipe = _shipped()
+    steps = 20
+
+    @torch.no_grad()
+    def raw():
+        ids = pipe.tokenizer([PROMPT], padding="max_length", return_tensors="pt",
+                             max_length=pipe.tokenizer.model_max_length).input_ids
+        hidden = pipe.text_encoder(ids)[0]
+        size = pipe.unet.config.sample_size
+        x = torch.randn((1, pipe.unet.config.in_channels, size, size),
+                        generator=torch.Generator().manual_seed(0))
+        pipe.scheduler.set_timesteps(steps)
+        for t in pipe.scheduler.timesteps:
+            eps = pipe.unet(x, t, hidden).sample
+            x = pipe.scheduler.step(eps, t, x).prev_sample
+        pipe.vae.decode(x / pipe.vae.config.scaling_factor)
+    reference = best_of(raw, repeats=3) / steps
+    ours = best_of(lambda: generate(name, PROMPT, steps=steps, guidance=1.0, seed=0,
+                                    show_steps=False), repeats=3) / steps
+    return {"ours": ours, "reference": reference, "unit": "s/step",
+            "note": f"{1 / ours:.0f} vs {1 / reference:.0f} steps/s at 64 px, batch 1"}

@@ -1,0 +1,70 @@
+"""The tab through the running app: the /txt2img API and a browser that generates an image."""
+
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+
+from playground.core import repro
+from tests.conftest import open_tab
+
+SHIPPED = "txt2img-shapes"
+PROMPT = "a large red circle at the center on a black background"
+
+
+def _shipped_or_skip():
+    from playground.core.registry import WEIGHTS_DIR
+
+    if not (WEIGHTS_DIR / SHIPPED / "model_index.json").exists():
+        pytest.skip("weights/txt2img-shapes is not installed")
+
+
+def test_api_generates_png_with_record(client):
+    _shipped_or_skip()
+    gallery, seed, _info, record, strip, _scrub, _step = client.predict(
+        SHIPPED, PROMPT, "", 4, 5.0, "DDIM", 1, 64, 64, 5, False, True, api_name="/txt2img")
+    assert seed == 5 and len(gallery) == 1 and len(strip) == 4
+    path = gallery[0]["image"]
+    with Image.open(path) as image:
+        assert image.size == (64, 64) and image.format == "PNG"
+    stored = repro.read_png_record(path)  # the bytes served are the bytes we wrote
+    assert stored["params"].pop("image_index") == 0
+    assert stored == record and stored["params"]["prompt"] == PROMPT
+    assert stored["params"]["steps"] == 4 and stored["seed"] == 5
+
+
+def test_api_bad_input_is_a_clear_error(client):
+    from gradio_client.exceptions import AppError
+
+    # the slider itself refuses it first, with a clear message
+    with pytest.raises(AppError, match="Steps must be between 1 and 100|greater than maximum"):
+        client.predict(SHIPPED, PROMPT, "", 10_000, 5.0, "DDIM", 1, 64, 64, 0, False, False,
+                       api_name="/txt2img")
+    with pytest.raises(AppError, match="Prompt is empty"):
+        client.predict(SHIPPED, "", "", 4, 5.0, "DDIM", 1, 64, 64, 0, False, False,
+                       api_name="/txt2img")
+
+
+def test_api_hub_model_offline_message(client, monkeypatch):
+    from gradio_client.exceptions import AppError
+
+    from playground.core import registry
+
+    if registry.hub_reachable():
+        pytest.skip("the hub is reachable here")
+    with pytest.raises(AppError, match="offline|cannot reach the hub"):
+        client.predict("stabilityai/sd-turbo", "a cat", "", 1, 0.0, "Euler", 1, 512, 512, 0,
+                       False, False, api_name="/txt2img")
+
+
+def test_browser_generates_an_image_and_shows_steps(page):
+    _shipped_or_skip()
+    open_tab(page, "Text to image")
+    page.locator("#txt2img-steps").get_by_label("number input for Steps").fill("3")
+    page.locator("#txt2img-generate").click()
+    page.wait_for_selector("#txt2img-gallery img", timeout=90_000)
+    page.wait_for_function(
+        "() => document.querySelector('#txt2img-seed')?.innerText.includes('Seed used')")
+    assert "Seed used: 0" in page.locator("#txt2img-seed").inner_text()
+    assert page.locator("#txt2img-gallery img").count() >= 1
+    page.wait_for_function("document.querySelectorAll('#txt2img-strip img').length == 3")
