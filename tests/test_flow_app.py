@@ -51,12 +51,13 @@ def _image_bytes(page, selector: str) -> bytes | None:
     return page.request.get(src).body()
 
 
-def _draw_stroke(page, box, y_frac: float) -> None:
-    page.mouse.move(box["x"] + box["width"] * 0.15, box["y"] + box["height"] * y_frac)
+def _draw_stroke(page, box, dy: float) -> None:
+    """A horizontal stroke ``dy`` px below the centre of the (400 px, centred) drawing area."""
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2 + dy
+    page.mouse.move(cx - 150, cy)
     page.mouse.down()
     for i in range(1, 21):
-        page.mouse.move(box["x"] + box["width"] * (0.15 + 0.7 * i / 20),
-                        box["y"] + box["height"] * y_frac, steps=2)
+        page.mouse.move(cx - 150 + 15 * i, cy, steps=2)
     page.mouse.up()
 
 
@@ -64,11 +65,12 @@ def test_browser_draw_train_and_heatmap_changes(page):
     open_tab(page, "Flows")
     page.get_by_role("tab", name="Train live").click()
     page.get_by_label("my drawing").check()
+    page.locator("#flow-sketch").get_by_label("Brush").first.click()
     canvas = page.locator("#flow-sketch canvas").first
     canvas.wait_for(state="visible")
     box = canvas.bounding_box()
-    for y in (0.2, 0.25):  # two strokes in the upper part of the canvas (y ≈ +2 .. +2.4)
-        _draw_stroke(page, box, y)
+    for dy in (-110, -95):  # two strokes in the upper part of the canvas (y ≈ +2)
+        _draw_stroke(page, box, dy)
     steps = page.get_by_label("Steps")
     steps.fill("150")
     page.get_by_role("button", name="Start training").click()

@@ -9,8 +9,14 @@ import torch
 
 from playground.core.training import LoopConfig, train_loop
 from playground.flow.metrics import density_grid, kl_estimate
-from playground.flow.model import (FLOW_TYPES, FlowModel, base_log_prob, init_actnorm,
-                                   layer_inverse, layer_outputs)
+from playground.flow.model import (
+    FLOW_TYPES,
+    FlowModel,
+    base_log_prob,
+    init_actnorm,
+    layer_inverse,
+    layer_outputs,
+)
 from playground.flow.targets import TARGETS, Target, sample_8gaussians
 from playground.flow.train import build_task, lr_at, resolve_config
 
