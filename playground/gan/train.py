@@ -89,6 +89,31 @@ def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
         e.copy_(b)  # batch-norm running statistics follow G directly
 
 
+@torch.no_grad()
+def recalibrate_batch_norm(g: Generator, batches: int = 16, batch_size: int = 64,
+                           seed: int = 0) -> Generator:
+    """A copy of ``g`` whose batch-norm statistics are re-estimated on its own outputs.
+
+    The EMA generator's weights are an average, so the running statistics copied from G do not
+    match them (samples come out washed-out grey); a few forward passes in train mode with
+    cumulative averaging fix that.
+    """
+    g = copy.deepcopy(g)
+    for m in g.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the calibration batches
+    g.train()
+    gen = torch.Generator().manual_seed(seed)
+    device = next(g.parameters()).device
+    for _ in range(batches):
+        g(torch.randn(batch_size, g.nz, generator=gen).to(device))
+    for m in g.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.momentum = 0.1
+    return g.eval()
+
+
 def build_models(cfg: GANConfig) -> tuple[Generator, Discriminator]:
     g = Generator(nz=cfg.nz, ngf=cfg.ngf, nc=1, image_size=cfg.image_size)
     d = Discriminator(ndf=cfg.ndf, nc=1, image_size=cfg.image_size,
@@ -140,11 +165,11 @@ def build_task(cfg: GANConfig, loop: LoopConfig, data: torch.Tensor,
                 "d_g_z": torch.sigmoid(d_fake).mean().item()}
 
     def sample(models, step_no: int) -> torch.Tensor:
-        ema = models["g_ema"]
+        ema = recalibrate_batch_norm(models["g_ema"], batches=2)
         return to_unit(ema(fixed.to(next(ema.parameters()).device))).cpu()  # (16, 1, S, S)
 
     def save(models, folder: Path) -> None:
-        save_gan(models["g_ema"], models["d"], folder)
+        save_gan(recalibrate_batch_norm(models["g_ema"]).cpu(), models["d"], folder)
 
     summary = {"gan_config": dataclasses.asdict(cfg), "train_images": len(data),
                "what_is_saved": "EMA generator (top level) + discriminator/ for continuing"}
