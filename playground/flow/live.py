@@ -53,8 +53,8 @@ def start_run(cfg, points: torch.Tensor | None, seed: int) -> LiveRun:
         raise UserInputError(f"Unknown target {cfg.target!r}.")
     run = LiveRun(fn=lambda *a: None)
     out = RUNS_DIR / f"{run.run_id}"
-    loop = LoopConfig(max_steps=cfg.steps, out_dir=str(out), log_every=max(5, cfg.steps // 100),
-                      sample_every=max(10, cfg.steps // 40), seed=seed, progress=False,
+    loop = LoopConfig(max_steps=cfg.steps, out_dir=str(out), log_every=max(10, cfg.steps // 40),
+                      sample_every=max(20, cfg.steps // 20), seed=seed, progress=False,
                       device="cpu", checkpoint_dir=str(RUNS_DIR / ".ckpt" / run.run_id))
 
     def fn(on_log, on_sample, cancel):
