@@ -64,16 +64,15 @@ def _draw_stroke(page, box, dy: float) -> None:
 def test_browser_draw_train_and_heatmap_changes(page):
     open_tab(page, "Flows")
     page.get_by_role("tab", name="Train live").click()
-    page.get_by_label("my drawing").check()
+    page.locator("#flow-source").get_by_label("my drawing").check()
     page.locator("#flow-sketch").get_by_label("Brush").first.click()
     canvas = page.locator("#flow-sketch canvas").first
     canvas.wait_for(state="visible")
     box = canvas.bounding_box()
     for dy in (-110, -95):  # two strokes in the upper part of the canvas (y ≈ +2)
         _draw_stroke(page, box, dy)
-    steps = page.get_by_label("Steps")
-    steps.fill("150")
-    page.get_by_role("button", name="Start training").click()
+    page.locator("#flow-steps input").fill("150")
+    page.locator("#flow-start").click()
     status = page.locator("#flow-train-status")
     first, deadline = None, time.monotonic() + 120
     while first is None and time.monotonic() < deadline:

@@ -119,3 +119,18 @@ def test_density_view_bad_input(kwargs, message):
 def test_log_prob_at_rejects_non_finite_points():
     with pytest.raises(UserInputError, match="finite"):
         log_prob_at("flow-8gaussians", float("inf"), 0.0)
+
+
+def test_click_on_heatmap_gives_exact_log_density():
+    import gradio as gr
+
+    from playground.flow.tab import HEAT_SIZE, click_log_prob
+
+    # pixel (col, row) → the centre of the right-hand Gaussian, (2.83, 0)
+    col = round((2.83 + BOX) / (2 * BOX) * HEAT_SIZE)
+    out = click_log_prob("flow-8gaussians", "8gaussians",
+                         gr.SelectData(None, {"index": [col, HEAT_SIZE // 2], "value": None}))
+    assert out["x"] == pytest.approx(2.83, abs=0.03) and abs(out["y"]) < 0.03
+    assert out["log_q"] == pytest.approx(out["log_p_target"], abs=0.15)
+    far = log_prob_at("flow-8gaussians", 0.0, 0.0, "8gaussians")
+    assert far["log_q"] < out["log_q"] - 5  # the empty centre is far less likely

@@ -4,6 +4,8 @@ layer-by-layer view. Each returns plain values and a reproducibility record.
 
 from __future__ import annotations
 
+import json
+
 import torch
 
 from playground.core import registry
@@ -64,6 +66,7 @@ def density_view(target: str, flow: str, n_samples: int = 1000, seed: int = 0,
         kl = kl_estimate(model, tgt, n=5000, seed=EVAL_SEED)
         metrics.update(kl=round(kl["kl"], 4), kl_se=round(kl["kl_se"], 4),
                        target_entropy=round(-tgt.log_prob(points).mean().item(), 4))
+    metrics.update(_training_figures(flow))
     with torch.no_grad():
         samples = model.sample(n_samples, make_generator(seed)).cpu().numpy()
     record = _record(flow, {"target": target, "n_samples": n_samples,
@@ -72,6 +75,17 @@ def density_view(target: str, flow: str, n_samples: int = 1000, seed: int = 0,
     dots = save_png(scatter_image(samples, IMAGE_SIZE), record)
     metrics["record"] = record
     return str(heat), str(dots), metrics
+
+
+def _training_figures(flow: str) -> dict:
+    """Final train/test NLL logged by the run that made this flow (local models only)."""
+    entry = registry.resolve(FAMILY, flow)
+    path = entry.path / "training_summary.json" if entry.is_local else None
+    if path is None or not path.is_file():
+        return {}
+    final = json.loads(path.read_text()).get("final_metrics", {})
+    return {f"training_{k}": round(v, 4) for k, v in final.items()
+            if k in ("train_nll", "test_nll", "step")}
 
 
 def log_prob_at(flow: str, x: float, y: float, target: str | None = None) -> dict:

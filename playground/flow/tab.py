@@ -167,7 +167,7 @@ def _layers_section(flow):
 
 def _train_section(flow):
     with gr.Row():
-        source = gr.Radio(SOURCES, value="built-in target", label="Data")
+        source = gr.Radio(SOURCES, value="built-in target", label="Data", elem_id="flow-source")
         target = gr.Dropdown(TARGET_CHOICES, value="8gaussians", label="Built-in target")
     with gr.Row():
         sketch = gr.Sketchpad(label="Draw your distribution (the canvas is [-4, 4]²)",
@@ -183,11 +183,12 @@ def _train_section(flow):
         width = gr.Slider(8, 256, value=64, step=8, label="Hidden width")
     with gr.Row():
         lr = gr.Number(value=5e-3, label="Learning rate")
-        steps = gr.Number(value=400, precision=0, label="Steps")
+        steps = gr.Number(value=400, precision=0, label="Steps", elem_id="flow-steps")
         batch = gr.Number(value=256, precision=0, label="Batch size")
         seed, randomize = ui.seed_controls()
     with gr.Row():
-        start, stop = gr.Button("Start training", variant="primary"), gr.Button("Stop")
+        start = gr.Button("Start training", variant="primary", elem_id="flow-start")
+        stop = gr.Button("Stop", elem_id="flow-stop")
     status = gr.Markdown("Not started.", elem_id="flow-train-status")
     with gr.Row():
         live_heat = gr.Image(label="Density while training", interactive=False,
@@ -205,7 +206,7 @@ def _train_section(flow):
 def build_tab() -> None:
     flow, inputs, outputs = _density_section()
     with gr.Tabs():
-        with gr.Tab("Train live"):
+        with gr.Tab("Train live", elem_id="flow-train-tab"):
             _train_section(flow)
         with gr.Tab("Layer by layer"):
             _layers_section(flow)
