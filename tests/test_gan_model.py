@@ -161,3 +161,21 @@ def test_tiny_training_changes_the_generator_and_reaches_every_parameter(tmp_pat
     changed = [k for k, v in saved.state_dict().items() if not torch.equal(v, before[k])]
     assert len(changed) > len(before) // 2
     assert (tmp_path / "out" / "discriminator" / "model.safetensors").is_file()
+
+
+def test_export_raw_saves_g_itself_and_ema_is_recalibrated(tmp_path):
+    from playground.gan.train import recalibrate_batch_norm
+
+    data = torch.rand(16, 1, 32, 32) * 2 - 1
+    cfg = dataclasses.replace(PRESETS["tiny"], export="raw")
+    loop = LoopConfig(max_steps=3, log_every=3, out_dir=str(tmp_path / "raw"), progress=False,
+                      device="cpu")
+    task = build_task(cfg, loop, data)
+    train_loop(loop, task)
+    saved = Generator.from_pretrained(str(tmp_path / "raw")).state_dict()
+    assert all(torch.equal(v, task.models["g"].state_dict()[k]) for k, v in saved.items())
+    g = Generator(nz=16, ngf=8, nc=1, image_size=32)
+    calibrated = recalibrate_batch_norm(g, batches=2, batch_size=8)
+    bn = calibrated.main[1]
+    assert not calibrated.training and bn.num_batches_tracked == 2
+    assert not torch.equal(bn.running_mean, g.main[1].running_mean)  # g itself is untouched
