@@ -71,7 +71,7 @@ def test_browser_draw_train_and_heatmap_changes(page):
     box = canvas.bounding_box()
     for dy in (-110, -95):  # two strokes in the upper part of the canvas (y ≈ +2)
         _draw_stroke(page, box, dy)
-    page.locator("#flow-steps input").fill("150")
+    page.locator("#flow-steps input").fill("100")
     page.locator("#flow-start").click()
     status = page.locator("#flow-train-status")
     first, deadline = None, time.monotonic() + 120
@@ -88,3 +88,17 @@ def test_browser_draw_train_and_heatmap_changes(page):
     assert a.shape == b.shape and np.abs(a - b).mean() > 2.0  # the density moved
     upper, lower = b[: b.shape[0] // 2].mean(), b[b.shape[0] // 2:].mean()
     assert upper > lower + 5  # the fitted mass sits where the strokes were drawn
+
+
+def test_stop_button_cancels_a_live_run():
+    from playground.flow import register_models
+    from playground.flow.tab import stop_training, train_live
+
+    register_models()
+    gen = train_live("built-in target", "rings", None, None, "glow", 2, 16, 1e-3, 20_000, 64, 0,
+                     False)
+    run_id = next(gen)[4]
+    assert stop_training(run_id).startswith("Stopping")
+    *_, last = gen
+    assert last[3].startswith("Stopped at step") and last[5] is None  # nothing registered
+    assert stop_training(run_id) == "No run to stop."
