@@ -56,8 +56,8 @@ class GANConfig:
 PRESETS: dict[str, GANConfig] = {
     "tiny": GANConfig(image_size=32, nz=16, ngf=8, ndf=8, batch_size=8, steps=20,
                       ema_decay=0.9, ema_start=2),
-    # the shipped weights/gan-olivetti (1500 steps: ~13 min on an idle CPU thread)
-    "olivetti": GANConfig(steps=1500, export="raw"),
+    # the shipped weights/gan-olivetti (2500 steps: ~13 min on an idle CPU thread)
+    "olivetti": GANConfig(steps=2500, export="raw"),
     "olivetti-32": GANConfig(image_size=32, steps=2000, export="raw"),  # quick in-browser run
     "olivetti-cuda": GANConfig(ngf=64, ndf=64, steps=20000),
 }
