@@ -2,7 +2,7 @@
 `python -m playground.gpt.export --ckpt weights/gpt-austen-ckpt --preset austen --out DIR`.
 
 The checkpoint holds accelerate's state (weights, optimizer, RNG) and ``progress.json``; the
-tokenizer sits beside it in ``<ckpt>-tokenizer`` (written by the trainer before step 1).
+tokenizer sits beside it (``train.tokenizer_dir``) (written by the trainer before step 1).
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ def export_checkpoint(ckpt: str | Path, preset: str, out: str | Path,
     from transformers import PreTrainedTokenizerFast
 
     from playground.gpt.config import build_model
-    from playground.gpt.train import resolve_config
+    from playground.gpt.train import resolve_config, tokenizer_dir
 
     ckpt = Path(ckpt)
     cfg = resolve_config(preset, overrides)
-    tokenizer = PreTrainedTokenizerFast.from_pretrained(f"{ckpt}-tokenizer")
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(tokenizer_dir(ckpt))
     model = build_model(cfg, tokenizer)
     state = load_file(ckpt / "state" / "model.safetensors")
     missing, unexpected = model.load_state_dict(state, strict=False)

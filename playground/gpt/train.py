@@ -197,6 +197,12 @@ def build_task(cfg: GPTConfig, loop: LoopConfig, train_text: str, val_text: str,
                      summary=summary)
 
 
+def tokenizer_dir(ckpt: str | Path) -> Path:
+    """Where a run keeps its tokenizer beside its checkpoint (``*-ckpt`` is gitignored)."""
+    ckpt = Path(ckpt)
+    return ckpt.parent / f"{ckpt.name.removesuffix('-ckpt')}-tokenizer-ckpt"
+
+
 def tokenizer_for_run(cfg: GPTConfig, loop: LoopConfig, train_text: str):
     """Train the BPE, or on --resume reload the one saved beside the checkpoint."""
     from transformers import PreTrainedTokenizerFast
@@ -204,7 +210,7 @@ def tokenizer_for_run(cfg: GPTConfig, loop: LoopConfig, train_text: str):
     from playground.gpt.data import train_tokenizer
 
     ckpt = loop.resolved_checkpoint_dir()
-    keep = Path(f"{ckpt}-tokenizer") if ckpt else None
+    keep = tokenizer_dir(ckpt) if ckpt else None
     if loop.resume and keep and (keep / "tokenizer.json").exists():
         return PreTrainedTokenizerFast.from_pretrained(keep)
     tokenizer = train_tokenizer(train_text.replace(END_OF_TEXT, ""), cfg.vocab_size,
