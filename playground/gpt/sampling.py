@@ -82,7 +82,7 @@ class StepRecord:
 
 def _top(probs: torch.Tensor, n: int) -> list[tuple[int, float]]:
     values, ids = torch.topk(probs[0], min(n, probs.shape[-1]))
-    return [(int(i), float(v)) for i, v in zip(ids, values, strict=True) if v > 0]
+    return [(i, v) for i, v in zip(ids.tolist(), values.tolist(), strict=True) if v > 0]
 
 
 class SeededSampler(LogitsProcessor):
@@ -101,8 +101,9 @@ class SeededSampler(LogitsProcessor):
         else:  # drawn on CPU from the request's generator
             token = int(torch.multinomial(after[0].cpu(), 1, generator=self.generator))
         if self.record:
-            self.steps.append(StepRecord(token, float(before[0, token]), float(after[0, token]),
-                                         _top(before, TOP_N), _top(after, TOP_N)))
+            p_before, p_after = torch.stack([before[0, token], after[0, token]]).tolist()
+            self.steps.append(StepRecord(token, p_before, p_after, _top(before, TOP_N),
+                                         _top(after, TOP_N)))
         forced = torch.full_like(scores, float("-inf"))
         forced[:, token] = 0.0
         return forced
