@@ -110,3 +110,16 @@ def test_long_prompt_is_truncated_with_a_note(tiny_pipeline):
 def test_unknown_or_path_model_is_refused():
     with pytest.raises(UserInputError, match="file paths are not accepted"):
         inf.generate("/etc/passwd", "a red circle")
+
+
+def test_tab_handlers_restore_png_info(tiny_pipeline):
+    """The tab's generate handler reports the seed; dropping its PNG back restores every field."""
+    from playground.txt2img import tab
+
+    gallery, seed, info, record, strip, _scrub, _image, frames = tab.run_generate(
+        "tiny-test", "a small red star", "blurry", 2, 3.5, "Euler", 1, 16, 16, 3, False, True)
+    assert seed == 3 and "Seed used: **3**" in info and len(frames) == 2 == len(strip)
+    restored = tab.restore_from_png(gallery[0])
+    assert restored[:11] == ("tiny-test", "a small red star", "blurry", 2, 3.5, "Euler", 1, 16,
+                             16, 3, False)
+    assert tab.show_frame(frames, 1) == frames[0] and tab.show_frame([], 1) is None
