@@ -65,21 +65,21 @@ def test_api_refuses_a_binary_upload(client):
 @pytest.mark.browser
 def test_browser_generates_coloured_tokens_and_shows_alternatives(page):
     open_tab(page, "Text (GPT)")
-    page.get_by_label("Prompt").fill("Mr. Darcy")
-    max_new = page.get_by_label("number input for Max new tokens")
+    page.get_by_label("Prompt", exact=True).filter(visible=True).fill("Mr. Darcy")
+    max_new = page.get_by_label("number input for Max new tokens").filter(visible=True)
     max_new.fill("12")
     max_new.press("Enter")
-    page.get_by_role("button", name="Generate", exact=True).click()
+    page.get_by_role("button", name="Generate", exact=True).filter(visible=True).click()
     page.wait_for_function(
         "() => [...document.querySelectorAll('textarea')].some(t => "
         "t.closest('label')?.innerText.includes('Generated text') && t.value.trim().length > 3)",
         timeout=120_000)
-    page.get_by_text("Seed used:").wait_for(timeout=60_000)
-    tokens = page.locator("[data-testid=highlighted-text] .token.highlighted")
+    page.get_by_text("Seed used:").filter(visible=True).wait_for(timeout=60_000)
+    tokens = page.locator("[data-testid=highlighted-text] .token.highlighted").filter(visible=True)
     assert tokens.count() >= 2
     tokens.nth(1).click()
-    page.get_by_text("had probability").wait_for(timeout=30_000)
-    table = page.locator(".block", has_text="Top-10 here").last
+    page.get_by_text("had probability").filter(visible=True).wait_for(timeout=30_000)
+    table = page.locator(".block", has_text="Top-10 here").filter(visible=True).last
     page.wait_for_function("el => (el.innerText.match(/0\\.\\d+/g) || []).length >= 10",
                            arg=table.element_handle(), timeout=30_000)
     probs = [float(x) for x in re.findall(r"\b0\.\d+", table.inner_text())]
@@ -93,13 +93,14 @@ def test_browser_trains_on_an_upload_and_offers_the_result(page, tmp_path):
     upload = tmp_path / "my_text.txt"
     upload.write_text(tiny_text(150))
     open_tab(page, "Text (GPT)")
-    page.get_by_text("Train on your own text").click()
+    page.get_by_text("Train on your own text").filter(visible=True).click()
     page.locator("input[type=file]").last.set_input_files(str(upload))
-    steps = page.get_by_label("number input for Training steps")
+    steps = page.get_by_label("number input for Training steps").filter(visible=True)
     steps.fill("20")
     steps.press("Enter")
-    page.get_by_role("button", name="Train", exact=True).click()
-    page.get_by_text("It is now in the model list above").wait_for(timeout=120_000)
+    page.get_by_role("button", name="Train", exact=True).filter(visible=True).click()
+    done = page.get_by_text("It is now in the model list above").filter(visible=True)
+    done.wait_for(timeout=120_000)
     name = re.search(r"my-gpt-[0-9a-f]{6}", page.get_by_text("It is now in the model list")
-                     .inner_text()).group(0)
-    assert page.get_by_label("Model").first.input_value() == name
+                     .filter(visible=True).inner_text()).group(0)
+    assert page.get_by_label("Model", exact=True).filter(visible=True).first.input_value() == name
