@@ -6,10 +6,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test bench lint clean-venv
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt requirements-optional.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-optional.txt
 	touch $(STAMP)
 
 run: $(STAMP)
