@@ -16,7 +16,7 @@ from playground import families
 from tests.conftest import free_port, open_tab
 
 ROOT = Path(__file__).resolve().parents[1]
-SCREENSHOT = ROOT / "docs" / "screenshot.png"
+SCREENSHOT = ROOT / "tests" / "artifacts" / "app.png"  # docs/screenshot.png is a copy
 
 
 def test_import_app_loads_no_model():
