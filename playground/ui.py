@@ -82,3 +82,10 @@ def check_upload_size(path: str | None, max_mb: float = MAX_UPLOAD_MB) -> None:
     if path and os.path.getsize(path) > max_mb * 1024 * 1024:
         raise UserInputError(f"The upload is too big ({os.path.getsize(path) / 2**20:.1f} MB); "
                              f"the limit is {max_mb} MB.")
+
+
+def stop_live_run(run_id: str | None) -> str:
+    """Handler of every tab's Stop button: cancel the live training run kept in gr.State."""
+    from playground.core import live
+
+    return "Stopping after the current step..." if live.cancel_run(run_id) else "No run to stop."

@@ -11,12 +11,12 @@ from pathlib import Path
 import gradio as gr
 
 from playground import ui
-from playground.core import live as core_live
 from playground.core import registry
 from playground.core.errors import UserInputError
 from playground.core.seeding import resolve_seed
 from playground.flow import FAMILY, shipped_name
 from playground.flow.targets import TARGETS
+from playground.ui import stop_live_run
 
 TARGET_CHOICES = [(t.label, t.name) for t in TARGETS.values()]
 SOURCES = ["built-in target", "my drawing", "my CSV"]
@@ -106,9 +106,7 @@ def select_trained(name):
     return gr.update(choices=registry.choices(FAMILY), value=name)
 
 
-def stop_training(run_id):
-    return "Stopping after the current step..." if core_live.cancel_run(run_id) else \
-        "No run to stop."
+stop_training = stop_live_run  # shared Stop-button handler (playground.ui)
 
 
 def _preview(filename: str) -> str | None:

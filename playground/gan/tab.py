@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import gradio as gr
 
-from playground.core import live, registry
+from playground.core import registry
 from playground.gan import FAMILY
-from playground.ui import friendly, model_dropdown, model_event, seed_controls
+from playground.ui import friendly, model_dropdown, model_event, seed_controls, stop_live_run
 
 INTRO = """Each face comes from its own seed (noise vector z). **Truncation ψ** scales z towards
 the mean latent 0: ψ = 1 is the plain generator, smaller ψ gives more typical faces, ψ = 0 the
@@ -95,8 +95,7 @@ def on_train(mode, model, size, device, steps):
            gr.update(choices=registry.choices(FAMILY), value=run.result))
 
 
-def on_stop(run_id):
-    return "Stopping after the current step..." if live.cancel_run(run_id) else "No run to stop."
+on_stop = stop_live_run  # shared Stop-button handler (playground.ui)
 
 
 def build_tab() -> None:

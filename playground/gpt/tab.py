@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import gradio as gr
 
-from playground.core import live, registry
+from playground.core import registry
 from playground.core.seeding import resolve_seed
 from playground.gpt import FAMILY
-from playground.ui import friendly, model_dropdown, model_event, seed_controls
+from playground.ui import friendly, model_dropdown, model_event, seed_controls, stop_live_run
 
 DEFAULT_PROMPT = "It is a truth universally acknowledged, that"
 PROB_COLORS = {"p ≥ 0.5": "#4caf50", "0.1 – 0.5": "#cddc39", "0.01 – 0.1": "#ff9800",
@@ -66,8 +66,7 @@ def train_on_upload(file, mode, steps, seed, randomize):
            gr.update(choices=registry.choices(FAMILY), value=name))
 
 
-def stop_training(run_id):
-    return "Stopping after the current step…" if live.cancel_run(run_id) else "Nothing to stop."
+stop_training = stop_live_run  # shared Stop-button handler (playground.ui)
 
 
 def _generate_controls():

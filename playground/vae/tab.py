@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import gradio as gr
 
-from playground.core import live, registry
-from playground.ui import friendly, model_dropdown, model_event, seed_controls
+from playground.core import registry
+from playground.ui import friendly, model_dropdown, model_event, seed_controls, stop_live_run
 from playground.vae import FAMILY
 
 INTRO = """The VAE turns a face into a **code** of 32 numbers (the mean of its posterior) and turns
@@ -114,8 +114,7 @@ def on_train(steps, device, latent_dim):
            gr.update(choices=registry.choices(FAMILY), value=run.result))
 
 
-def on_stop(run_id):
-    return "Stopping after the current step..." if live.cancel_run(run_id) else "No run to stop."
+on_stop = stop_live_run  # shared Stop-button handler (playground.ui)
 
 
 def build_tab() -> None:
