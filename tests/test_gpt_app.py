@@ -94,7 +94,7 @@ def test_browser_trains_on_an_upload_and_offers_the_result(page, tmp_path):
     upload.write_text(tiny_text(150))
     open_tab(page, "Text (GPT)")
     page.get_by_text("Train on your own text").filter(visible=True).click()
-    page.locator("input[type=file]").last.set_input_files(str(upload))
+    page.locator("#gpt-upload input[type=file]").set_input_files(str(upload))
     steps = page.get_by_label("number input for Training steps").filter(visible=True)
     steps.fill("20")
     steps.press("Enter")

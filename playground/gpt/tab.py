@@ -98,7 +98,8 @@ def _train_section(model_dropdown_component) -> None:
                     "finished model appears in the model list above. Generation waits while "
                     "a training run uses the CPU.")
         with gr.Row():
-            upload = gr.File(label="Text file (.txt)", file_types=[".txt"], type="filepath")
+            upload = gr.File(label="Text file (.txt)", file_types=[".txt"], type="filepath",
+                             elem_id="gpt-upload")
             with gr.Column():
                 mode = gr.Radio([(v, k) for k, v in MODES.items()], value="new", label="Mode")
                 steps = gr.Slider(10, MAX_STEPS, value=300, step=10, label="Training steps")
