@@ -57,6 +57,7 @@ def test_two_process_ddp_with_accelerate_launch(tmp_path):
                            "-m", "tests.toy_task", str(tmp_path / "ddp"), "30"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.count("RESULT") == 2 and proc.stdout.count(" 30 ") == 2  # both ranks
+    for rank in (0, 1):  # both ranks ran all steps
+        assert (tmp_path / f"ddp.rank{rank}").read_text().split()[0] == "30"
     summary = json.loads((tmp_path / "ddp" / "training_summary.json").read_text())
     assert summary["num_processes"] == 2

@@ -62,5 +62,9 @@ if __name__ == "__main__":  # `accelerate launch ... -m tests.toy_task OUT STEPS
     rc = relaunch_cpu_workers("tests.toy_task", sys.argv[1:])
     if rc is not None:
         raise SystemExit(rc)
+    import os
+    from pathlib import Path
+
     result = run(sys.argv[1], int(sys.argv[2]))
-    print("RESULT", result.steps, result.last.get("loss"))
+    rank = os.environ.get("RANK", "0")  # one file per process: stdout lines interleave
+    Path(f"{sys.argv[1]}.rank{rank}").write_text(f"{result.steps} {result.last.get('loss')}")

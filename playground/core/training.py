@@ -124,6 +124,7 @@ def _save_checkpoint(acc, ckpt_dir: Path, step: int, history: list[dict]) -> Non
     acc.wait_for_everyone()
     tmp = ckpt_dir.parent / f".{ckpt_dir.name}.saving"
     acc.save_state(str(tmp / "state"))  # every process writes its RNG state
+    acc.wait_for_everyone()  # all ranks' files are written before the main one moves them
     if acc.is_main_process:
         (tmp / "progress.json").write_text(json.dumps({"step": step}))
         _write_metrics(tmp, history)
