@@ -66,3 +66,22 @@ def wait_all(timeout: float = 10.0) -> None:
     end = time.monotonic() + timeout
     for run in list(_RUNS.values()):
         run.done.wait(max(0.0, end - time.monotonic()))
+
+
+def train_and_register(loop, task, family: str, label: str, **entry_kwargs) -> Callable:
+    """The ``fn`` of a LiveRun that trains ``task`` and, unless cancelled, registers the saved
+    folder as model ``label`` of ``family`` (selectable in the same session); returns the label."""
+    from pathlib import Path
+
+    from playground.core import registry
+    from playground.core.training import train_loop
+
+    def fn(on_log, on_sample, cancel):
+        result = train_loop(loop, task, on_log=on_log, on_sample=on_sample, cancel=cancel)
+        if result.out_dir is None:
+            return None
+        registry.register(registry.ModelEntry(label, family, path=Path(result.out_dir),
+                                              description="trained in this session",
+                                              **entry_kwargs))
+        return label
+    return fn

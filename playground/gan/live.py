@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import torch
 
 from playground.core import registry
 from playground.core.errors import UserInputError, check_range
-from playground.core.live import LiveRun
-from playground.core.training import LoopConfig, train_loop
+from playground.core.live import LiveRun, train_and_register
+from playground.core.training import LoopConfig
 from playground.gan import FAMILY
 from playground.gan.inference import faces_source
 
@@ -69,14 +68,7 @@ def start_training(mode: str, model_name: str, size, device: str, steps) -> Live
     task = build_task(cfg, loop, data, init=init)
     label = f"trained here: {size}px {mode} {steps} steps ({run.run_id[:6]})"
 
-    def fn(on_log, on_sample, cancel):
-        result = train_loop(loop, task, on_log=on_log, on_sample=on_sample, cancel=cancel)
-        if result.out_dir is None:
-            return None
-        registry.register(registry.ModelEntry(label, FAMILY, path=Path(result.out_dir),
-                                              description="trained in this session",
-                                              extra={"faces": True}))
-        return label
+    fn = train_and_register(loop, task, FAMILY, label, extra={"faces": True})
 
     run.fn = fn
     return run.start()

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import torch
 
 from playground.core import registry
 from playground.core.errors import UserInputError, check_range
-from playground.core.live import LiveRun
-from playground.core.training import LoopConfig, train_loop
+from playground.core.live import LiveRun, train_and_register
+from playground.core.training import LoopConfig
 from playground.vae import FAMILY
 
 RUNS_DIR = registry.REPO_ROOT / "runs"
@@ -46,13 +45,7 @@ def start_training(steps, device: str = "cpu", latent_dim=32) -> LiveRun:
     task = build_task(cfg, loop, train, val)
     label = f"trained here: {latent_dim}-d, {steps} steps ({run.run_id[:6]})"
 
-    def fn(on_log, on_sample, cancel):
-        result = train_loop(loop, task, on_log=on_log, on_sample=on_sample, cancel=cancel)
-        if result.out_dir is None:
-            return None
-        registry.register(registry.ModelEntry(label, FAMILY, path=Path(result.out_dir),
-                                              description="trained in this session"))
-        return label
+    fn = train_and_register(loop, task, FAMILY, label)
 
     run.fn = fn
     return run.start()
