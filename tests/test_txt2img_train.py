@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -41,7 +42,7 @@ def test_vae_stage_lowers_reconstruction_loss():
     assert recon_error() < 0.7 * before
 
 
-def test_unet_stage_lowers_noise_prediction_loss_and_all_parameters_learn():
+def test_unet_stage_lowers_diffusion_loss_and_all_parameters_learn():
     cfg = _tiny(batch_size=8, lr=3e-3, warmup=1)
     images, scenes = _data(cfg)
     vae = M.build_vae(cfg.model)
@@ -53,13 +54,15 @@ def test_unet_stage_lowers_noise_prediction_loss_and_all_parameters_learn():
     gen = torch.Generator().manual_seed(5)
     noise = torch.randn(latents.shape, generator=gen)
     t = torch.randint(0, 1000, (len(latents),), generator=gen)
-    a = M.build_scheduler(cfg.model).alphas_cumprod[t].view(-1, 1, 1, 1)
+    scheduler = M.build_scheduler(cfg.model)
+    a = scheduler.alphas_cumprod[t].view(-1, 1, 1, 1)
+    target = M.training_target(scheduler, latents, noise, t)
     ids = tokenizer([s.caption for s in scenes], padding="max_length", return_tensors="pt",
                     max_length=tokenizer.model_max_length).input_ids
 
     def loss() -> torch.Tensor:
         zt = a.sqrt() * latents + (1 - a).sqrt() * noise
-        return F.mse_loss(unet(zt, t, text(ids)[0]).sample, noise)
+        return F.mse_loss(unet(zt, t, text(ids)[0]).sample, target)
     loss().backward()
     missing = [n for n, p in [*unet.named_parameters(), *text.named_parameters()]
                if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
@@ -75,3 +78,28 @@ def test_unet_stage_lowers_noise_prediction_loss_and_all_parameters_learn():
     assert after < 0.8 * before, (before, after, result.history)
     ema = task.models["ema_unet"]
     assert not torch.equal(next(ema.parameters()), next(unet.parameters()))
+
+
+def test_loss_weights_keep_high_noise_and_cap_low_noise():
+    alpha_bar = torch.tensor([1e-6, 0.5, 5 / 6, 0.99])  # SNR 1e-6, 1, 5, 99
+    v = T.loss_weights(alpha_bar, gamma=5.0, v_prediction=True)
+    eps = T.loss_weights(alpha_bar, gamma=5.0, v_prediction=False)
+    assert torch.allclose(v[:3], torch.ones(3), atol=1e-5)  # plain v loss up to SNR = γ
+    assert torch.isclose(v[3], torch.tensor(6 / 100), atol=1e-4)  # (γ + 1) / (SNR + 1)
+    assert torch.allclose(eps, torch.tensor([1.0, 1.0, 1.0, 5 / 99]), atol=1e-4)
+    assert torch.equal(T.loss_weights(alpha_bar, 0.0, True), torch.ones(4))
+
+
+def test_scheduler_starts_from_almost_pure_noise_and_swaps_keep_it():
+    from playground.txt2img.inference import SCHEDULERS, with_scheduler
+
+    cfg = T.PRESETS["shapes"].model
+    scheduler = M.build_scheduler(cfg)
+    assert scheduler.alphas_cumprod[-1].item() == pytest.approx(cfg.min_alpha_bar, rel=1e-3)
+    pipe = M.build_untrained_pipeline(T.PRESETS["tiny"].model)
+    for name in SCHEDULERS:
+        sched = with_scheduler(pipe, name).scheduler
+        sched.set_timesteps(4)
+        assert int(sched.timesteps[0]) == 999, name  # "trailing": the first step is t = 999
+        assert sched.config.prediction_type == "v_prediction"
+        assert torch.allclose(sched.alphas_cumprod, scheduler.alphas_cumprod)

@@ -28,6 +28,14 @@ class ModelConfig:
     text_heads: int = 4
     max_tokens: int = 32
     train_timesteps: int = 1000
+    # cosine betas reach (almost) zero SNR at the last step, so a sample that starts from pure
+    # noise matches training there; v-prediction stays well posed at that noise level. With SD's
+    # scaled-linear betas the model learns to read the background from the ~7 % of signal left
+    # at t=999, and pure noise at inference has none (Lin et al. 2023, "Common diffusion noise
+    # schedules and sample steps are flawed").
+    beta_schedule: str = "squaredcos_cap_v2"
+    min_alpha_bar: float = 1e-6  # floor of the last alpha bar: keeps Euler's sigma_max at 1000
+    prediction_type: str = "v_prediction"
 
 
 def build_vae(cfg: ModelConfig):
@@ -70,10 +78,35 @@ def build_text_encoder(cfg: ModelConfig, tokenizer):
 def build_scheduler(cfg: ModelConfig):
     from diffusers import DDIMScheduler
 
-    # SD's noise schedule ("scaled_linear"); the pipeline swaps in any sampler with from_config
-    return DDIMScheduler(num_train_timesteps=cfg.train_timesteps, beta_start=0.00085,
-                         beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-                         steps_offset=1, set_alpha_to_one=False)
+    # "trailing" spacing starts sampling at t=999 whatever the step count; the pipeline swaps
+    # in any other sampler with from_config, which keeps these settings
+    if cfg.beta_schedule == "scaled_linear":  # SD's own
+        options = {"beta_start": 0.00085, "beta_end": 0.012}
+    else:  # cosine, with the last alpha bar raised from 2e-9 to min_alpha_bar (fp16-safe)
+        options = {"trained_betas": cosine_betas(cfg.train_timesteps, cfg.min_alpha_bar)}
+    return DDIMScheduler(num_train_timesteps=cfg.train_timesteps,
+                         beta_schedule=cfg.beta_schedule, prediction_type=cfg.prediction_type,
+                         timestep_spacing="trailing", clip_sample=False, set_alpha_to_one=False,
+                         steps_offset=1, **options)
+
+
+def cosine_betas(steps: int, min_alpha_bar: float) -> list[float]:
+    """diffusers' "squaredcos_cap_v2" betas with alpha bar floored at ``min_alpha_bar``."""
+    import torch
+    from diffusers.schedulers.scheduling_ddim import betas_for_alpha_bar
+
+    alpha_bar = torch.cumprod(1 - betas_for_alpha_bar(steps).double(), 0).clamp(min=min_alpha_bar)
+    previous = torch.cat([torch.ones(1, dtype=torch.float64), alpha_bar[:-1]])
+    return [round(b, 9) for b in (1 - alpha_bar / previous).tolist()]
+
+
+def training_target(scheduler, z0, noise, t):
+    """What the UNet learns to predict for ``z_t = sqrt(a) z0 + sqrt(1-a) noise`` (a = alpha
+    bar at ``t``): the noise ("epsilon") or the velocity sqrt(a) noise - sqrt(1-a) z0."""
+    a = scheduler.alphas_cumprod[t].view(-1, 1, 1, 1)
+    if scheduler.config.prediction_type == "v_prediction":
+        return a.sqrt() * noise - (1 - a).sqrt() * z0
+    return noise
 
 
 def build_tokenizer(cfg: ModelConfig):
