@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +36,7 @@ class TrainConfig:
     vae_steps: int = 500
     vae_batch: int = 16
     vae_lr: float = 1e-3
+    vae_decay_steps: int = 0  # the last N VAE steps lower the LR to 0 along a cosine
     kl_weight: float = 1e-6
     object_weight: float = 10.0  # reconstruction weight of object pixels vs background pixels
     unet_steps: int = 1500
@@ -58,8 +60,8 @@ PRESETS: dict[str, TrainConfig] = {
     # the side, so a small shape keeps 6-8 latent pixels), cross-attention at 16x16 and 8x8
     "shapes": TrainConfig(model=M.ModelConfig(vae_channels=(16, 32), unet_channels=(32, 64, 64),
                                               cross_attn_blocks=(False, True, True)),
-                          vae_steps=5000, unet_steps=6000, lr=1e-3, warmup=100,
-                          ema_decay=0.998),
+                          vae_steps=6000, vae_decay_steps=1000, unet_steps=6000, lr=1e-3,
+                          warmup=100, ema_decay=0.998),
     "shapes-cuda": TrainConfig(model=M.ModelConfig(vae_channels=(32, 64),
                                                    unet_channels=(64, 128, 256),
                                                    cross_attn_blocks=(True, True, True)),
@@ -113,11 +115,20 @@ def object_weights(x: torch.Tensor, object_weight: float) -> torch.Tensor:
     return 1 + (object_weight - 1) * is_object.float()
 
 
+def vae_lr_factor(step: int, cfg: TrainConfig) -> float:
+    """1 until the last ``vae_decay_steps`` steps, then a cosine down to 0."""
+    start = cfg.vae_steps - cfg.vae_decay_steps
+    if cfg.vae_decay_steps <= 0 or step < start:
+        return 1.0
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - start) / cfg.vae_decay_steps)))
+
+
 def vae_task(cfg: TrainConfig, images: torch.Tensor, seed: int) -> TrainTask:
     """Stage 1: AutoencoderKL on (N, 3, S, S) images in [-1, 1]."""
     torch.manual_seed(seed)
     vae = M.build_vae(cfg.model)
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: vae_lr_factor(s, cfg))
 
     def step(ctx: StepContext, idx: torch.Tensor) -> dict[str, float]:
         model, acc = ctx.models["vae"], ctx.accelerator
@@ -132,12 +143,13 @@ def vae_task(cfg: TrainConfig, images: torch.Tensor, seed: int) -> TrainTask:
         ctx.optimizers["vae"].zero_grad(set_to_none=True)
         acc.backward(loss)
         ctx.optimizers["vae"].step()
+        ctx.schedulers["lr"].step()
         return {"vae_mse": mse.item(), "vae_kl": kl.item()}
 
     def save(models, folder: Path) -> None:
         models["vae"].save_pretrained(folder, safe_serialization=True)
 
-    return TrainTask(models={"vae": vae}, optimizers={"vae": opt},
+    return TrainTask(models={"vae": vae}, optimizers={"vae": opt}, schedulers={"lr": sched},
                      batches=random_batches(len(images), cfg.vae_batch, seed + 1), step=step,
                      save=save, summary={"stage": "vae", "config": dataclasses.asdict(cfg)})
 
