@@ -103,3 +103,20 @@ def test_scheduler_starts_from_almost_pure_noise_and_swaps_keep_it():
         assert int(sched.timesteps[0]) == 999, name  # "trailing": the first step is t = 999
         assert sched.config.prediction_type == "v_prediction"
         assert torch.allclose(sched.alphas_cumprod, scheduler.alphas_cumprod)
+
+
+def test_decoder_stage_lowers_reconstruction_error_and_keeps_the_encoder():
+    cfg = _tiny(vae_batch=8, decoder_steps=40, decoder_lr=3e-3)
+    images, _ = _data(cfg)
+    vae = M.build_vae(cfg.model)
+    latents = T.encode_latents(vae, images)
+    task = T.decoder_task(cfg, vae, images, latents, seed=0)
+    tuned = task.models["vae"]
+
+    def recon_error() -> float:
+        with torch.no_grad():
+            return F.mse_loss(tuned.decode(latents).sample, images).item()
+    before = recon_error()
+    train_loop(_loop(40), task)
+    assert recon_error() < 0.7 * before
+    assert torch.equal(T.encode_latents(tuned, images), latents)  # latents unchanged

@@ -37,6 +37,8 @@ class TrainConfig:
     vae_batch: int = 16
     vae_lr: float = 1e-3
     vae_decay_steps: int = 0  # the last N VAE steps lower the LR to 0 along a cosine
+    decoder_steps: int = 0  # then fine-tune the decoder alone (encoder, so latents, frozen)
+    decoder_lr: float = 3e-4
     kl_weight: float = 1e-6
     object_weight: float = 10.0  # reconstruction weight of object pixels vs background pixels
     unet_steps: int = 1500
@@ -154,6 +156,41 @@ def vae_task(cfg: TrainConfig, images: torch.Tensor, seed: int) -> TrainTask:
                      save=save, summary={"stage": "vae", "config": dataclasses.asdict(cfg)})
 
 
+def decoder_task(cfg: TrainConfig, vae, images: torch.Tensor, latents: torch.Tensor,
+                 seed: int) -> TrainTask:
+    """Stage 1b (as SD's "ft-MSE" VAE): the decoder alone learns to draw ``images`` from their
+    posterior means ``latents`` (unscaled), LR on a cosine to 0. The encoder is frozen, so the
+    UNet's latents do not change and this stage may run before or after the UNet stage."""
+    torch.manual_seed(seed)
+    vae = copy.deepcopy(vae).requires_grad_(False)
+    trained = [vae.decoder, vae.post_quant_conv]
+    for module in trained:
+        module.requires_grad_(True)
+    params = [p for m in trained for p in m.parameters()]
+    opt = torch.optim.AdamW(params, lr=cfg.decoder_lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(1.0, s / max(1, cfg.decoder_steps)))))
+
+    def step(ctx: StepContext, idx: torch.Tensor) -> dict[str, float]:
+        model, acc = ctx.models["vae"], ctx.accelerator
+        x = images[idx].to(acc.device)
+        recon = acc.unwrap_model(model).decode(latents[idx].to(acc.device)).sample
+        weight = object_weights(x, cfg.object_weight)
+        mse = ((recon - x) ** 2 * weight).mean() / weight.mean()
+        ctx.optimizers["vae"].zero_grad(set_to_none=True)
+        acc.backward(mse)
+        ctx.optimizers["vae"].step()
+        ctx.schedulers["lr"].step()
+        return {"decoder_mse": mse.item()}
+
+    def save(models, folder: Path) -> None:
+        models["vae"].save_pretrained(folder, safe_serialization=True)
+
+    return TrainTask(models={"vae": vae}, optimizers={"vae": opt}, schedulers={"lr": sched},
+                     batches=random_batches(len(images), cfg.vae_batch, seed + 3), step=step,
+                     save=save, summary={"stage": "decoder", "config": dataclasses.asdict(cfg)})
+
+
 @torch.no_grad()
 def encode_latents(vae, images: torch.Tensor, batch: int = 64) -> torch.Tensor:
     """Posterior means of ``images`` (N, 3, S, S) -> (N, C, S/f, S/f), unscaled."""
@@ -266,6 +303,19 @@ def train_vae_stage(cfg: TrainConfig, loop: LoopConfig, images: torch.Tensor, fo
     return AutoencoderKL.from_pretrained(folder)
 
 
+def train_decoder_stage(cfg: TrainConfig, loop: LoopConfig, vae, images: torch.Tensor,
+                        latents: torch.Tensor, folder: Path):
+    """Fine-tune the decoder in ``folder`` (reused if already done); returns the new VAE."""
+    from diffusers import AutoencoderKL
+
+    if not (folder / "config.json").exists():
+        dec_loop = dataclasses.replace(loop, max_steps=cfg.decoder_steps, out_dir=str(folder),
+                                       checkpoint_dir=None, checkpoint_every=0, resume=False,
+                                       sample_every=0)
+        train_loop(dec_loop, decoder_task(cfg, vae, images, latents, loop.seed))
+    return AutoencoderKL.from_pretrained(folder)
+
+
 def train_cli(preset: str, loop: LoopConfig, data: str | None, overrides: dict) -> TrainResult:
     """`python -m playground.train txt2img ...`: VAE stage (skipped if done), then UNet stage."""
     cfg = resolve_config(preset, overrides)
@@ -278,8 +328,12 @@ def train_cli(preset: str, loop: LoopConfig, data: str | None, overrides: dict) 
     images = resize_images(images_to_tensor(raw), cfg.model.image_size)
     vae = train_vae_stage(cfg, loop, images, Path(f"{loop.out_dir}-vae"))
     latents = encode_latents(vae, images)
-    latents = latents * set_scaling_factor(vae, latents)
+    factor = set_scaling_factor(vae, latents)
     vae.save_pretrained(Path(f"{loop.out_dir}-vae"), safe_serialization=True)  # with the factor
+    if cfg.decoder_steps:
+        vae = train_decoder_stage(cfg, loop, vae, images, latents,
+                                  Path(f"{loop.out_dir}-vae-decoder"))
+    latents = latents * factor
     tokenizer = M.build_tokenizer(cfg.model)
     unet_loop = dataclasses.replace(loop, max_steps=loop.max_steps or cfg.unet_steps)
     task = unet_task(cfg, vae, tokenizer, latents, [s.caption for s in scenes], loop.seed)
