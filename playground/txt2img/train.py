@@ -62,8 +62,8 @@ PRESETS: dict[str, TrainConfig] = {
     # the side, so a small shape keeps 6-8 latent pixels), cross-attention at 16x16 and 8x8
     "shapes": TrainConfig(model=M.ModelConfig(vae_channels=(16, 32), unet_channels=(32, 64, 64),
                                               cross_attn_blocks=(False, True, True)),
-                          vae_steps=6000, vae_decay_steps=1000, unet_steps=6000, lr=1e-3,
-                          warmup=100, ema_decay=0.998),
+                          vae_steps=6000, vae_decay_steps=1000, decoder_steps=1000,
+                          unet_steps=6000, lr=1e-3, warmup=100, ema_decay=0.998),
     "shapes-cuda": TrainConfig(model=M.ModelConfig(vae_channels=(32, 64),
                                                    unet_channels=(64, 128, 256),
                                                    cross_attn_blocks=(True, True, True)),
@@ -355,7 +355,8 @@ def export_checkpoint(preset: str, run_out: str, target: str,
 
     cfg = resolve_config(preset, overrides)
     ckpt = Path(f"{run_out}-ckpt") / "state"
-    vae = AutoencoderKL.from_pretrained(f"{run_out}-vae")
+    tuned = Path(f"{run_out}-vae-decoder")  # the decoder-fine-tuned VAE, if that stage ran
+    vae = AutoencoderKL.from_pretrained(tuned if tuned.exists() else f"{run_out}-vae")
     tokenizer = M.build_tokenizer(cfg.model)
     size = cfg.model.image_size // 2 ** (len(vae.config.block_out_channels) - 1)
     unet, text_encoder = M.build_unet(cfg.model, size), M.build_text_encoder(cfg.model, tokenizer)
