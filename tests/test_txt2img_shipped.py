@@ -40,5 +40,5 @@ def test_adherence_recomputed_on_a_small_sample(pipe):
     scenes = eval_scenes(24, seed=1000)  # the first prompts of the card's held-out set
     images = generate_for(pipe, scenes, steps=EVAL_STEPS, guidance=EVAL_GUIDANCE)
     measured = score(scenes, images)
-    for key in ("colour+shape", "all"):
+    for key in ("colour", "background", "colour+shape", "all"):
         assert abs(measured[key] - card["held_out"][key]) <= TOLERANCE, (key, measured, card)

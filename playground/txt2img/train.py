@@ -1,13 +1,14 @@
-"""Train our Stable Diffusion on the shapes dataset, in two stages on the shared loop.
+"""Train our Stable Diffusion on the shapes dataset, in stages on the shared loop.
 
 Stage 1 trains the AutoencoderKL (reconstruction + a small KL term) and saves it to
-``<out>-vae``; stage 2 encodes the images to latents once, then trains the UNet and the CLIP
-text encoder together on noise prediction (10 % empty captions, for classifier-free guidance),
-keeping EMA copies of both. The artefact is a full ``StableDiffusionPipeline`` folder.
+``<out>-vae``; stage 1b (optional) fine-tunes its decoder alone into ``<out>-vae-decoder``;
+stage 2 encodes the images to latents once, then trains the UNet and the CLIP text encoder
+together on v-prediction (or ε) with Min-SNR weighting (10 % empty captions, for
+classifier-free guidance), keeping EMA copies of both. The artefact is a full
+``StableDiffusionPipeline`` folder.
 
-`python -m playground.train txt2img --preset shapes --out runs/txt2img-shapes
---checkpoint-every 100`
-then `python -m playground.txt2img.train export shapes runs/txt2img-shapes weights/txt2img-shapes`
+`python -m playground.train txt2img --preset shapes --out runs/t2i-v2 --checkpoint-every 200`
+then `python -m playground.txt2img.train export shapes runs/t2i-v2 weights/txt2img-shapes`
 (or ship the ``--out`` folder of a finished run).
 """
 
