@@ -118,6 +118,12 @@ def object_weights(x: torch.Tensor, object_weight: float) -> torch.Tensor:
     return 1 + (object_weight - 1) * is_object.float()
 
 
+def weighted_mse(recon: torch.Tensor, x: torch.Tensor, object_weight: float) -> torch.Tensor:
+    """Reconstruction MSE with object pixels weighted ``object_weight`` times the background."""
+    weight = object_weights(x, object_weight)  # (B, 1, S, S)
+    return ((recon - x) ** 2 * weight).mean() / weight.mean()
+
+
 def vae_lr_factor(step: int, cfg: TrainConfig) -> float:
     """1 until the last ``vae_decay_steps`` steps, then a cosine down to 0."""
     start = cfg.vae_steps - cfg.vae_decay_steps
@@ -139,8 +145,7 @@ def vae_task(cfg: TrainConfig, images: torch.Tensor, seed: int) -> TrainTask:
         post = acc.unwrap_model(model).encode(x).latent_dist
         z = post.mean + post.std * torch.randn(post.mean.shape, generator=ctx.generator).to(x)
         recon = acc.unwrap_model(model).decode(z).sample
-        weight = object_weights(x, cfg.object_weight)  # (B, 1, S, S)
-        mse = ((recon - x) ** 2 * weight).mean() / weight.mean()
+        mse = weighted_mse(recon, x, cfg.object_weight)
         kl = post.kl().mean() / x[0].numel()
         loss = mse + cfg.kl_weight * kl
         ctx.optimizers["vae"].zero_grad(set_to_none=True)
@@ -176,8 +181,7 @@ def decoder_task(cfg: TrainConfig, vae, images: torch.Tensor, latents: torch.Ten
         model, acc = ctx.models["vae"], ctx.accelerator
         x = images[idx].to(acc.device)
         recon = acc.unwrap_model(model).decode(latents[idx].to(acc.device)).sample
-        weight = object_weights(x, cfg.object_weight)
-        mse = ((recon - x) ** 2 * weight).mean() / weight.mean()
+        mse = weighted_mse(recon, x, cfg.object_weight)
         ctx.optimizers["vae"].zero_grad(set_to_none=True)
         acc.backward(mse)
         ctx.optimizers["vae"].step()
