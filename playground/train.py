@@ -11,6 +11,7 @@ import importlib
 import json
 
 from playground import families
+from playground.core.errors import UserInputError
 from playground.core.training import LoopConfig
 
 
@@ -57,7 +58,10 @@ def main(argv: list[str] | None = None):
                       checkpoint_every=args.checkpoint_every, log_every=args.log_every,
                       sample_every=args.sample_every, seed=args.seed, device=args.device,
                       mixed_precision=args.mixed_precision)
-    result = module.train_cli(preset, loop, args.data, parse_overrides(args.set))
+    try:
+        result = module.train_cli(preset, loop, args.data, parse_overrides(args.set))
+    except UserInputError as error:  # a bad setting: its message, not a traceback
+        raise SystemExit(f"error: {error}") from None
     print(json.dumps({"steps": result.steps, "wall_time_s": round(result.wall_time_s, 1),
                       "final": result.last, "out": str(result.out_dir)}, default=str))
     return result

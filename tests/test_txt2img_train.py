@@ -120,3 +120,32 @@ def test_decoder_stage_lowers_reconstruction_error_and_keeps_the_encoder():
     train_loop(_loop(40), task)
     assert recon_error() < 0.7 * before
     assert torch.equal(T.encode_latents(tuned, images), latents)  # latents unchanged
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"decoder_steps": -1}, "decoder_steps"),
+    ({"decoder_steps": 2.5}, "whole number"),
+    ({"vae_decay_steps": 10**6}, "vae_decay_steps"),
+    ({"snr_gamma": -1.0}, "snr_gamma"),
+])
+def test_bad_training_settings_get_clear_messages(overrides, message):
+    from playground.core.errors import UserInputError
+
+    with pytest.raises(UserInputError, match=message):
+        T.resolve_config("shapes", overrides)
+
+
+def test_vae_lr_decays_along_a_cosine_over_the_last_steps():
+    cfg = dataclasses.replace(T.PRESETS["shapes"], vae_steps=100, vae_decay_steps=40)
+    assert T.vae_lr_factor(0, cfg) == T.vae_lr_factor(60, cfg) == 1.0
+    assert T.vae_lr_factor(80, cfg) == pytest.approx(0.5)
+    assert T.vae_lr_factor(100, cfg) == pytest.approx(0.0)
+
+
+def test_cli_reports_a_bad_setting_without_a_traceback(tmp_path):
+    from playground.train import main
+
+    with pytest.raises(SystemExit, match="error: decoder_steps must be between 0"):
+        main(["txt2img", "--preset", "tiny", "--set", "decoder_steps=-1",
+              "--out", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from playground.core.errors import UserInputError
+from playground.core.errors import UserInputError, check_range
 from playground.core.training import LoopConfig, StepContext, TrainResult, TrainTask, train_loop
 from playground.txt2img import model as M
 from playground.txt2img.shapes import make_dataset
@@ -82,7 +82,20 @@ def resolve_config(preset: str, overrides: dict | None = None) -> TrainConfig:
     if unknown:
         raise UserInputError(f"Unknown txt2img setting(s) {sorted(unknown)}; "
                              f"known: {sorted(fields)}.")
-    return dataclasses.replace(PRESETS[preset], **(overrides or {}))
+    cfg = dataclasses.replace(PRESETS[preset], **(overrides or {}))
+    check_range("vae_decay_steps", cfg.vae_decay_steps, 0, cfg.vae_steps, integer=True)
+    check_range("decoder_steps", cfg.decoder_steps, 0, 10**7, integer=True)
+    check_range("snr_gamma", cfg.snr_gamma, 0, 1e3)
+    check_range("model.min_alpha_bar", cfg.model.min_alpha_bar, 1e-12, 1e-2)
+    if cfg.model.prediction_type not in ("epsilon", "v_prediction"):
+        raise UserInputError(f"prediction_type must be 'epsilon' or 'v_prediction', got "
+                             f"{cfg.model.prediction_type!r}.")
+    return cfg
+
+
+def cosine_factor(done: float) -> float:
+    """LR factor along a cosine from 1 (``done`` = 0) to 0 (``done`` >= 1)."""
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, max(0.0, done))))
 
 
 def images_to_tensor(images) -> torch.Tensor:
@@ -129,7 +142,7 @@ def vae_lr_factor(step: int, cfg: TrainConfig) -> float:
     start = cfg.vae_steps - cfg.vae_decay_steps
     if cfg.vae_decay_steps <= 0 or step < start:
         return 1.0
-    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - start) / cfg.vae_decay_steps)))
+    return cosine_factor((step - start) / cfg.vae_decay_steps)
 
 
 def vae_task(cfg: TrainConfig, images: torch.Tensor, seed: int) -> TrainTask:
@@ -175,7 +188,7 @@ def decoder_task(cfg: TrainConfig, vae, images: torch.Tensor, latents: torch.Ten
     params = [p for m in trained for p in m.parameters()]
     opt = torch.optim.AdamW(params, lr=cfg.decoder_lr)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(1.0, s / max(1, cfg.decoder_steps)))))
+        opt, lambda s: cosine_factor(s / max(1, cfg.decoder_steps)))
 
     def step(ctx: StepContext, idx: torch.Tensor) -> dict[str, float]:
         model, acc = ctx.models["vae"], ctx.accelerator
