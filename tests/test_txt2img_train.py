@@ -126,6 +126,7 @@ def test_decoder_stage_lowers_reconstruction_error_and_keeps_the_encoder():
     ({"decoder_steps": -1}, "decoder_steps"),
     ({"decoder_steps": 2.5}, "whole number"),
     ({"vae_decay_steps": 10**6}, "vae_decay_steps"),
+    ({"unet_decay_steps": 10**6}, "unet_decay_steps"),
     ({"snr_gamma": -1.0}, "snr_gamma"),
 ])
 def test_bad_training_settings_get_clear_messages(overrides, message):
@@ -140,6 +141,17 @@ def test_vae_lr_decays_along_a_cosine_over_the_last_steps():
     assert T.vae_lr_factor(0, cfg) == T.vae_lr_factor(60, cfg) == 1.0
     assert T.vae_lr_factor(80, cfg) == pytest.approx(0.5)
     assert T.vae_lr_factor(100, cfg) == pytest.approx(0.0)
+
+
+def test_unet_lr_warms_up_then_decays_over_the_last_steps():
+    cfg = dataclasses.replace(T.PRESETS["shapes"], warmup=10, unet_steps=100,
+                              unet_decay_steps=40)
+    assert T.unet_lr_factor(0, cfg) == pytest.approx(0.1)
+    assert T.unet_lr_factor(9, cfg) == T.unet_lr_factor(60, cfg) == 1.0
+    assert T.unet_lr_factor(80, cfg) == pytest.approx(0.5)
+    assert T.unet_lr_factor(100, cfg) == pytest.approx(0.0)
+    flat = dataclasses.replace(cfg, unet_decay_steps=0)
+    assert T.unet_lr_factor(99, flat) == 1.0
 
 
 def test_cli_reports_a_bad_setting_without_a_traceback(tmp_path):

@@ -43,6 +43,7 @@ class TrainConfig:
     kl_weight: float = 1e-6
     object_weight: float = 10.0  # reconstruction weight of object pixels vs background pixels
     unet_steps: int = 1500
+    unet_decay_steps: int = 0  # the last N UNet steps lower the LR to 0 along a cosine
     batch_size: int = 32
     lr: float = 5e-4
     warmup: int = 50
@@ -64,7 +65,8 @@ PRESETS: dict[str, TrainConfig] = {
     "shapes": TrainConfig(model=M.ModelConfig(vae_channels=(16, 32), unet_channels=(32, 64, 64),
                                               cross_attn_blocks=(False, True, True)),
                           vae_steps=6000, vae_decay_steps=1000, decoder_steps=1000,
-                          unet_steps=6000, lr=1e-3, warmup=100, ema_decay=0.998),
+                          unet_steps=7600, unet_decay_steps=1600, lr=1e-3, warmup=100,
+                          ema_decay=0.998),
     "shapes-cuda": TrainConfig(model=M.ModelConfig(vae_channels=(32, 64),
                                                    unet_channels=(64, 128, 256),
                                                    cross_attn_blocks=(True, True, True)),
@@ -84,6 +86,7 @@ def resolve_config(preset: str, overrides: dict | None = None) -> TrainConfig:
                              f"known: {sorted(fields)}.")
     cfg = dataclasses.replace(PRESETS[preset], **(overrides or {}))
     check_range("vae_decay_steps", cfg.vae_decay_steps, 0, cfg.vae_steps, integer=True)
+    check_range("unet_decay_steps", cfg.unet_decay_steps, 0, cfg.unet_steps, integer=True)
     check_range("decoder_steps", cfg.decoder_steps, 0, 10**7, integer=True)
     check_range("snr_gamma", cfg.snr_gamma, 0, 1e3)
     check_range("model.min_alpha_bar", cfg.model.min_alpha_bar, 1e-12, 1e-2)
@@ -137,12 +140,22 @@ def weighted_mse(recon: torch.Tensor, x: torch.Tensor, object_weight: float) -> 
     return ((recon - x) ** 2 * weight).mean() / weight.mean()
 
 
-def vae_lr_factor(step: int, cfg: TrainConfig) -> float:
-    """1 until the last ``vae_decay_steps`` steps, then a cosine down to 0."""
-    start = cfg.vae_steps - cfg.vae_decay_steps
-    if cfg.vae_decay_steps <= 0 or step < start:
+def tail_decay_factor(step: int, total: int, decay_steps: int) -> float:
+    """1 until the last ``decay_steps`` of ``total`` steps, then a cosine down to 0."""
+    start = total - decay_steps
+    if decay_steps <= 0 or step < start:
         return 1.0
-    return cosine_factor((step - start) / cfg.vae_decay_steps)
+    return cosine_factor((step - start) / decay_steps)
+
+
+def vae_lr_factor(step: int, cfg: TrainConfig) -> float:
+    return tail_decay_factor(step, cfg.vae_steps, cfg.vae_decay_steps)
+
+
+def unet_lr_factor(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, constant, then the tail cosine (``unet_decay_steps``)."""
+    warm = min(1.0, (step + 1) / cfg.warmup)
+    return warm * tail_decay_factor(step, cfg.unet_steps, cfg.unet_decay_steps)
 
 
 def vae_task(cfg: TrainConfig, images: torch.Tensor, seed: int) -> TrainTask:
@@ -260,7 +273,7 @@ def unet_task(cfg: TrainConfig, vae, tokenizer, latents: torch.Tensor, captions:
                       return_tensors="pt").input_ids  # (1, T)
     params = list(unet.parameters()) + list(text_encoder.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: unet_lr_factor(s, cfg))
     alphas = scheduler.alphas_cumprod
     v_pred = scheduler.config.prediction_type == "v_prediction"
 
