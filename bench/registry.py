@@ -46,6 +46,22 @@ def best_of(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) -> floa
     return min(times)
 
 
+def best_of_pair(ours: Callable[[], object], reference: Callable[[], object],
+                 repeats: int = 7, warmup: int = 1) -> tuple[float, float]:
+    """Minimum wall times of ``ours`` and ``reference``, run alternately so that a slow spell
+    of the machine hits both sides rather than one (seconds)."""
+    for _ in range(warmup):
+        ours()
+        reference()
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repeats):
+        for fn, out in ((reference, times[1]), (ours, times[0])):
+            t0 = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t0)
+    return min(times[0]), min(times[1])
+
+
 def format_table(rows: list[Row]) -> str:
     head = f"{'benchmark':<48} {'ours':>10} {'reference':>10} {'unit':<8} {'ratio':>7}  note"
     lines = [head, "-" * len(head)]

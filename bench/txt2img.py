@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from bench.registry import benchmark, best_of
+from bench.registry import benchmark, best_of_pair
 
 STEPS = 10
 PROMPT = "a small red circle at the top left on a blue background"
@@ -30,9 +30,8 @@ def call() -> dict:
     def raw():
         pipe(PROMPT, num_inference_steps=STEPS, guidance_scale=5.0,
              generator=[torch.Generator().manual_seed(0)])
-    reference = best_of(raw, repeats=3)
-    ours = best_of(lambda: generate(name, PROMPT, steps=STEPS, guidance=5.0, seed=0,
-                                    show_steps=False), repeats=3)
+    ours, reference = best_of_pair(lambda: generate(name, PROMPT, steps=STEPS, guidance=5.0,
+                                                    seed=0, show_steps=False), raw)
     return {"ours": ours, "reference": reference, "unit": "s",
             "note": "ours adds validation, scheduler swap, PNG + record; no step previews"}
 
@@ -59,8 +58,8 @@ def unet_steps() -> dict:
             eps = pipe.unet(x, t, hidden).sample
             x = pipe.scheduler.step(eps, t, x).prev_sample
         pipe.vae.decode(x / pipe.vae.config.scaling_factor)
-    reference = best_of(raw, repeats=3) / steps
-    ours = best_of(lambda: generate(name, PROMPT, steps=steps, guidance=1.0, seed=0,
-                                    show_steps=False), repeats=3) / steps
+    ours, reference = best_of_pair(lambda: generate(name, PROMPT, steps=steps, guidance=1.0,
+                                                    seed=0, show_steps=False), raw)
+    ours, reference = ours / steps, reference / steps
     return {"ours": ours, "reference": reference, "unit": "s/step",
             "note": f"{1 / ours:.0f} vs {1 / reference:.0f} steps/s at 64 px, batch 1"}
