@@ -7,7 +7,7 @@ import time
 
 import torch
 
-from bench.registry import benchmark, best_of
+from bench.registry import benchmark, best_of_pair
 
 TRAIN_STEPS = 100
 
@@ -31,8 +31,7 @@ def density_grid_row() -> dict:
     def raw():
         with torch.no_grad():
             model.flow().log_prob(pts)
-    reference = best_of(raw, repeats=3)
-    ours = best_of(lambda: density_grid(model, 200), repeats=3)
+    ours, reference = best_of_pair(lambda: density_grid(model, 200), raw, repeats=3)
     return {"ours": ours, "reference": reference, "unit": "s",
             "note": "NSF 6×96 (shipped); ours adds grid building, chunking, mass in box"}
 

@@ -8,7 +8,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from bench.registry import benchmark, best_of
+from bench.registry import benchmark, best_of_pair
 
 N_FACES = 16
 TRAIN_STEPS = 12
@@ -32,8 +32,8 @@ def sampling() -> dict:
     def raw():
         with torch.no_grad():
             model(z)
-    reference = best_of(raw, repeats=5)
-    ours = best_of(lambda: sample_faces(name, seed=0, n=N_FACES), repeats=5)
+    ours, reference = best_of_pair(lambda: sample_faces(name, seed=0, n=N_FACES), raw,
+                                   repeats=5)
     return {"ours": ours, "reference": reference, "unit": "s",
             "note": "ours adds seeding, nearest training photo of each face, PNG grid + record"}
 

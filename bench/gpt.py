@@ -11,7 +11,7 @@ import time
 
 import torch
 
-from bench.registry import benchmark, best_of
+from bench.registry import benchmark, best_of_pair
 
 PROMPT = "It is a truth universally acknowledged, that"
 NEW_TOKENS = 48
@@ -71,7 +71,7 @@ def generate_speed() -> dict:
                           max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS,
                           pad_token_id=lm.tokenizer.eos_token_id, **SAMPLING)
 
-    t_ours, t_raw = best_of(ours, repeats=5), best_of(raw, repeats=5)
+    t_ours, t_raw = best_of_pair(ours, raw, repeats=5)
     return {"ours": t_ours / NEW_TOKENS, "reference": t_raw / NEW_TOKENS, "unit": "s/token",
             "note": f"{name}; {NEW_TOKENS} tokens, top-k/top-p sampling, 1 thread ({note})"}
 

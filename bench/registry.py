@@ -34,18 +34,6 @@ def benchmark(name: str):
     return decorate
 
 
-def best_of(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) -> float:
-    """Minimum wall time of ``fn`` over ``repeats`` runs after ``warmup`` runs (seconds)."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
-
 def best_of_pair(ours: Callable[[], object], reference: Callable[[], object],
                  repeats: int = 7, warmup: int = 1) -> tuple[float, float]:
     """Minimum wall times of ``ours`` and ``reference``, run alternately so that a slow spell

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from bench.registry import benchmark, best_of
+from bench.registry import benchmark, best_of_pair
 
 FRAMES = 16
 
@@ -26,8 +26,8 @@ def interpolation() -> dict:
         with torch.no_grad():
             mu, _ = model.encode(x)
             model.decode(torch.lerp(mu[0], mu[1], ts))  # (FRAMES, 1, 64, 64)
-    reference = best_of(raw, repeats=5)
-    ours = best_of(lambda: interpolate_faces(vae.SHIPPED, labels[0], labels[10], frames=FRAMES,
-                                             mode="linear"), repeats=5)
+    ours, reference = best_of_pair(
+        lambda: interpolate_faces(vae.SHIPPED, labels[0], labels[10], frames=FRAMES,
+                                  mode="linear"), raw, repeats=5)
     return {"ours": ours, "reference": reference, "unit": "s",
             "note": "ours adds input checks, face loading, PNG strip + record and a GIF"}
