@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 import torch
@@ -161,3 +162,93 @@ def test_cli_reports_a_bad_setting_without_a_traceback(tmp_path):
         main(["txt2img", "--preset", "tiny", "--set", "decoder_steps=-1",
               "--out", str(tmp_path / "out")])
     assert not (tmp_path / "out").exists()
+
+
+def _saved_tiny_pipeline(folder, **model_changes):
+    cfg = _tiny(model=dataclasses.replace(T.PRESETS["tiny"].model, **model_changes))
+    torch.manual_seed(3)
+    pipe = M.build_untrained_pipeline(cfg.model)
+    M.save_pipeline(pipe, folder)
+    return pipe
+
+
+def _unet_task(cfg: T.TrainConfig, vae, seed: int = 0):
+    images, scenes = _data(cfg)
+    latents = T.encode_latents(vae, images)
+    return T.unet_task(cfg, vae, M.build_tokenizer(cfg.model), latents,
+                       [s.caption for s in scenes], seed=seed)
+
+
+def test_fine_tune_starts_from_a_pipeline_and_redraws_only_the_named_words(tmp_path):
+    from playground.txt2img.shapes import caption_words
+
+    base = _saved_tiny_pipeline(tmp_path / "base")
+    cfg = T.resolve_config("tiny", {"init_from": str(tmp_path / "base"),
+                                    "reinit_words": ("top", "left"), "reinit_scale": 2.0})
+    task = _unet_task(cfg, base.vae)
+    for name in ("unet", "ema_unet"):
+        tuned = task.models[name].state_dict()
+        assert all(torch.equal(tuned[k], v) for k, v in base.unet.state_dict().items())
+    table = task.models["text_encoder"].get_input_embeddings().weight.detach()
+    old = base.text_encoder.get_input_embeddings().weight.detach()
+    assert torch.equal(task.models["ema_text_encoder"].get_input_embeddings().weight, table)
+    changed = sorted(int(i) for i in (table != old).any(dim=1).nonzero())
+    tok = base.tokenizer
+    words = sorted(tok.convert_tokens_to_ids(f"{w}</w>") for w in ("top", "left"))
+    assert changed == words
+    new_top, new_left = table[words]
+    assert not torch.allclose(new_top, new_left)
+    caption_rows = [tok.convert_tokens_to_ids(f"{w}</w>") for w in caption_words()]
+    mean_norm = float(old[caption_rows].norm(dim=1).mean())
+    assert table[words].norm(dim=1).tolist() == pytest.approx([2 * mean_norm] * 2, rel=1e-5)
+    # same seed, same fresh vectors: a fine-tune is reproducible
+    again = _unet_task(cfg, base.vae).models["text_encoder"].get_input_embeddings().weight
+    assert torch.equal(again, table)
+
+
+def test_frozen_text_encoder_stays_put_while_the_unet_learns(tmp_path):
+    base = _saved_tiny_pipeline(tmp_path / "base")
+    cfg = T.resolve_config("tiny", {"init_from": str(tmp_path / "base"),
+                                    "train_text_encoder": False, "lr": 3e-3})
+    task = _unet_task(cfg, base.vae)
+    train_loop(_loop(5), task)
+    text = task.models["text_encoder"].state_dict()
+    assert all(torch.equal(text[k], v) for k, v in base.text_encoder.state_dict().items())
+    unet = task.models["unet"].state_dict()
+    assert not all(torch.equal(unet[k], v) for k, v in base.unet.state_dict().items())
+
+
+def test_fine_tune_cli_reuses_the_vae_and_exports_it(tmp_path):
+    from playground.train import main
+
+    base = tmp_path / "base"
+    main(["txt2img", "--preset", "tiny", "--out", str(base)])
+    tuned = tmp_path / "tuned"
+    main(["txt2img", "--preset", "tiny", "--out", str(tuned), "--max-steps", "2",
+          "--set", f"init_from={base}", "--set", 'reinit_words=["center"]'])
+    assert not (tmp_path / "tuned-vae").exists()  # no VAE stage ran
+    for folder in (tuned, T.export_checkpoint("tiny", str(tuned), str(tmp_path / "export"),
+                                              {"init_from": str(base)})):
+        vae = "vae/diffusion_pytorch_model.safetensors"
+        assert (folder / vae).read_bytes() == (base / vae).read_bytes()
+        factor = [json.loads((f / "vae/config.json").read_text())["scaling_factor"]
+                  for f in (folder, base)]
+        assert factor[0] == factor[1] != 1.0  # the factor measured on the base run's latents
+        assert (folder / "unet/diffusion_pytorch_model.safetensors").read_bytes() != (
+            base / "unet/diffusion_pytorch_model.safetensors").read_bytes()
+
+
+def test_bad_fine_tune_settings_get_clear_messages(tmp_path):
+    from playground.core.errors import UserInputError
+
+    with pytest.raises(UserInputError, match="not a pipeline folder"):
+        T.resolve_config("tiny", {"init_from": str(tmp_path / "nowhere")})
+    base = _saved_tiny_pipeline(tmp_path / "other", unet_channels=(16, 32))
+    cfg = T.resolve_config("tiny", {"init_from": str(tmp_path / "other")})
+    with pytest.raises(UserInputError, match="does not fit this preset's model"):
+        _unet_task(cfg, base.vae)
+    _saved_tiny_pipeline(tmp_path / "base")
+    cfg = T.resolve_config("tiny", {"init_from": str(tmp_path / "base"),
+                                    "reinit_words": ("zebra",)})
+    with pytest.raises(UserInputError, match="'zebra' is not one token"):
+        _unet_task(cfg, base.vae)

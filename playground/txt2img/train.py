@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from playground.core.errors import UserInputError, check_range
 from playground.core.training import LoopConfig, StepContext, TrainResult, TrainTask, train_loop
 from playground.txt2img import model as M
-from playground.txt2img.shapes import make_dataset
+from playground.txt2img.shapes import caption_words, make_dataset
 
 
 @dataclass
@@ -51,6 +51,12 @@ class TrainConfig:
     ema_decay: float = 0.995
     snr_gamma: float = 5.0  # Min-SNR-γ loss weighting (Hang et al. 2023); 0 = plain MSE
     fp16_artefact: bool = True  # ship fp16 weights (half the size); load as fp32 on CPU
+    # fine-tuning: start the UNet stage from a pipeline folder we trained (its VAE, UNet and
+    # text encoder; no VAE stages), and redraw the token embeddings of some words first
+    init_from: str = ""
+    reinit_words: tuple[str, ...] = ()
+    reinit_scale: float = 1.0  # their norm, relative to the mean norm of the caption words'
+    train_text_encoder: bool = True  # False: only the UNet learns (the encoder is frozen)
 
 
 PRESETS: dict[str, TrainConfig] = {
@@ -67,6 +73,18 @@ PRESETS: dict[str, TrainConfig] = {
                           vae_steps=6000, vae_decay_steps=1000, decoder_steps=1000,
                           unet_steps=7600, unet_decay_steps=1600, lr=1e-3, warmup=100,
                           ema_decay=0.998),
+    # fine-tunes the `shapes` run: after 7600 steps the encoder still gave "top left" and
+    # "bottom right" captions almost the same vectors (the UNet drew the object in a random
+    # corner). The four position words get fresh, larger random embeddings and the encoder is
+    # frozen, so the UNet has to learn to use them (trained jointly, the encoder pulled the new
+    # vectors back together within 400 steps)
+    "shapes-position": TrainConfig(model=M.ModelConfig(vae_channels=(16, 32),
+                                                       unet_channels=(32, 64, 64),
+                                                       cross_attn_blocks=(False, True, True)),
+                                   unet_steps=2400, unet_decay_steps=800, lr=1e-3, warmup=50,
+                                   ema_decay=0.998, init_from="runs/t2i-v2",
+                                   reinit_words=("top", "bottom", "left", "right"),
+                                   reinit_scale=2.0, train_text_encoder=False),
     "shapes-cuda": TrainConfig(model=M.ModelConfig(vae_channels=(32, 64),
                                                    unet_channels=(64, 128, 256),
                                                    cross_attn_blocks=(True, True, True)),
@@ -90,6 +108,10 @@ def resolve_config(preset: str, overrides: dict | None = None) -> TrainConfig:
     check_range("decoder_steps", cfg.decoder_steps, 0, 10**7, integer=True)
     check_range("snr_gamma", cfg.snr_gamma, 0, 1e3)
     check_range("model.min_alpha_bar", cfg.model.min_alpha_bar, 1e-12, 1e-2)
+    if cfg.init_from and not (Path(cfg.init_from) / "model_index.json").exists():
+        raise UserInputError(f"init_from {cfg.init_from!r} is not a pipeline folder (no "
+                             "model_index.json); train the `shapes` preset first, or pass "
+                             "--set init_from=FOLDER.")
     if cfg.model.prediction_type not in ("epsilon", "v_prediction"):
         raise UserInputError(f"prediction_type must be 'epsilon' or 'v_prediction', got "
                              f"{cfg.model.prediction_type!r}.")
@@ -258,12 +280,59 @@ def loss_weights(alpha_bar: torch.Tensor, gamma: float, v_prediction: bool) -> t
     return snr.clamp(max=gamma) / snr
 
 
+def load_initial_weights(unet, text_encoder, folder: Path) -> None:
+    """Copy the UNet and text encoder weights of the pipeline in ``folder`` (same shapes)."""
+    from safetensors.torch import load_file
+
+    for module, file in ((unet, "unet/diffusion_pytorch_model.safetensors"),
+                         (text_encoder, "text_encoder/model.safetensors")):
+        state = {k: v.float() for k, v in load_file(folder / file).items()}
+        try:
+            module.load_state_dict(state, strict=False)
+        except RuntimeError as error:  # a size mismatch: another model config
+            raise UserInputError(f"{folder / file} does not fit this preset's model: "
+                                 f"{str(error).splitlines()[-1].strip()}") from None
+        missing = [k for k in module.state_dict() if k not in state
+                   and not k.endswith("position_ids")]
+        if missing:
+            raise UserInputError(f"{folder / file} lacks {len(missing)} weights of this "
+                                 f"preset's model, e.g. {missing[0]}.")
+
+
+def word_token(tokenizer, word: str) -> int:
+    ids = tokenizer(word, add_special_tokens=False).input_ids
+    if len(ids) != 1:
+        raise UserInputError(f"reinit_words: {word!r} is not one token of the vocabulary.")
+    return ids[0]
+
+
+@torch.no_grad()
+def reinit_token_embeddings(text_encoder, tokenizer, words, seed: int,
+                            scale: float = 1.0) -> None:
+    """Give each of ``words`` a fresh random token embedding, of norm ``scale`` times the mean
+    norm of the caption words' embeddings."""
+    table = text_encoder.get_input_embeddings().weight
+    gen = torch.Generator().manual_seed(seed + 4)
+    rows = [word_token(tokenizer, w) for w in words]
+    norm = scale * float(table[[word_token(tokenizer, w) for w in caption_words()]]
+                         .norm(dim=1).mean())
+    for row in rows:
+        vector = torch.randn(table.shape[1], generator=gen)
+        table[row] = vector / vector.norm() * norm
+
+
 def unet_task(cfg: TrainConfig, vae, tokenizer, latents: torch.Tensor, captions: list[str],
               seed: int) -> TrainTask:
     """Stage 2: UNet + text encoder on scaled latents (N, C, s, s) with their captions."""
     torch.manual_seed(seed)
     unet = M.build_unet(cfg.model, latents.shape[-1])
     text_encoder = M.build_text_encoder(cfg.model, tokenizer)
+    if cfg.init_from:
+        load_initial_weights(unet, text_encoder, Path(cfg.init_from))
+    if cfg.reinit_words:
+        reinit_token_embeddings(text_encoder, tokenizer, cfg.reinit_words, seed,
+                                cfg.reinit_scale)
+    text_encoder.requires_grad_(cfg.train_text_encoder)
     ema_unet = copy.deepcopy(unet).requires_grad_(False)
     ema_text = copy.deepcopy(text_encoder).requires_grad_(False)
     scheduler = M.build_scheduler(cfg.model)
@@ -271,7 +340,7 @@ def unet_task(cfg: TrainConfig, vae, tokenizer, latents: torch.Tensor, captions:
                     truncation=True, return_tensors="pt").input_ids  # (N, T)
     empty = tokenizer([""], padding="max_length", max_length=tokenizer.model_max_length,
                       return_tensors="pt").input_ids  # (1, T)
-    params = list(unet.parameters()) + list(text_encoder.parameters())
+    params = [p for m in (unet, text_encoder) for p in m.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: unet_lr_factor(s, cfg))
     alphas = scheduler.alphas_cumprod
@@ -347,6 +416,25 @@ def train_decoder_stage(cfg: TrainConfig, loop: LoopConfig, vae, images: torch.T
     return AutoencoderKL.from_pretrained(folder)
 
 
+def vae_stages(cfg: TrainConfig, loop: LoopConfig, images: torch.Tensor):
+    """Stages 1 and 1b; returns the VAE and the scaled latents of ``images``."""
+    vae = train_vae_stage(cfg, loop, images, Path(f"{loop.out_dir}-vae"))
+    latents = encode_latents(vae, images)
+    factor = set_scaling_factor(vae, latents)
+    vae.save_pretrained(Path(f"{loop.out_dir}-vae"), safe_serialization=True)  # with the factor
+    if cfg.decoder_steps:
+        vae = train_decoder_stage(cfg, loop, vae, images, latents,
+                                  Path(f"{loop.out_dir}-vae-decoder"))
+    return vae, latents * factor
+
+
+def pretrained_vae_latents(folder: Path, images: torch.Tensor):
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=torch.float32)
+    return vae, encode_latents(vae, images) * vae.config.scaling_factor
+
+
 def train_cli(preset: str, loop: LoopConfig, data: str | None, overrides: dict) -> TrainResult:
     """`python -m playground.train txt2img ...`: VAE stage (skipped if done), then UNet stage."""
     cfg = resolve_config(preset, overrides)
@@ -357,14 +445,10 @@ def train_cli(preset: str, loop: LoopConfig, data: str | None, overrides: dict) 
         raise UserInputError("--out is required (the VAE stage is kept beside it).")
     raw, scenes = make_dataset(cfg.n_images, cfg.data_seed)
     images = resize_images(images_to_tensor(raw), cfg.model.image_size)
-    vae = train_vae_stage(cfg, loop, images, Path(f"{loop.out_dir}-vae"))
-    latents = encode_latents(vae, images)
-    factor = set_scaling_factor(vae, latents)
-    vae.save_pretrained(Path(f"{loop.out_dir}-vae"), safe_serialization=True)  # with the factor
-    if cfg.decoder_steps:
-        vae = train_decoder_stage(cfg, loop, vae, images, latents,
-                                  Path(f"{loop.out_dir}-vae-decoder"))
-    latents = latents * factor
+    if cfg.init_from:  # fine-tuning: the VAE (and its scaling factor) of the pipeline we start from
+        vae, latents = pretrained_vae_latents(Path(cfg.init_from), images)
+    else:
+        vae, latents = vae_stages(cfg, loop, images)
     tokenizer = M.build_tokenizer(cfg.model)
     unet_loop = dataclasses.replace(loop, max_steps=loop.max_steps or cfg.unet_steps)
     task = unet_task(cfg, vae, tokenizer, latents, [s.caption for s in scenes], loop.seed)
@@ -387,7 +471,10 @@ def export_checkpoint(preset: str, run_out: str, target: str,
     cfg = resolve_config(preset, overrides)
     ckpt = Path(f"{run_out}-ckpt") / "state"
     tuned = Path(f"{run_out}-vae-decoder")  # the decoder-fine-tuned VAE, if that stage ran
-    vae = AutoencoderKL.from_pretrained(tuned if tuned.exists() else f"{run_out}-vae")
+    if cfg.init_from:  # a fine-tune keeps the VAE of the pipeline it started from
+        vae = AutoencoderKL.from_pretrained(cfg.init_from, subfolder="vae")
+    else:
+        vae = AutoencoderKL.from_pretrained(tuned if tuned.exists() else f"{run_out}-vae")
     tokenizer = M.build_tokenizer(cfg.model)
     size = cfg.model.image_size // 2 ** (len(vae.config.block_out_channels) - 1)
     unet, text_encoder = M.build_unet(cfg.model, size), M.build_text_encoder(cfg.model, tokenizer)
