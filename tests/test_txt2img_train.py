@@ -129,6 +129,8 @@ def test_decoder_stage_lowers_reconstruction_error_and_keeps_the_encoder():
     ({"vae_decay_steps": 10**6}, "vae_decay_steps"),
     ({"unet_decay_steps": 10**6}, "unet_decay_steps"),
     ({"snr_gamma": -1.0}, "snr_gamma"),
+    ({"timestep_bias_p": 1.5}, "timestep_bias_p"),
+    ({"timestep_bias_from": 1000}, "timestep_bias_from"),
 ])
 def test_bad_training_settings_get_clear_messages(overrides, message):
     from playground.core.errors import UserInputError
@@ -252,3 +254,15 @@ def test_bad_fine_tune_settings_get_clear_messages(tmp_path):
                                     "reinit_words": ("zebra",)})
     with pytest.raises(UserInputError, match="'zebra' is not one token"):
         _unet_task(cfg, base.vae)
+
+
+def test_timestep_bias_draws_the_chosen_share_from_the_noisiest_steps():
+    cfg = dataclasses.replace(T.PRESETS["shapes"], timestep_bias_p=0.5, timestep_bias_from=850)
+    t = T.sample_timesteps(20000, 1000, cfg, torch.Generator().manual_seed(0))
+    assert 0 <= int(t.min()) and int(t.max()) <= 999
+    # half from [850, 1000) plus 15 % of the uniform half
+    assert float((t >= 850).float().mean()) == pytest.approx(0.575, abs=0.015)
+    again = T.sample_timesteps(20000, 1000, cfg, torch.Generator().manual_seed(0))
+    assert torch.equal(t, again)
+    plain = T.sample_timesteps(20000, 1000, T.PRESETS["shapes"], torch.Generator().manual_seed(0))
+    assert float((plain >= 850).float().mean()) == pytest.approx(0.15, abs=0.015)
