@@ -266,3 +266,31 @@ def test_timestep_bias_draws_the_chosen_share_from_the_noisiest_steps():
     assert torch.equal(t, again)
     plain = T.sample_timesteps(20000, 1000, T.PRESETS["shapes"], torch.Generator().manual_seed(0))
     assert float((plain >= 850).float().mean()) == pytest.approx(0.15, abs=0.015)
+
+
+def test_position_probe_scores_a_named_corner_and_chance():
+    from playground.txt2img.position_probe import corner_probe, quadrant_hits
+
+    placed = torch.zeros(4, 3, 8, 8)
+    for i, (rows, cols) in enumerate([(slice(0, 4), slice(0, 4)), (slice(0, 4), slice(4, 8)),
+                                      (slice(4, 8), slice(0, 4)), (slice(4, 8), slice(4, 8))]):
+        placed[i, :, rows, cols] = 1.0
+    assert quadrant_hits(placed) == 4
+    assert quadrant_hits(placed[[1, 0, 3, 2]]) == 0  # every object in the wrong corner
+    pipe = M.build_untrained_pipeline(T.PRESETS["tiny"].model)
+    result = corner_probe(pipe, n_noise=2)
+    assert result["total"] == 24 and 0 <= result["hits"] <= 24
+    assert corner_probe(pipe, n_noise=2) == result  # same seed, same figure
+
+
+def test_focused_fit_trains_a_copy_and_reports_loss_and_accuracy():
+    from playground.txt2img.position_probe import focused_fit
+
+    cfg = T.PRESETS["tiny"].model
+    pipe = M.build_untrained_pipeline(dataclasses.replace(cfg, image_size=64))
+    before = {k: v.clone() for k, v in pipe.unet.state_dict().items()}
+    history = focused_fit(pipe, 4, every=2, batch=4)
+    assert [h[0] for h in history] == [0, 2, 4]
+    assert all(0.0 <= acc <= 1.0 for _, _, acc in history)
+    assert history[1][1] > 0
+    assert all(torch.equal(v, pipe.unet.state_dict()[k]) for k, v in before.items())

@@ -77,10 +77,10 @@ PRESETS: dict[str, TrainConfig] = {
                           vae_steps=6000, vae_decay_steps=1000, decoder_steps=1000,
                           unet_steps=7600, unet_decay_steps=1600, lr=1e-3, warmup=100,
                           ema_decay=0.998),
-    # fine-tunes the `shapes` run, whose corners were at chance: its UNet drew the object in a
-    # random corner. Half of each batch is drawn from the noisiest steps (t >= 850), where the
-    # layout is decided; the text encoder is frozen. (A UNet trained on t = 999 alone learnt
-    # the corners within 300 steps; with uniform t the signal is too rare.)
+    # an experiment that did NOT fix the corners (see the model card): fine-tunes the `shapes`
+    # run, whose UNet draws the object in a random corner, with half of each batch from the
+    # noisiest steps (t >= 850, where sampling decides the layout) and the text encoder frozen;
+    # the corner probe stayed at chance through 900 steps
     "shapes-position": TrainConfig(model=M.ModelConfig(vae_channels=(16, 32),
                                                        unet_channels=(32, 64, 64),
                                                        cross_attn_blocks=(False, True, True)),
