@@ -131,6 +131,8 @@ def test_decoder_stage_lowers_reconstruction_error_and_keeps_the_encoder():
     ({"snr_gamma": -1.0}, "snr_gamma"),
     ({"timestep_bias_p": 1.5}, "timestep_bias_p"),
     ({"timestep_bias_from": 1000}, "timestep_bias_from"),
+    ({"reinit_scale": 0}, "reinit_scale"),
+    ({"reinit_words": "top"}, "reinit_words must be a list"),
 ])
 def test_bad_training_settings_get_clear_messages(overrides, message):
     from playground.core.errors import UserInputError

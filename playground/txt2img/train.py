@@ -114,6 +114,10 @@ def resolve_config(preset: str, overrides: dict | None = None) -> TrainConfig:
     check_range("timestep_bias_from", cfg.timestep_bias_from, 0,
                 cfg.model.train_timesteps - 1, integer=True)
     check_range("model.min_alpha_bar", cfg.model.min_alpha_bar, 1e-12, 1e-2)
+    check_range("reinit_scale", cfg.reinit_scale, 1e-3, 1e3)
+    if isinstance(cfg.reinit_words, str) or not all(isinstance(w, str) for w in cfg.reinit_words):
+        raise UserInputError("reinit_words must be a list of words, e.g. "
+                             "--set 'reinit_words=[\"top\",\"left\"]'.")
     if cfg.init_from and not (Path(cfg.init_from) / "model_index.json").exists():
         raise UserInputError(f"init_from {cfg.init_from!r} is not a pipeline folder (no "
                              "model_index.json); train the `shapes` preset first, or pass "
@@ -294,15 +298,16 @@ def load_initial_weights(unet, text_encoder, folder: Path) -> None:
                          (text_encoder, "text_encoder/model.safetensors")):
         state = {k: v.float() for k, v in load_file(folder / file).items()}
         try:
-            module.load_state_dict(state, strict=False)
+            result = module.load_state_dict(state, strict=False)
         except RuntimeError as error:  # a size mismatch: another model config
             raise UserInputError(f"{folder / file} does not fit this preset's model: "
                                  f"{str(error).splitlines()[-1].strip()}") from None
-        missing = [k for k in module.state_dict() if k not in state
-                   and not k.endswith("position_ids")]
-        if missing:
-            raise UserInputError(f"{folder / file} lacks {len(missing)} weights of this "
-                                 f"preset's model, e.g. {missing[0]}.")
+        missing = [k for k in result.missing_keys if not k.endswith("position_ids")]
+        if missing or result.unexpected_keys:
+            raise UserInputError(f"{folder / file} does not fit this preset's model: "
+                                 f"{len(missing)} weights missing, "
+                                 f"{len(result.unexpected_keys)} unexpected, e.g. "
+                                 f"{(missing + result.unexpected_keys)[0]}.")
 
 
 def word_token(tokenizer, word: str) -> int:
