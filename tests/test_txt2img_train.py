@@ -133,6 +133,7 @@ def test_decoder_stage_lowers_reconstruction_error_and_keeps_the_encoder():
     ({"timestep_bias_from": 1000}, "timestep_bias_from"),
     ({"reinit_scale": 0}, "reinit_scale"),
     ({"reinit_words": "top"}, "reinit_words must be a list"),
+    ({"train_text_encoder": "yes"}, "train_text_encoder must be true or false"),
 ])
 def test_bad_training_settings_get_clear_messages(overrides, message):
     from playground.core.errors import UserInputError

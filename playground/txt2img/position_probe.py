@@ -24,14 +24,25 @@ PAIRS = (("red", "black"), ("yellow", "blue"), ("white", "green"))
 TIMESTEPS = (999, 800)
 
 
+def quadrant_means(maps: torch.Tensor) -> torch.Tensor:
+    """(N, H, W) -> (N, 4): the mean of each quadrant, in CORNERS order."""
+    h, w = maps.shape[-2] // 2, maps.shape[-1] // 2
+    return torch.stack([maps[:, :h, :w].mean((1, 2)), maps[:, :h, w:].mean((1, 2)),
+                        maps[:, h:, :w].mean((1, 2)), maps[:, h:, w:].mean((1, 2))], dim=1)
+
+
 def quadrant_hits(maps: torch.Tensor) -> int:
     """``maps``: (4, C, H, W) images for the four CORNERS captions, in that order."""
     deviation = (maps - maps.mean(0)).abs().sum(1)  # (4, H, W)
-    h, w = deviation.shape[-2] // 2, deviation.shape[-1] // 2
-    quadrants = torch.stack([deviation[:, :h, :w].mean((1, 2)), deviation[:, :h, w:].mean((1, 2)),
-                             deviation[:, h:, :w].mean((1, 2)), deviation[:, h:, w:].mean((1, 2))],
-                            dim=1)  # (4 captions, 4 quadrants), CORNERS order
-    return int((quadrants.argmax(1) == torch.arange(4)).sum())
+    return int((quadrant_means(deviation).argmax(1) == torch.arange(4)).sum())
+
+
+def predicted_x0(scheduler, zt: torch.Tensor, out: torch.Tensor, t: int) -> torch.Tensor:
+    """The clean latents the UNet output ``out`` at step ``t`` implies (v or ε prediction)."""
+    a = scheduler.alphas_cumprod[t]
+    if scheduler.config.prediction_type == "v_prediction":
+        return a.sqrt() * zt - (1 - a).sqrt() * out
+    return (zt - (1 - a).sqrt() * out) / a.sqrt()
 
 
 @torch.no_grad()
@@ -52,10 +63,7 @@ def corner_probe(pipe, *, n_noise: int = 8, seed: int = 0) -> dict:
                 ids = tokenizer([prompt] * n_noise, padding="max_length", return_tensors="pt",
                                 max_length=tokenizer.model_max_length).input_ids
                 out = unet(zt, torch.full((n_noise,), t), pipe.text_encoder(ids)[0]).sample
-                if scheduler.config.prediction_type == "v_prediction":
-                    x0 = a.sqrt() * zt - (1 - a).sqrt() * out
-                else:
-                    x0 = (zt - (1 - a).sqrt() * out) / a.sqrt()
+                x0 = predicted_x0(scheduler, zt, out, t)
                 maps.append(vae.decode(x0 / vae.config.scaling_factor).sample.mean(0))
             hits += quadrant_hits(torch.stack(maps))
             total += 4
@@ -73,14 +81,15 @@ def focused_fit(pipe, steps: int, *, every: int = 50, batch: int = 32, lr: float
     import numpy as np
     import torch.nn.functional as F
 
+    from playground.txt2img.model import training_target
     from playground.txt2img.shapes import Obj, Scene, render
+    from playground.txt2img.train import images_to_tensor
 
     unet = copy.deepcopy(pipe.unet).train()
     rng = random.Random(seed)
     scenes = [Scene((Obj("circle", "red", "large", rng.choice(CORNERS)),), "black")
               for _ in range(256)]
-    images = torch.from_numpy(np.stack([np.asarray(render(s, rng)) for s in scenes]))
-    images = images.permute(0, 3, 1, 2).float() / 127.5 - 1
+    images = images_to_tensor(np.stack([np.asarray(render(s, rng)) for s in scenes]))
     size = pipe.unet.config.sample_size
     with torch.no_grad():
         z0 = pipe.vae.encode(images).latent_dist.mean * pipe.vae.config.scaling_factor
@@ -96,10 +105,8 @@ def focused_fit(pipe, steps: int, *, every: int = 50, batch: int = 32, lr: float
     @torch.no_grad()
     def accuracy() -> float:
         zt = (1 - a).sqrt() * test_noise
-        x0 = a.sqrt() * zt - (1 - a).sqrt() * unet(zt, torch.full((64,), t), hidden[:64]).sample
-        energy, h = x0.abs().sum(1), size // 2
-        quadrants = torch.stack([energy[:, :h, :h].mean((1, 2)), energy[:, :h, h:].mean((1, 2)),
-                                 energy[:, h:, :h].mean((1, 2)), energy[:, h:, h:].mean((1, 2))], 1)
+        x0 = predicted_x0(pipe.scheduler, zt, unet(zt, torch.full((64,), t), hidden[:64]).sample, t)
+        quadrants = quadrant_means(x0.abs().sum(1))
         return float((quadrants.argmax(1) == corner[:64]).float().mean())
 
     opt = torch.optim.AdamW(unet.parameters(), lr=lr)
@@ -111,8 +118,8 @@ def focused_fit(pipe, steps: int, *, every: int = 50, batch: int = 32, lr: float
         idx = torch.randint(0, len(scenes), (batch,), generator=gen)
         noise = torch.randn(z0[idx].shape, generator=gen)
         zt = a.sqrt() * z0[idx] + (1 - a).sqrt() * noise
-        loss = F.mse_loss(unet(zt, torch.full((batch,), t), hidden[idx]).sample,
-                          a.sqrt() * noise - (1 - a).sqrt() * z0[idx])  # v target
+        target = training_target(pipe.scheduler, z0[idx], noise, torch.full((batch,), t))
+        loss = F.mse_loss(unet(zt, torch.full((batch,), t), hidden[idx]).sample, target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -130,6 +137,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("folder")
     parser.add_argument("--fit-steps", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.fit_steps < 0:
+        parser.error("--fit-steps must be 0 (no fit) or more")
     pipe = DiffusionPipeline.from_pretrained(args.folder, torch_dtype=torch.float32)
     result = corner_probe(pipe)
     print(f"corner probe: {result['hits']}/{result['total']} (chance {result['chance']})")

@@ -115,6 +115,9 @@ def resolve_config(preset: str, overrides: dict | None = None) -> TrainConfig:
                 cfg.model.train_timesteps - 1, integer=True)
     check_range("model.min_alpha_bar", cfg.model.min_alpha_bar, 1e-12, 1e-2)
     check_range("reinit_scale", cfg.reinit_scale, 1e-3, 1e3)
+    if not isinstance(cfg.train_text_encoder, bool):
+        raise UserInputError(f"train_text_encoder must be true or false, got "
+                             f"{cfg.train_text_encoder!r}.")
     if isinstance(cfg.reinit_words, str) or not all(isinstance(w, str) for w in cfg.reinit_words):
         raise UserInputError("reinit_words must be a list of words, e.g. "
                              "--set 'reinit_words=[\"top\",\"left\"]'.")
