@@ -134,6 +134,7 @@ def test_decoder_stage_lowers_reconstruction_error_and_keeps_the_encoder():
     ({"reinit_scale": 0}, "reinit_scale"),
     ({"reinit_words": "top"}, "reinit_words must be a list"),
     ({"train_text_encoder": "yes"}, "train_text_encoder must be true or false"),
+    ({"scenes": "corners"}, "scenes must be one of"),
 ])
 def test_bad_training_settings_get_clear_messages(overrides, message):
     from playground.core.errors import UserInputError
@@ -241,6 +242,17 @@ def test_fine_tune_cli_reuses_the_vae_and_exports_it(tmp_path):
         assert factor[0] == factor[1] != 1.0  # the factor measured on the base run's latents
         assert (folder / "unet/diffusion_pytorch_model.safetensors").read_bytes() != (
             base / "unet/diffusion_pytorch_model.safetensors").read_bytes()
+
+
+def test_scene_filter_keeps_one_object_scenes_and_their_images(tmp_path):
+    cfg = T.resolve_config("tiny", {"n_images": 60, "scenes": "one-object"})
+    raw, scenes = T.training_data(cfg)
+    all_raw, all_scenes = T.training_data(T.resolve_config("tiny", {"n_images": 60}))
+    assert len(all_scenes) == 60 and 0 < len(scenes) < 60
+    assert all(len(s.objects) == 1 for s in scenes)
+    assert len(scenes) == sum(len(s.objects) == 1 for s in all_scenes)
+    first = next(i for i, s in enumerate(all_scenes) if len(s.objects) == 1)
+    assert scenes[0] == all_scenes[first] and (raw[0] == all_raw[first]).all()
 
 
 def test_bad_fine_tune_settings_get_clear_messages(tmp_path):

@@ -61,6 +61,9 @@ class TrainConfig:
     # from [timestep_bias_from, T), the noisiest steps, where sampling decides the layout
     timestep_bias_p: float = 0.0
     timestep_bias_from: int = 850
+    # which training scenes the UNet stage sees: "all", or "one-object" (a curriculum phase
+    # that isolates where one object goes from two-object binding)
+    scenes: str = "all"
 
 
 PRESETS: dict[str, TrainConfig] = {
@@ -95,6 +98,8 @@ PRESETS: dict[str, TrainConfig] = {
                                batch_size=128, fp16_artefact=True),
 }
 DEFAULT_PRESET = "shapes"
+SCENE_FILTERS = {"all": lambda scene: True,
+                 "one-object": lambda scene: len(scene.objects) == 1}
 
 
 def resolve_config(preset: str, overrides: dict | None = None) -> TrainConfig:
@@ -125,6 +130,8 @@ def resolve_config(preset: str, overrides: dict | None = None) -> TrainConfig:
         raise UserInputError(f"init_from {cfg.init_from!r} is not a pipeline folder (no "
                              "model_index.json); train the `shapes` preset first, or pass "
                              "--set init_from=FOLDER.")
+    if cfg.scenes not in SCENE_FILTERS:
+        raise UserInputError(f"scenes must be one of {list(SCENE_FILTERS)}, got {cfg.scenes!r}.")
     if cfg.model.prediction_type not in ("epsilon", "v_prediction"):
         raise UserInputError(f"prediction_type must be 'epsilon' or 'v_prediction', got "
                              f"{cfg.model.prediction_type!r}.")
@@ -458,6 +465,13 @@ def pretrained_vae_latents(folder: Path, images: torch.Tensor):
     return vae, encode_latents(vae, images) * vae.config.scaling_factor
 
 
+def training_data(cfg: TrainConfig):
+    """The generated images (uint8) and scenes, kept to those ``cfg.scenes`` selects."""
+    raw, scenes = make_dataset(cfg.n_images, cfg.data_seed)
+    keep = [i for i, scene in enumerate(scenes) if SCENE_FILTERS[cfg.scenes](scene)]
+    return raw[keep], [scenes[i] for i in keep]
+
+
 def train_cli(preset: str, loop: LoopConfig, data: str | None, overrides: dict) -> TrainResult:
     """`python -m playground.train txt2img ...`: VAE stage (skipped if done), then UNet stage."""
     cfg = resolve_config(preset, overrides)
@@ -466,7 +480,7 @@ def train_cli(preset: str, loop: LoopConfig, data: str | None, overrides: dict) 
     torch.set_num_threads(max(1, torch.get_num_threads()))  # honours OMP_NUM_THREADS
     if not loop.out_dir:
         raise UserInputError("--out is required (the VAE stage is kept beside it).")
-    raw, scenes = make_dataset(cfg.n_images, cfg.data_seed)
+    raw, scenes = training_data(cfg)
     images = resize_images(images_to_tensor(raw), cfg.model.image_size)
     if cfg.init_from:  # fine-tuning: the VAE (and its scaling factor) of the pipeline we start from
         vae, latents = pretrained_vae_latents(Path(cfg.init_from), images)
