@@ -304,8 +304,30 @@ def test_focused_fit_trains_a_copy_and_reports_loss_and_accuracy():
     cfg = T.PRESETS["tiny"].model
     pipe = M.build_untrained_pipeline(dataclasses.replace(cfg, image_size=64))
     before = {k: v.clone() for k, v in pipe.unet.state_dict().items()}
-    history = focused_fit(pipe, 4, every=2, batch=4)
+    fitted, history = focused_fit(pipe, 4, every=2, batch=4)
     assert [h[0] for h in history] == [0, 2, 4]
+    assert any(not torch.equal(v, fitted.state_dict()[k]) for k, v in before.items())
+    _, mixed = focused_fit(pipe, 4, every=2, batch=4, diverse_share=0.5)
+    assert mixed[0][2] == history[0][2]  # the same copy at step 0
+    assert mixed[1][1] != history[1][1]  # other scenes in the batch change the training
     assert all(0.0 <= acc <= 1.0 for _, _, acc in history)
     assert history[1][1] > 0
     assert all(torch.equal(v, pipe.unet.state_dict()[k]) for k, v in before.items())
+
+
+def test_encoder_probe_reads_the_corner_only_where_the_encoder_carries_it():
+    from playground.txt2img.position_probe import encoder_probe
+
+    pipe = M.build_untrained_pipeline(T.PRESETS["tiny"].model)
+    table = pipe.text_encoder.get_input_embeddings().weight
+    with torch.no_grad():
+        for word in ("top", "bottom", "left", "right"):  # equal embeddings: no corner signal
+            table[T.word_token(pipe.tokenizer, word)] = table[T.word_token(pipe.tokenizer, "a")]
+    blind = encoder_probe(pipe, n=600)
+    assert max(blind.values()) < 0.45  # chance is 0.25
+    with torch.no_grad():
+        for i, word in enumerate(("top", "bottom", "left", "right")):
+            table[T.word_token(pipe.tokenizer, word)] = 3.0 * torch.eye(table.shape[1])[i]
+    seeing = encoder_probe(pipe, n=600)
+    assert seeing.keys() == blind.keys() and max(seeing.values()) > 0.9
+    assert encoder_probe(pipe, n=600) == seeing  # deterministic

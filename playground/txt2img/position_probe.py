@@ -7,9 +7,12 @@ caption "hits" when its strongest quadrant is the one it names: 4 of 4 per pair 
 places corners, about 1 in 4 (chance) when it does not.
 
 `python -m playground.txt2img.position_probe weights/txt2img-shapes` prints the figure;
-`--fit-steps 300` then trains a copy of the UNet on the corner captions alone, at t = 999 only
-(the text encoder frozen), and prints how often the x0 prediction puts the object in the named
-quadrant: whether this architecture can place corners at all when the signal is not diluted.
+`--fit-steps 300` then trains a copy of the UNet on the corner captions of one colour pair alone
+(a large red circle on black), at t = 999 only (the text encoder frozen), and prints how often the
+x0 prediction puts the object in the named quadrant: whether this architecture can place corners
+at all when the signal is not diluted. `--diverse-share 0.5` fills half of each batch with other
+one-object scenes; at the end the fitted copy is probed per colour pair (does what it learnt for
+red on black carry over to other colours?).
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import torch
 from playground.txt2img.shapes import CORNERS
 
 PAIRS = (("red", "black"), ("yellow", "blue"), ("white", "green"))
+# for the per-pair look after a focused fit: the fitted pair first, then 5 others
+FIT_PAIRS = (*PAIRS, ("green", "white"), ("orange", "gray"), ("purple", "black"))
 TIMESTEPS = (999, 800)
 
 
@@ -46,17 +51,18 @@ def predicted_x0(scheduler, zt: torch.Tensor, out: torch.Tensor, t: int) -> torc
 
 
 @torch.no_grad()
-def corner_probe(pipe, *, n_noise: int = 8, seed: int = 0) -> dict:
-    """Hits out of ``4 * len(PAIRS) * len(TIMESTEPS)`` (see the module docstring)."""
+def corner_probe(pipe, *, n_noise: int = 8, seed: int = 0, pairs=PAIRS,
+                 timesteps=TIMESTEPS) -> dict:
+    """Hits out of ``4 * len(pairs) * len(timesteps)`` (see the module docstring)."""
     unet, vae, scheduler, tokenizer = pipe.unet, pipe.vae, pipe.scheduler, pipe.tokenizer
     size = unet.config.sample_size
     noise = torch.randn(n_noise, unet.config.in_channels, size, size,
                         generator=torch.Generator().manual_seed(seed))
     hits = total = 0
-    for t in TIMESTEPS:
+    for t in timesteps:
         a = scheduler.alphas_cumprod[t]
         zt = (1 - a).sqrt() * noise  # the noise part of z_t: the prompt alone must place it
-        for colour, background in PAIRS:
+        for colour, background in pairs:
             maps = []
             for corner in CORNERS:
                 prompt = f"a large {colour} circle at the {corner} on a {background} background"
@@ -70,11 +76,41 @@ def corner_probe(pipe, *, n_noise: int = 8, seed: int = 0) -> dict:
     return {"hits": hits, "total": total, "chance": total // 4}
 
 
+@torch.no_grad()
+def encoder_probe(pipe, *, n: int = 3000, seed: int = 0) -> dict[int, float]:
+    """Is the corner in the text encoder's output? For one-object corner captions, a linear
+    (ridge least-squares) read-out of the corner from the hidden state at each token position
+    (fitted on 2/3 of the captions, scored on the rest): {token index: accuracy}; chance 0.25."""
+    import random
+
+    from playground.txt2img.shapes import random_scene
+
+    rng = random.Random(seed)
+    scenes = [s for s in (random_scene(rng, two_objects_p=0.0) for _ in range(n))
+              if s.objects[0].position in CORNERS]
+    ids = pipe.tokenizer([s.caption for s in scenes], padding="max_length", return_tensors="pt",
+                         max_length=pipe.tokenizer.model_max_length).input_ids
+    hidden = torch.cat([pipe.text_encoder(ids[i:i + 512])[0] for i in range(0, len(ids), 512)])
+    corner = torch.tensor([CORNERS.index(s.objects[0].position) for s in scenes])
+    target = torch.nn.functional.one_hot(corner, 4).float()
+    # up to the end-of-text token (CLIP pads with it; the pipeline passes all 32 positions)
+    cut, last = len(scenes) * 2 // 3, int((ids != pipe.tokenizer.pad_token_id).sum(1).max())
+    accuracy = {}
+    for token in range(1, last + 1):
+        x = torch.cat([hidden[:, token].double(), torch.ones(len(scenes), 1).double()], 1)
+        gram = x[:cut].T @ x[:cut]  # ridge, so a rank-deficient state stays well posed
+        ridge = 1e-6 * gram.diagonal().mean() * torch.eye(len(gram), dtype=gram.dtype)
+        w = torch.linalg.solve(gram + ridge, x[:cut].T @ target[:cut].double())
+        accuracy[token] = float(((x[cut:] @ w).argmax(1) == corner[cut:]).float().mean())
+    return accuracy
+
+
 def focused_fit(pipe, steps: int, *, every: int = 50, batch: int = 32, lr: float = 1e-3,
-                seed: int = 0, report=None) -> list[tuple[int, float, float]]:
+                seed: int = 0, diverse_share: float = 0.0, report=None):
     """Train a copy of ``pipe.unet`` at t = 999 on one-object corner scenes (a large red circle
-    on black); returns (step, loss, corner accuracy of the x0 prediction) every ``every``,
-    also passed to ``report`` as they come."""
+    on black), with a ``diverse_share`` of each batch from other one-object scenes; returns the
+    copy and (step, loss on the red circles, corner accuracy of their x0 prediction) every
+    ``every``, also passed to ``report`` as they come."""
     import copy
     import random
 
@@ -82,21 +118,31 @@ def focused_fit(pipe, steps: int, *, every: int = 50, batch: int = 32, lr: float
     import torch.nn.functional as F
 
     from playground.txt2img.model import training_target
-    from playground.txt2img.shapes import Obj, Scene, render
+    from playground.txt2img.shapes import Obj, Scene, random_scene, render
     from playground.txt2img.train import images_to_tensor
 
     unet = copy.deepcopy(pipe.unet).train()
     rng = random.Random(seed)
     scenes = [Scene((Obj("circle", "red", "large", rng.choice(CORNERS)),), "black")
               for _ in range(256)]
-    images = images_to_tensor(np.stack([np.asarray(render(s, rng)) for s in scenes]))
-    size = pipe.unet.config.sample_size
-    with torch.no_grad():
-        z0 = pipe.vae.encode(images).latent_dist.mean * pipe.vae.config.scaling_factor
-        ids = pipe.tokenizer([s.caption for s in scenes], padding="max_length",
+    n_diverse = round(batch * diverse_share)
+    others = [random_scene(rng, two_objects_p=0.0) for _ in range(1024 if n_diverse else 0)]
+
+    @torch.no_grad()
+    def encode(group):  # clean latents and frozen text-encoder states
+        if not group:
+            return None, None
+        images = images_to_tensor(np.stack([np.asarray(render(s, rng)) for s in group]))
+        ids = pipe.tokenizer([s.caption for s in group], padding="max_length",
                              max_length=pipe.tokenizer.model_max_length,
                              return_tensors="pt").input_ids
-        hidden = pipe.text_encoder(ids)[0]
+        chunks = range(0, len(group), 256)
+        z = torch.cat([pipe.vae.encode(images[i:i + 256]).latent_dist.mean for i in chunks])
+        return (z * pipe.vae.config.scaling_factor,
+                torch.cat([pipe.text_encoder(ids[i:i + 256])[0] for i in chunks]))
+
+    (z0, hidden), (z_other, h_other) = encode(scenes), encode(others)
+    size = pipe.unet.config.sample_size
     corner = torch.tensor([CORNERS.index(s.objects[0].position) for s in scenes])
     t, a = 999, pipe.scheduler.alphas_cumprod[999]
     test_noise = torch.randn(64, z0.shape[1], size, size,
@@ -114,20 +160,27 @@ def focused_fit(pipe, steps: int, *, every: int = 50, batch: int = 32, lr: float
     history = [(0, float("nan"), accuracy())]
     if report:
         report(*history[0])
+    n_focus = batch - n_diverse
     for step in range(1, steps + 1):
-        idx = torch.randint(0, len(scenes), (batch,), generator=gen)
-        noise = torch.randn(z0[idx].shape, generator=gen)
-        zt = a.sqrt() * z0[idx] + (1 - a).sqrt() * noise
-        target = training_target(pipe.scheduler, z0[idx], noise, torch.full((batch,), t))
-        loss = F.mse_loss(unet(zt, torch.full((batch,), t), hidden[idx]).sample, target)
+        idx = torch.randint(0, len(scenes), (n_focus,), generator=gen)
+        z, h = z0[idx], hidden[idx]
+        if n_diverse:
+            other = torch.randint(0, len(others), (n_diverse,), generator=gen)
+            z, h = torch.cat([z, z_other[other]]), torch.cat([h, h_other[other]])
+        noise = torch.randn(z.shape, generator=gen)
+        zt = a.sqrt() * z + (1 - a).sqrt() * noise
+        target = training_target(pipe.scheduler, z, noise, torch.full((batch,), t))
+        pred = unet(zt, torch.full((batch,), t), h).sample
+        loss = F.mse_loss(pred, target)  # equal weights for every sample
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         if step % every == 0 or step == steps:
-            history.append((step, loss.item(), accuracy()))
+            focus_loss = F.mse_loss(pred[:n_focus], target[:n_focus]) if n_diverse else loss
+            history.append((step, focus_loss.item(), accuracy()))
             if report:
                 report(*history[-1])
-    return history
+    return unet.eval(), history
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -136,15 +189,29 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder")
     parser.add_argument("--fit-steps", type=int, default=0)
+    parser.add_argument("--diverse-share", type=float, default=0.0)
     args = parser.parse_args(argv)
     if args.fit_steps < 0:
         parser.error("--fit-steps must be 0 (no fit) or more")
+    if not 0 <= args.diverse_share < 1:
+        parser.error("--diverse-share must be in [0, 1)")
     pipe = DiffusionPipeline.from_pretrained(args.folder, torch_dtype=torch.float32)
     result = corner_probe(pipe)
     print(f"corner probe: {result['hits']}/{result['total']} (chance {result['chance']})")
+    result["encoder"] = encoder_probe(pipe)
+    print("text encoder, linear read-out of the corner per token (chance 0.25): "
+          + ", ".join(f"{k}: {v:.2f}" for k, v in result["encoder"].items()))
     if args.fit_steps > 0:
-        focused_fit(pipe, args.fit_steps, report=lambda step, loss, acc: print(
-            f"focused fit step {step}: loss {loss:.4f}, corner accuracy {acc:.2f}", flush=True))
+        fitted, _ = focused_fit(
+            pipe, args.fit_steps, diverse_share=args.diverse_share,
+            report=lambda step, loss, acc: print(f"focused fit step {step}: loss {loss:.4f}, "
+                                                 f"corner accuracy {acc:.2f}", flush=True))
+        pipe.unet = fitted
+        result["fitted_pairs"] = {f"{c} on {b}": corner_probe(pipe, pairs=((c, b),),
+                                                              timesteps=(999,))["hits"]
+                                  for c, b in FIT_PAIRS}
+        print("fitted copy, corner probe at t = 999 per colour pair (of 4; chance 1): "
+              + ", ".join(f"{k} {v}" for k, v in result["fitted_pairs"].items()))
     return result
 
 
