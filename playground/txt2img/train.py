@@ -74,8 +74,9 @@ PRESETS: dict[str, TrainConfig] = {
                                             text_layers=1, text_heads=2),
                         n_images=32, vae_steps=3, vae_batch=4, unet_steps=3, batch_size=4,
                         warmup=1, ema_decay=0.9, fp16_artefact=False),
-    # the shipped weights/txt2img-shapes: 64 px images, 32x32x4 latents (the VAE only halves
-    # the side, so a small shape keeps 6-8 latent pixels), cross-attention at 16x16 and 8x8
+    # the first stage of weights/txt2img-shapes (then `shapes-refine`): 64 px images, 32x32x4
+    # latents (the VAE only halves the side, so a small shape keeps 6-8 latent pixels),
+    # cross-attention at 16x16 and 8x8
     "shapes": TrainConfig(model=M.ModelConfig(vae_channels=(16, 32), unet_channels=(32, 64, 64),
                                               cross_attn_blocks=(False, True, True)),
                           vae_steps=6000, vae_decay_steps=1000, decoder_steps=1000,
