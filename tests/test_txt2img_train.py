@@ -244,15 +244,21 @@ def test_fine_tune_cli_reuses_the_vae_and_exports_it(tmp_path):
             base / "unet/diffusion_pytorch_model.safetensors").read_bytes()
 
 
-def test_scene_filter_keeps_one_object_scenes_and_their_images(tmp_path):
+def test_scene_filter_trains_the_unet_on_one_object_scenes_only(tmp_path):
+    from playground.train import main
+    from playground.txt2img.shapes import make_dataset
+
     cfg = T.resolve_config("tiny", {"n_images": 60, "scenes": "one-object"})
-    raw, scenes = T.training_data(cfg)
-    all_raw, all_scenes = T.training_data(T.resolve_config("tiny", {"n_images": 60}))
-    assert len(all_scenes) == 60 and 0 < len(scenes) < 60
-    assert all(len(s.objects) == 1 for s in scenes)
-    assert len(scenes) == sum(len(s.objects) == 1 for s in all_scenes)
-    first = next(i for i, s in enumerate(all_scenes) if len(s.objects) == 1)
-    assert scenes[0] == all_scenes[first] and (raw[0] == all_raw[first]).all()
+    _, scenes = make_dataset(60, cfg.data_seed)
+    keep = T.unet_scenes(cfg, scenes)
+    assert keep == [i for i, s in enumerate(scenes) if len(s.objects) == 1]
+    assert 0 < len(keep) < 60
+    assert T.unet_scenes(T.resolve_config("tiny", {"n_images": 60}), scenes) == list(range(60))
+    main(["txt2img", "--preset", "tiny", "--out", str(tmp_path / "run"), "--set", "n_images=60",
+          "--set", "scenes=one-object"])
+    summary = json.loads((tmp_path / "run" / "training_summary.json").read_text())
+    assert summary["train_images"] == len(keep)
+    assert summary["config"]["scenes"] == "one-object"
 
 
 def test_bad_fine_tune_settings_get_clear_messages(tmp_path):
@@ -331,3 +337,17 @@ def test_encoder_probe_reads_the_corner_only_where_the_encoder_carries_it():
     seeing = encoder_probe(pipe, n=600)
     assert seeing.keys() == blind.keys() and max(seeing.values()) > 0.9
     assert encoder_probe(pipe, n=600) == seeing  # deterministic
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--fit-steps", "-1"], "--fit-steps must be 0"),
+    (["--diverse-share", "1.0"], "--diverse-share must be in"),
+    (["--diverse-share", "-0.1"], "--diverse-share must be in"),
+])
+def test_position_probe_cli_refuses_bad_values(args, message, capsys):
+    from playground.txt2img.position_probe import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["no-such-folder", *args])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err

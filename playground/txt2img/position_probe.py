@@ -51,10 +51,18 @@ def predicted_x0(scheduler, zt: torch.Tensor, out: torch.Tensor, t: int) -> torc
 
 
 @torch.no_grad()
+def text_states(pipe, captions: list[str], chunk: int = 256) -> torch.Tensor:
+    """The text encoder's output for ``captions`` padded as the pipeline pads them (B, T, D)."""
+    ids = pipe.tokenizer(captions, padding="max_length", return_tensors="pt",
+                         max_length=pipe.tokenizer.model_max_length).input_ids
+    return torch.cat([pipe.text_encoder(ids[i:i + chunk])[0] for i in range(0, len(ids), chunk)])
+
+
+@torch.no_grad()
 def corner_probe(pipe, *, n_noise: int = 8, seed: int = 0, pairs=PAIRS,
                  timesteps=TIMESTEPS) -> dict:
     """Hits out of ``4 * len(pairs) * len(timesteps)`` (see the module docstring)."""
-    unet, vae, scheduler, tokenizer = pipe.unet, pipe.vae, pipe.scheduler, pipe.tokenizer
+    unet, vae, scheduler = pipe.unet, pipe.vae, pipe.scheduler
     size = unet.config.sample_size
     noise = torch.randn(n_noise, unet.config.in_channels, size, size,
                         generator=torch.Generator().manual_seed(seed))
@@ -66,9 +74,8 @@ def corner_probe(pipe, *, n_noise: int = 8, seed: int = 0, pairs=PAIRS,
             maps = []
             for corner in CORNERS:
                 prompt = f"a large {colour} circle at the {corner} on a {background} background"
-                ids = tokenizer([prompt] * n_noise, padding="max_length", return_tensors="pt",
-                                max_length=tokenizer.model_max_length).input_ids
-                out = unet(zt, torch.full((n_noise,), t), pipe.text_encoder(ids)[0]).sample
+                out = unet(zt, torch.full((n_noise,), t),
+                           text_states(pipe, [prompt] * n_noise)).sample
                 x0 = predicted_x0(scheduler, zt, out, t)
                 maps.append(vae.decode(x0 / vae.config.scaling_factor).sample.mean(0))
             hits += quadrant_hits(torch.stack(maps))
@@ -88,13 +95,13 @@ def encoder_probe(pipe, *, n: int = 3000, seed: int = 0) -> dict[int, float]:
     rng = random.Random(seed)
     scenes = [s for s in (random_scene(rng, two_objects_p=0.0) for _ in range(n))
               if s.objects[0].position in CORNERS]
-    ids = pipe.tokenizer([s.caption for s in scenes], padding="max_length", return_tensors="pt",
-                         max_length=pipe.tokenizer.model_max_length).input_ids
-    hidden = torch.cat([pipe.text_encoder(ids[i:i + 512])[0] for i in range(0, len(ids), 512)])
+    captions = [s.caption for s in scenes]
+    hidden = text_states(pipe, captions)
     corner = torch.tensor([CORNERS.index(s.objects[0].position) for s in scenes])
     target = torch.nn.functional.one_hot(corner, 4).float()
     # up to the end-of-text token (CLIP pads with it; the pipeline passes all 32 positions)
-    cut, last = len(scenes) * 2 // 3, int((ids != pipe.tokenizer.pad_token_id).sum(1).max())
+    last = max(len(pipe.tokenizer(c).input_ids) for c in captions) - 1
+    cut = len(scenes) * 2 // 3
     accuracy = {}
     for token in range(1, last + 1):
         x = torch.cat([hidden[:, token].double(), torch.ones(len(scenes), 1).double()], 1)
@@ -119,7 +126,7 @@ def focused_fit(pipe, steps: int, *, every: int = 50, batch: int = 32, lr: float
 
     from playground.txt2img.model import training_target
     from playground.txt2img.shapes import Obj, Scene, random_scene, render
-    from playground.txt2img.train import images_to_tensor
+    from playground.txt2img.train import encode_latents, images_to_tensor
 
     unet = copy.deepcopy(pipe.unet).train()
     rng = random.Random(seed)
@@ -133,13 +140,8 @@ def focused_fit(pipe, steps: int, *, every: int = 50, batch: int = 32, lr: float
         if not group:
             return None, None
         images = images_to_tensor(np.stack([np.asarray(render(s, rng)) for s in group]))
-        ids = pipe.tokenizer([s.caption for s in group], padding="max_length",
-                             max_length=pipe.tokenizer.model_max_length,
-                             return_tensors="pt").input_ids
-        chunks = range(0, len(group), 256)
-        z = torch.cat([pipe.vae.encode(images[i:i + 256]).latent_dist.mean for i in chunks])
-        return (z * pipe.vae.config.scaling_factor,
-                torch.cat([pipe.text_encoder(ids[i:i + 256])[0] for i in chunks]))
+        z = encode_latents(pipe.vae, images, batch=256) * pipe.vae.config.scaling_factor
+        return z, text_states(pipe, [s.caption for s in group])
 
     (z0, hidden), (z_other, h_other) = encode(scenes), encode(others)
     size = pipe.unet.config.sample_size

@@ -62,8 +62,9 @@ class TrainConfig:
     # from [timestep_bias_from, T), the noisiest steps, where sampling decides the layout
     timestep_bias_p: float = 0.0
     timestep_bias_from: int = 850
-    # which training scenes the UNet stage sees: "all", or "one-object" (a curriculum phase
-    # that isolates where one object goes from two-object binding)
+    # which training scenes the UNet stage sees (the VAE stages see them all): "all", or
+    # "one-object" (a curriculum phase that isolates where one object goes from two-object
+    # binding)
     scenes: str = "all"
 
 
@@ -474,11 +475,9 @@ def pretrained_vae_latents(folder: Path, images: torch.Tensor):
     return vae, encode_latents(vae, images) * vae.config.scaling_factor
 
 
-def training_data(cfg: TrainConfig):
-    """The generated images (uint8) and scenes, kept to those ``cfg.scenes`` selects."""
-    raw, scenes = make_dataset(cfg.n_images, cfg.data_seed)
-    keep = [i for i, scene in enumerate(scenes) if SCENE_FILTERS[cfg.scenes](scene)]
-    return raw[keep], [scenes[i] for i in keep]
+def unet_scenes(cfg: TrainConfig, scenes) -> list[int]:
+    """Indices of the scenes the UNet stage trains on (``cfg.scenes``)."""
+    return [i for i, scene in enumerate(scenes) if SCENE_FILTERS[cfg.scenes](scene)]
 
 
 def train_cli(preset: str, loop: LoopConfig, data: str | None, overrides: dict) -> TrainResult:
@@ -489,7 +488,7 @@ def train_cli(preset: str, loop: LoopConfig, data: str | None, overrides: dict) 
     torch.set_num_threads(max(1, torch.get_num_threads()))  # honours OMP_NUM_THREADS
     if not loop.out_dir:
         raise UserInputError("--out is required (the VAE stage is kept beside it).")
-    raw, scenes = training_data(cfg)
+    raw, scenes = make_dataset(cfg.n_images, cfg.data_seed)
     images = resize_images(images_to_tensor(raw), cfg.model.image_size)
     if cfg.init_from:  # fine-tuning: the VAE (and its scaling factor) of the pipeline we start from
         vae, latents = pretrained_vae_latents(Path(cfg.init_from), images)
@@ -497,7 +496,9 @@ def train_cli(preset: str, loop: LoopConfig, data: str | None, overrides: dict) 
         vae, latents = vae_stages(cfg, loop, images)
     tokenizer = M.build_tokenizer(cfg.model)
     unet_loop = dataclasses.replace(loop, max_steps=loop.max_steps or cfg.unet_steps)
-    task = unet_task(cfg, vae, tokenizer, latents, [s.caption for s in scenes], loop.seed)
+    keep = unet_scenes(cfg, scenes)
+    task = unet_task(cfg, vae, tokenizer, latents[keep], [scenes[i].caption for i in keep],
+                     loop.seed)
     return train_loop(unet_loop, task)
 
 
