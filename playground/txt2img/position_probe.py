@@ -50,12 +50,11 @@ def predicted_x0(scheduler, zt: torch.Tensor, out: torch.Tensor, t: int) -> torc
     return (zt - (1 - a).sqrt() * out) / a.sqrt()
 
 
-@torch.no_grad()
-def text_states(pipe, captions: list[str], chunk: int = 256) -> torch.Tensor:
+def text_states(pipe, captions: list[str]) -> torch.Tensor:
     """The text encoder's output for ``captions`` padded as the pipeline pads them (B, T, D)."""
-    ids = pipe.tokenizer(captions, padding="max_length", return_tensors="pt",
-                         max_length=pipe.tokenizer.model_max_length).input_ids
-    return torch.cat([pipe.text_encoder(ids[i:i + chunk])[0] for i in range(0, len(ids), chunk)])
+    from playground.txt2img.emphasis import caption_ids, encode_ids
+
+    return encode_ids(pipe.text_encoder, caption_ids(pipe.tokenizer, captions))
 
 
 @torch.no_grad()
@@ -203,6 +202,12 @@ def main(argv: list[str] | None = None) -> dict:
     result["encoder"] = encoder_probe(pipe)
     print("text encoder, linear read-out of the corner per token (chance 0.25): "
           + ", ".join(f"{k}: {v:.2f}" for k, v in result["encoder"].items()))
+    from playground.txt2img.emphasis import corner_part, training_scenes
+
+    result["corner_part"] = corner_part(pipe.text_encoder, pipe.tokenizer,
+                                        training_scenes(2000, 7))
+    print(f"corner part of the text encoder's output (norm of what the position words change, "
+          f"at its largest token): {result['corner_part']:.2f}")
     if args.fit_steps > 0:
         fitted, _ = focused_fit(
             pipe, args.fit_steps, diverse_share=args.diverse_share,

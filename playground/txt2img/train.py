@@ -101,6 +101,15 @@ PRESETS: dict[str, TrainConfig] = {
                                                      cross_attn_blocks=(False, True, True)),
                                  unet_steps=1200, unet_decay_steps=1000, lr=3e-4, warmup=50,
                                  ema_decay=0.995, init_from="runs/t2i-v2"),
+    # a third pass: the UNet learns against a text encoder whose corner part was made 15x louder
+    # (`python -m playground.txt2img.emphasis runs/t2i-r1 runs/t2i-amp15 --alpha 15`); the encoder
+    # stays frozen, so training cannot quieten the corner again
+    "shapes-corners": TrainConfig(model=M.ModelConfig(vae_channels=(16, 32),
+                                                      unet_channels=(32, 64, 64),
+                                                      cross_attn_blocks=(False, True, True)),
+                                  unet_steps=2400, unet_decay_steps=1000, lr=3e-4, warmup=50,
+                                  ema_decay=0.995, init_from="runs/t2i-amp15",
+                                  train_text_encoder=False),
     "shapes-cuda": TrainConfig(model=M.ModelConfig(vae_channels=(32, 64),
                                                    unet_channels=(64, 128, 256),
                                                    cross_attn_blocks=(True, True, True)),
