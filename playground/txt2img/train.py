@@ -8,9 +8,12 @@ classifier-free guidance), keeping EMA copies of both. The artefact is a full
 ``StableDiffusionPipeline`` folder.
 
 `python -m playground.train txt2img --preset shapes --out runs/t2i-v2 --checkpoint-every 200`,
-then `--preset shapes-refine --out runs/t2i-r1` (a second pass from that run), and ship the
-``--out`` folder (or `python -m playground.txt2img.train export PRESET RUN_OUT TARGET` for the
-latest checkpoint of a run still going).
+then `--preset shapes-refine --out runs/t2i-r1` (a second pass from that run),
+`python -m playground.txt2img.emphasis runs/t2i-r1 runs/t2i-amp15 --alpha 15` (a text encoder
+that makes the corner words loud), `--preset shapes-corners-warmup --out runs/t2i-pa` and
+`--preset shapes-corners --out runs/t2i-pb`; ship the last ``--out`` folder (or
+`python -m playground.txt2img.train export PRESET RUN_OUT TARGET` for the latest checkpoint of a
+run still going).
 """
 
 from __future__ import annotations
@@ -75,7 +78,7 @@ PRESETS: dict[str, TrainConfig] = {
                                             text_layers=1, text_heads=2),
                         n_images=32, vae_steps=3, vae_batch=4, unet_steps=3, batch_size=4,
                         warmup=1, ema_decay=0.9, fp16_artefact=False),
-    # the first stage of weights/txt2img-shapes (then `shapes-refine`): 64 px images, 32x32x4
+    # step 3 of weights/txt2img-shapes (then `shapes-refine` and the corner steps): 64 px, 32x32x4
     # latents (the VAE only halves the side, so a small shape keeps 6-8 latent pixels),
     # cross-attention at 16x16 and 8x8
     "shapes": TrainConfig(model=M.ModelConfig(vae_channels=(16, 32), unet_channels=(32, 64, 64),
@@ -94,22 +97,33 @@ PRESETS: dict[str, TrainConfig] = {
                                    ema_decay=0.998, init_from="runs/t2i-v2",
                                    train_text_encoder=False, timestep_bias_p=0.5,
                                    timestep_bias_from=850),
-    # the shipped weights: a second pass over the `shapes` run (LR back up to 3e-4, then a cosine
-    # to 0 over 1000 steps; encoder trained too): held-out colour+shape 76 % -> 85 %
+    # step 4 of the shipped weights: a second pass over the `shapes` run (LR back to 3e-4, cosine
+    # to 0 over 1000 steps; encoder trained too): held-out colour+shape 76 % -> 85 %; then
+    # the corner steps below
     "shapes-refine": TrainConfig(model=M.ModelConfig(vae_channels=(16, 32),
                                                      unet_channels=(32, 64, 64),
                                                      cross_attn_blocks=(False, True, True)),
                                  unet_steps=1200, unet_decay_steps=1000, lr=3e-4, warmup=50,
                                  ema_decay=0.995, init_from="runs/t2i-v2"),
-    # a third pass: the UNet learns against a text encoder whose corner part was made 15x louder
-    # (`python -m playground.txt2img.emphasis runs/t2i-r1 runs/t2i-amp15 --alpha 15`); the encoder
-    # stays frozen, so training cannot quieten the corner again
+    # steps 5 and 6 of the shipped weights: the UNet learns against a text encoder whose corner
+    # part was made 15x louder (`python -m playground.txt2img.emphasis runs/t2i-r1 runs/t2i-amp15
+    # --alpha 15`), frozen so that training cannot quieten it again. First a short warm-up on
+    # one-object scenes at t >= 975, where only the prompt can place the object (out
+    # runs/t2i-pa), then a fine-tune on every scene and step (with a 10 % share at t >= 950)
+    "shapes-corners-warmup": TrainConfig(model=M.ModelConfig(vae_channels=(16, 32),
+                                                             unet_channels=(32, 64, 64),
+                                                             cross_attn_blocks=(False, True, True)),
+                                         unet_steps=300, lr=1e-3, warmup=20, ema_decay=0.99,
+                                         init_from="runs/t2i-amp15", train_text_encoder=False,
+                                         timestep_bias_p=1.0, timestep_bias_from=975,
+                                         scenes="one-object"),
     "shapes-corners": TrainConfig(model=M.ModelConfig(vae_channels=(16, 32),
                                                       unet_channels=(32, 64, 64),
                                                       cross_attn_blocks=(False, True, True)),
-                                  unet_steps=2400, unet_decay_steps=1000, lr=3e-4, warmup=50,
-                                  ema_decay=0.995, init_from="runs/t2i-amp15",
-                                  train_text_encoder=False),
+                                  unet_steps=1500, unet_decay_steps=1000, lr=3e-4, warmup=50,
+                                  ema_decay=0.995, init_from="runs/t2i-pa",
+                                  train_text_encoder=False, timestep_bias_p=0.1,
+                                  timestep_bias_from=950),
     "shapes-cuda": TrainConfig(model=M.ModelConfig(vae_channels=(32, 64),
                                                    unet_channels=(64, 128, 256),
                                                    cross_attn_blocks=(True, True, True)),
