@@ -71,6 +71,13 @@ class TrainConfig:
     scenes: str = "all"
 
 
+def shapes_model() -> M.ModelConfig:
+    """The shipped model's architecture (64 px, 32x32x4 latents, cross-attention at 16x16 and
+    8x8), a fresh instance per preset."""
+    return M.ModelConfig(vae_channels=(16, 32), unet_channels=(32, 64, 64),
+                         cross_attn_blocks=(False, True, True))
+
+
 PRESETS: dict[str, TrainConfig] = {
     "tiny": TrainConfig(model=M.ModelConfig(image_size=16, vae_channels=(8, 16),
                                             unet_channels=(8, 16), unet_head_dim=8,
@@ -81,8 +88,7 @@ PRESETS: dict[str, TrainConfig] = {
     # step 3 of weights/txt2img-shapes (then `shapes-refine` and the corner steps): 64 px, 32x32x4
     # latents (the VAE only halves the side, so a small shape keeps 6-8 latent pixels),
     # cross-attention at 16x16 and 8x8
-    "shapes": TrainConfig(model=M.ModelConfig(vae_channels=(16, 32), unet_channels=(32, 64, 64),
-                                              cross_attn_blocks=(False, True, True)),
+    "shapes": TrainConfig(model=shapes_model(),
                           vae_steps=6000, vae_decay_steps=1000, decoder_steps=1000,
                           unet_steps=7600, unet_decay_steps=1600, lr=1e-3, warmup=100,
                           ema_decay=0.998),
@@ -90,9 +96,7 @@ PRESETS: dict[str, TrainConfig] = {
     # run, whose UNet draws the object in a random corner, with half of each batch from the
     # noisiest steps (t >= 850, where sampling decides the layout) and the text encoder frozen;
     # the corner probe stayed at chance through 900 steps
-    "shapes-position": TrainConfig(model=M.ModelConfig(vae_channels=(16, 32),
-                                                       unet_channels=(32, 64, 64),
-                                                       cross_attn_blocks=(False, True, True)),
+    "shapes-position": TrainConfig(model=shapes_model(),
                                    unet_steps=2000, unet_decay_steps=500, lr=1e-3, warmup=50,
                                    ema_decay=0.998, init_from="runs/t2i-v2",
                                    train_text_encoder=False, timestep_bias_p=0.5,
@@ -100,9 +104,7 @@ PRESETS: dict[str, TrainConfig] = {
     # step 4 of the shipped weights: a second pass over the `shapes` run (LR back to 3e-4, cosine
     # to 0 over 1000 steps; encoder trained too): held-out colour+shape 76 % -> 85 %; then
     # the corner steps below
-    "shapes-refine": TrainConfig(model=M.ModelConfig(vae_channels=(16, 32),
-                                                     unet_channels=(32, 64, 64),
-                                                     cross_attn_blocks=(False, True, True)),
+    "shapes-refine": TrainConfig(model=shapes_model(),
                                  unet_steps=1200, unet_decay_steps=1000, lr=3e-4, warmup=50,
                                  ema_decay=0.995, init_from="runs/t2i-v2"),
     # steps 5 and 6 of the shipped weights: the UNet learns against a text encoder whose corner
@@ -110,16 +112,12 @@ PRESETS: dict[str, TrainConfig] = {
     # --alpha 15`), frozen so that training cannot quieten it again. First a short warm-up on
     # one-object scenes at t >= 975, where only the prompt can place the object (out
     # runs/t2i-pa), then a fine-tune on every scene and step (with a 10 % share at t >= 950)
-    "shapes-corners-warmup": TrainConfig(model=M.ModelConfig(vae_channels=(16, 32),
-                                                             unet_channels=(32, 64, 64),
-                                                             cross_attn_blocks=(False, True, True)),
+    "shapes-corners-warmup": TrainConfig(model=shapes_model(),
                                          unet_steps=300, lr=1e-3, warmup=20, ema_decay=0.99,
                                          init_from="runs/t2i-amp15", train_text_encoder=False,
                                          timestep_bias_p=1.0, timestep_bias_from=975,
                                          scenes="one-object"),
-    "shapes-corners": TrainConfig(model=M.ModelConfig(vae_channels=(16, 32),
-                                                      unet_channels=(32, 64, 64),
-                                                      cross_attn_blocks=(False, True, True)),
+    "shapes-corners": TrainConfig(model=shapes_model(),
                                   unet_steps=1500, unet_decay_steps=1000, lr=3e-4, warmup=50,
                                   ema_decay=0.995, init_from="runs/t2i-pa",
                                   train_text_encoder=False, timestep_bias_p=0.1,
