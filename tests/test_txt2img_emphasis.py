@@ -23,7 +23,7 @@ def test_corner_mean_averages_the_four_corners_and_leaves_the_center_alone():
     h, m = E.corner_mean(pipe.text_encoder, pipe.tokenizer, [corner, centre])
     captions = [f"a small red star at the {c} on a blue background"
                 for c in ("top left", "top right", "bottom left", "bottom right")]
-    expected = E.encode_ids(pipe.text_encoder, E.caption_ids(pipe.tokenizer, captions)).mean(0)
+    expected = M.encode_ids(pipe.text_encoder, M.caption_ids(pipe.tokenizer, captions)).mean(0)
     torch.testing.assert_close(m[0], expected)
     assert not torch.allclose(h[0], m[0])  # the corner words change the output
     torch.testing.assert_close(m[1], h[1])  # an object at the center keeps its output
@@ -72,6 +72,7 @@ def test_cli_writes_a_pipeline_with_only_the_encoder_changed(tmp_path):
     (["--alpha", "0.5"], "--alpha must be in [1, 100]"),
     (["--alpha", "1000"], "--alpha must be in [1, 100]"),
     (["--steps", "0"], "--steps must be 1 or more"),
+    (["--captions", "5"], "--captions 10 or more"),
     ([], "is not a pipeline folder"),
 ])
 def test_cli_refuses_bad_values(args, message, capsys, tmp_path):

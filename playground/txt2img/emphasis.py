@@ -13,8 +13,8 @@ corners (the same number of tokens). Captions with an object at the center keep 
 that target on every token the pipeline passes; the UNet then learns against the new, frozen
 encoder (preset ``shapes-corners``).
 
-`python -m playground.txt2img.emphasis weights/txt2img-shapes runs/t2i-amp15 --alpha 15` writes a
-pipeline folder with the new encoder (the other components copied) and prints the corner part of
+`python -m playground.txt2img.emphasis runs/t2i-r1 runs/t2i-amp15 --alpha 15` writes a pipeline
+folder with the new encoder (the other components copied) and prints the corner part of
 the encoder's output before and after, on training captions and on held-out ones.
 """
 
@@ -27,19 +27,8 @@ import random
 
 import torch
 
+from playground.txt2img.model import caption_ids, encode_ids
 from playground.txt2img.shapes import CORNERS, Scene, eval_scenes, random_scene
-
-
-def caption_ids(tokenizer, captions: list[str]) -> torch.Tensor:
-    """Token ids padded as the pipeline pads them: (B, T)."""
-    return tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length,
-                     truncation=True, return_tensors="pt").input_ids
-
-
-@torch.no_grad()
-def encode_ids(encoder, ids: torch.Tensor, chunk: int = 256) -> torch.Tensor:
-    """The encoder's output for ``ids`` (B, T) in chunks: (B, T, D)."""
-    return torch.cat([encoder(ids[i:i + chunk])[0] for i in range(0, len(ids), chunk)])
 
 
 def moved(scene: Scene, corner: str) -> str:
@@ -125,15 +114,13 @@ def main(argv: list[str] | None = None) -> dict:
     if not (Path(args.source) / "model_index.json").is_file():
         parser.error(f"{args.source} is not a pipeline folder (no model_index.json)")
     pipe = DiffusionPipeline.from_pretrained(args.source, torch_dtype=torch.float32)
-    held_out = eval_scenes(300, held_out=True)
-    before = {"train": corner_part(pipe.text_encoder, pipe.tokenizer, training_scenes(2000, 7)),
-              "held_out": corner_part(pipe.text_encoder, pipe.tokenizer, held_out)}
+    sets = {"train": training_scenes(2000, 7), "held_out": eval_scenes(300, held_out=True)}
+    before = {k: corner_part(pipe.text_encoder, pipe.tokenizer, v) for k, v in sets.items()}
     encoder, history = distil_encoder(
         pipe, args.alpha, args.steps, n_captions=args.captions,
         report=lambda step, mse, part: print(f"step {step}: mse {mse:.4f}, corner part {part:.2f}",
                                              flush=True))
-    after = {"train": corner_part(encoder, pipe.tokenizer, training_scenes(2000, 7)),
-             "held_out": corner_part(encoder, pipe.tokenizer, held_out)}
+    after = {k: corner_part(encoder, pipe.tokenizer, v) for k, v in sets.items()}
     print(f"corner part of the encoder output (state norm ~7.5): training captions "
           f"{before['train']:.2f} -> {after['train']:.2f}, held-out captions "
           f"{before['held_out']:.2f} -> {after['held_out']:.2f}")

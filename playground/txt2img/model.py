@@ -109,6 +109,20 @@ def training_target(scheduler, z0, noise, t):
     return noise
 
 
+def caption_ids(tokenizer, captions: list[str]):
+    """Token ids padded (and truncated) as the pipeline pads them: (B, T)."""
+    return tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length,
+                     truncation=True, return_tensors="pt").input_ids
+
+
+def encode_ids(encoder, ids, chunk: int = 256):
+    """The text encoder's output for ``ids`` (B, T), in chunks, without gradients: (B, T, D)."""
+    import torch
+
+    with torch.no_grad():
+        return torch.cat([encoder(ids[i:i + chunk])[0] for i in range(0, len(ids), chunk)])
+
+
 def build_tokenizer(cfg: ModelConfig):
     from playground.txt2img.tokenizer import build_tokenizer as build
 

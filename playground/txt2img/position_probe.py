@@ -21,6 +21,8 @@ import argparse
 
 import torch
 
+from playground.txt2img.emphasis import corner_part, training_scenes
+from playground.txt2img.model import caption_ids, encode_ids
 from playground.txt2img.shapes import CORNERS
 
 PAIRS = (("red", "black"), ("yellow", "blue"), ("white", "green"))
@@ -52,8 +54,6 @@ def predicted_x0(scheduler, zt: torch.Tensor, out: torch.Tensor, t: int) -> torc
 
 def text_states(pipe, captions: list[str]) -> torch.Tensor:
     """The text encoder's output for ``captions`` padded as the pipeline pads them (B, T, D)."""
-    from playground.txt2img.emphasis import caption_ids, encode_ids
-
     return encode_ids(pipe.text_encoder, caption_ids(pipe.tokenizer, captions))
 
 
@@ -202,8 +202,6 @@ def main(argv: list[str] | None = None) -> dict:
     result["encoder"] = encoder_probe(pipe)
     print("text encoder, linear read-out of the corner per token (chance 0.25): "
           + ", ".join(f"{k}: {v:.2f}" for k, v in result["encoder"].items()))
-    from playground.txt2img.emphasis import corner_part, training_scenes
-
     result["corner_part"] = corner_part(pipe.text_encoder, pipe.tokenizer,
                                         training_scenes(2000, 7))
     print(f"corner part of the text encoder's output (norm of what the position words change, "

@@ -397,10 +397,8 @@ def unet_task(cfg: TrainConfig, vae, tokenizer, latents: torch.Tensor, captions:
     ema_unet = copy.deepcopy(unet).requires_grad_(False)
     ema_text = copy.deepcopy(text_encoder).requires_grad_(False)
     scheduler = M.build_scheduler(cfg.model)
-    ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length,
-                    truncation=True, return_tensors="pt").input_ids  # (N, T)
-    empty = tokenizer([""], padding="max_length", max_length=tokenizer.model_max_length,
-                      return_tensors="pt").input_ids  # (1, T)
+    ids = M.caption_ids(tokenizer, captions)  # (N, T)
+    empty = M.caption_ids(tokenizer, [""])  # (1, T)
     params = [p for m in (unet, text_encoder) for p in m.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: unet_lr_factor(s, cfg))
