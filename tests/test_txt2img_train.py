@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -135,6 +136,7 @@ def test_decoder_stage_lowers_reconstruction_error_and_keeps_the_encoder():
     ({"reinit_words": "top"}, "reinit_words must be a list"),
     ({"train_text_encoder": "yes"}, "train_text_encoder must be true or false"),
     ({"scenes": "corners"}, "scenes must be one of"),
+    ({"object_loss_weight": 0.5}, "object_loss_weight"),
 ])
 def test_bad_training_settings_get_clear_messages(overrides, message):
     from playground.core.errors import UserInputError
@@ -351,3 +353,38 @@ def test_position_probe_cli_refuses_bad_values(args, message, capsys):
         main(["no-such-folder", *args])
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_latent_object_weights_cover_exactly_the_cells_under_an_object():
+    from playground.txt2img.shapes import Obj, Scene, render
+
+    scenes = [Scene((Obj("star", "red", "small", "top left"),), "black"),
+              Scene((Obj("circle", "white", "large", "bottom right"),), "blue")]
+    images = T.images_to_tensor(np.stack([np.asarray(render(s)) for s in scenes]))
+    weights = T.latent_object_weights(images, 32, 5.0)
+    assert weights.shape == (2, 1, 32, 32)
+    assert set(weights.unique().tolist()) == {1.0, 5.0}
+    # a cell is weighted iff one of its 2x2 pixels differs from the background
+    differs = (images - images[..., :1, :1]).abs().sum(1, keepdim=True) > 0.3
+    assert torch.equal(weights > 1, F.max_pool2d(differs.float(), 2) > 0)
+    small, large = (weights > 1).flatten(1).sum(1).tolist()
+    assert 10 < small < large
+    assert weights[0, 0, 16:, :].eq(1).all() and weights[1, 0, :16, :].eq(1).all()  # elsewhere
+
+
+def test_object_loss_weight_reweights_the_unet_loss_and_keeps_its_scale():
+    cfg = _tiny(batch_size=8)
+    images, scenes = _data(cfg)
+    vae = M.build_vae(cfg.model)
+    latents = T.encode_latents(vae, images)
+    tokenizer = M.build_tokenizer(cfg.model)
+    captions = [s.caption for s in scenes]
+
+    def first_loss(weights) -> float:
+        task = T.unet_task(cfg, vae, tokenizer, latents, captions, seed=0, pixel_weights=weights)
+        return train_loop(_loop(1), task).history[0]["loss"]
+    plain = first_loss(None)
+    assert first_loss(torch.ones(len(latents), 1, *latents.shape[-2:])) == pytest.approx(plain)
+    corner = torch.ones(len(latents), 1, *latents.shape[-2:])
+    corner[..., :2, :2] = 50.0
+    assert first_loss(corner) != pytest.approx(plain, rel=1e-3)
