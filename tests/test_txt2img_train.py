@@ -388,3 +388,17 @@ def test_object_loss_weight_reweights_the_unet_loss_and_keeps_its_scale():
     corner = torch.ones(len(latents), 1, *latents.shape[-2:])
     corner[..., :2, :2] = 50.0
     assert first_loss(corner) != pytest.approx(plain, rel=1e-3)
+
+
+def test_cli_trains_with_the_object_loss_weight(tmp_path):
+    from playground.train import main
+
+    losses = {}
+    for weight in ("1", "5"):
+        out = tmp_path / f"run{weight}"
+        main(["txt2img", "--preset", "tiny", "--out", str(out), "--set", "n_images=16",
+              "--set", f"object_loss_weight={weight}"])
+        summary = json.loads((out / "training_summary.json").read_text())
+        assert summary["config"]["object_loss_weight"] == float(weight)
+        losses[weight] = summary["final_metrics"]["loss"]
+    assert losses["5"] != pytest.approx(losses["1"], rel=1e-4)  # the weights reach the loss
