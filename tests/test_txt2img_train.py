@@ -137,6 +137,7 @@ def test_decoder_stage_lowers_reconstruction_error_and_keeps_the_encoder():
     ({"train_text_encoder": "yes"}, "train_text_encoder must be true or false"),
     ({"scenes": "corners"}, "scenes must be one of"),
     ({"object_loss_weight": 0.5}, "object_loss_weight"),
+    ({"shape_swap_p": 1.5}, "shape_swap_p"),
 ])
 def test_bad_training_settings_get_clear_messages(overrides, message):
     from playground.core.errors import UserInputError
@@ -402,3 +403,59 @@ def test_cli_trains_with_the_object_loss_weight(tmp_path):
         assert summary["config"]["object_loss_weight"] == float(weight)
         losses[weight] = summary["final_metrics"]["loss"]
     assert losses["5"] != pytest.approx(losses["1"], rel=1e-4)  # the weights reach the loss
+
+
+def test_shape_swap_changes_one_shape_and_never_makes_a_held_out_pair():
+    import random
+
+    from playground.txt2img.shapes import HELD_OUT_PAIRS, shape_swapped
+
+    _, scenes = make_dataset(300, seed=0)
+    rng = random.Random(0)
+    for scene in scenes:
+        swapped = shape_swapped(scene, rng)
+        changed = [(a, b) for a, b in zip(scene.objects, swapped.objects, strict=True) if a != b]
+        assert len(changed) == 1 and swapped.background == scene.background
+        (old, new), = changed
+        assert new.shape != old.shape and (new.colour, new.size, new.position) == (
+            old.colour, old.size, old.position)
+        assert (new.colour, new.shape) not in HELD_OUT_PAIRS
+
+
+def test_swap_keeps_the_states_up_to_the_shape_word_and_takes_the_rest():
+    import random
+
+    from playground.txt2img.shapes import shape_swapped
+
+    cfg = _tiny()
+    tokenizer = M.build_tokenizer(cfg.model)
+    _, scenes = make_dataset(6, seed=1)
+    rng = random.Random(0)
+    swapped = [shape_swapped(s, rng) for s in scenes]
+    ids = M.caption_ids(tokenizer, [s.caption for s in scenes])
+    other = M.caption_ids(tokenizer, [s.caption for s in swapped])
+    hidden = torch.zeros(*ids.shape, 3)
+    use = torch.tensor([True, True, True, False, False, False])
+    out = T.swap_after_shape(hidden, torch.ones_like(hidden), ids, other, use)
+    assert out[3:].eq(0).all()  # rows not chosen are untouched
+    for row in range(3):
+        words = tokenizer.convert_ids_to_tokens(ids[row].tolist())
+        first = int(out[row, :, 0].argmax())  # the first swapped state follows the shape word
+        pairs = zip(scenes[row].objects, swapped[row].objects, strict=True)
+        old = next(o.shape for o, n in pairs if o != n)
+        assert words[first - 1].removesuffix("</w>") == old
+        assert out[row, :first].eq(0).all() and out[row, first:].eq(1).all()
+
+
+def test_cli_trains_with_the_shape_swap(tmp_path):
+    from playground.train import main
+
+    losses = {}
+    for share in ("0", "1"):
+        out = tmp_path / f"run{share}"
+        main(["txt2img", "--preset", "tiny", "--out", str(out), "--set", "n_images=16",
+              "--set", f"shape_swap_p={share}"])
+        summary = json.loads((out / "training_summary.json").read_text())
+        assert summary["config"]["shape_swap_p"] == float(share)
+        losses[share] = summary["final_metrics"]["loss"]
+    assert losses["1"] != pytest.approx(losses["0"], rel=1e-4)  # the swapped states reach the UNet

@@ -134,6 +134,16 @@ def eval_scenes(n: int, seed: int = 12345, *, held_out: bool = True,
     return [random_scene(rng, two_objects_p=two_objects_p, held_out=held_out) for _ in range(n)]
 
 
+def shape_swapped(scene: Scene, rng: random.Random) -> Scene:
+    """``scene`` with one object's shape replaced by another (never making a held-out pair)."""
+    j = rng.randrange(len(scene.objects))
+    obj = scene.objects[j]
+    choices = [s for s in SHAPES if s != obj.shape and (obj.colour, s) not in HELD_OUT_PAIRS]
+    objects = list(scene.objects)
+    objects[j] = Obj(rng.choice(choices), obj.colour, obj.size, obj.position)
+    return Scene(tuple(objects), scene.background)
+
+
 def caption_words() -> list[str]:
     """Every word a caption can contain (the tokenizer keeps the merges these need)."""
     words = {"a", "at", "the", "and", "on", "background", *PALETTE, *SHAPES, *SIZES}

@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +32,7 @@ import torch.nn.functional as F
 from playground.core.errors import UserInputError, check_range
 from playground.core.training import LoopConfig, StepContext, TrainResult, TrainTask, train_loop
 from playground.txt2img import model as M
-from playground.txt2img.shapes import caption_words, make_dataset
+from playground.txt2img.shapes import caption_words, make_dataset, shape_swapped
 
 
 @dataclass
@@ -73,6 +74,11 @@ class TrainConfig:
     # weight of the latent pixels under an object in the UNet loss (1 = plain loss): a small
     # star covers 25 of the 1024 latent pixels, so its outline barely moves an unweighted loss
     object_loss_weight: float = 1.0
+    # share of captions whose token states after one object's shape word come from the same
+    # caption with another shape: the causal encoder mixes the colour into every later token,
+    # so for a held-out pair ("red star") those tokens look like a seen pair ("red triangle");
+    # with this swap the UNet must read the shape from the shape word itself
+    shape_swap_p: float = 0.0
 
 
 def shapes_model() -> M.ModelConfig:
@@ -134,6 +140,16 @@ PRESETS: dict[str, TrainConfig] = {
                                  ema_decay=0.995, init_from="runs/t2i-pb",
                                  train_text_encoder=False, timestep_bias_p=0.1,
                                  timestep_bias_from=950, object_loss_weight=5.0),
+    # step 8: held-out pairs fail because the causal encoder's tokens after the shape word
+    # mix in the colour (the states after "red star" are closest to "red triangle"'s); half
+    # of the captions take those states from the caption with another shape, so the UNet
+    # learns to read the shape from the shape word
+    "shapes-swap": TrainConfig(model=shapes_model(), n_images=20000,
+                               unet_steps=1800, unet_decay_steps=1400, lr=3e-4, warmup=50,
+                               ema_decay=0.995, init_from="runs/t2i-d1",
+                               train_text_encoder=False, timestep_bias_p=0.1,
+                               timestep_bias_from=950, object_loss_weight=5.0,
+                               shape_swap_p=0.5),
     "shapes-cuda": TrainConfig(model=M.ModelConfig(vae_channels=(32, 64),
                                                    unet_channels=(64, 128, 256),
                                                    cross_attn_blocks=(True, True, True)),
@@ -164,6 +180,7 @@ def resolve_config(preset: str, overrides: dict | None = None) -> TrainConfig:
     check_range("model.min_alpha_bar", cfg.model.min_alpha_bar, 1e-12, 1e-2)
     check_range("reinit_scale", cfg.reinit_scale, 1e-3, 1e3)
     check_range("object_loss_weight", cfg.object_loss_weight, 1, 100)
+    check_range("shape_swap_p", cfg.shape_swap_p, 0, 1)
     if not isinstance(cfg.train_text_encoder, bool):
         raise UserInputError(f"train_text_encoder must be true or false, got "
                              f"{cfg.train_text_encoder!r}.")
@@ -403,10 +420,22 @@ def latent_object_weights(images: torch.Tensor, latent_size: int,
     return F.adaptive_max_pool2d(weights, latent_size)
 
 
+def swap_after_shape(hidden: torch.Tensor, swapped: torch.Tensor, ids: torch.Tensor,
+                     swap_ids: torch.Tensor, use: torch.Tensor) -> torch.Tensor:
+    """Token states (B, T, D): rows where ``use`` take ``swapped``'s states after the first
+    token where ``ids`` and ``swap_ids`` differ (the swapped shape word), ``hidden`` up to it."""
+    first = (ids != swap_ids).int().argmax(dim=1)  # (B,)
+    after = torch.arange(ids.shape[1]).view(1, -1) > first.view(-1, 1)
+    mask = (after & use.view(-1, 1)).unsqueeze(-1).to(hidden.device)
+    return torch.where(mask, swapped, hidden)
+
+
 def unet_task(cfg: TrainConfig, vae, tokenizer, latents: torch.Tensor, captions: list[str],
-              seed: int, pixel_weights: torch.Tensor | None = None) -> TrainTask:
+              seed: int, pixel_weights: torch.Tensor | None = None,
+              swap_captions: list[str] | None = None) -> TrainTask:
     """Stage 2: UNet + text encoder on scaled latents (N, C, s, s) with their captions;
-    ``pixel_weights`` (N, 1, s, s) weight the loss per latent pixel (None = uniform)."""
+    ``pixel_weights`` (N, 1, s, s) weight the loss per latent pixel (None = uniform);
+    ``swap_captions`` (one per caption, another shape for one object) feed ``shape_swap_p``."""
     torch.manual_seed(seed)
     unet = M.build_unet(cfg.model, latents.shape[-1])
     text_encoder = M.build_text_encoder(cfg.model, tokenizer)
@@ -421,6 +450,7 @@ def unet_task(cfg: TrainConfig, vae, tokenizer, latents: torch.Tensor, captions:
     scheduler = M.build_scheduler(cfg.model)
     ids = M.caption_ids(tokenizer, captions)  # (N, T)
     empty = M.caption_ids(tokenizer, [""])  # (1, T)
+    swap_ids = M.caption_ids(tokenizer, swap_captions) if swap_captions else None
     params = [p for m in (unet, text_encoder) for p in m.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: unet_lr_factor(s, cfg))
@@ -438,6 +468,11 @@ def unet_task(cfg: TrainConfig, vae, tokenizer, latents: torch.Tensor, captions:
         a = alphas[t].view(-1, 1, 1, 1)
         zt = a.sqrt() * z0 + (1 - a).sqrt() * noise
         hidden = ctx.models["text_encoder"](tokens.to(acc.device))[0]  # (B, T, D)
+        if swap_ids is not None and cfg.shape_swap_p > 0:
+            use = (torch.rand(len(idx), generator=gen) < cfg.shape_swap_p) & ~drop
+            other = swap_ids[idx]
+            swapped = ctx.models["text_encoder"](other.to(acc.device))[0]
+            hidden = swap_after_shape(hidden, swapped, ids[idx], other, use)
         pred = ctx.models["unet"](zt.to(acc.device), t.to(acc.device), hidden).sample
         target = M.training_target(scheduler, z0, noise, t).to(acc.device)
         error = (pred.float() - target) ** 2
@@ -546,8 +581,12 @@ def train_cli(preset: str, loop: LoopConfig, data: str | None, overrides: dict) 
     weights = None
     if cfg.object_loss_weight != 1:
         weights = latent_object_weights(images[keep], latents.shape[-1], cfg.object_loss_weight)
+    swaps = None
+    if cfg.shape_swap_p > 0:
+        rng = random.Random(cfg.data_seed + 5)
+        swaps = [shape_swapped(scenes[i], rng).caption for i in keep]
     task = unet_task(cfg, vae, tokenizer, latents[keep], [scenes[i].caption for i in keep],
-                     loop.seed, pixel_weights=weights)
+                     loop.seed, pixel_weights=weights, swap_captions=swaps)
     return train_loop(unet_loop, task)
 
 
