@@ -68,3 +68,18 @@ def test_browser_generates_an_image_and_shows_steps(page):
     assert "Seed used: 0" in page.locator("#txt2img-seed").inner_text()
     assert page.locator("#txt2img-gallery img").count() >= 1
     page.wait_for_function("document.querySelectorAll('#txt2img-strip img').length == 3")
+
+
+def test_the_tab_opens_at_the_guidance_the_card_was_measured_at():
+    import json
+
+    from app import build_app
+    from playground.core.registry import WEIGHTS_DIR
+    from playground.txt2img.evaluate import EVAL_GUIDANCE
+
+    _shipped_or_skip()
+    card = json.loads((WEIGHTS_DIR / SHIPPED / "adherence.json").read_text())
+    sliders = [b for b in build_app().blocks.values()
+               if getattr(b, "label", None) == "Guidance scale"]
+    assert len(sliders) == 1
+    assert sliders[0].value == card["guidance"] == EVAL_GUIDANCE

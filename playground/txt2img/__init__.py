@@ -28,7 +28,7 @@ EXAMPLES = [
 def register_models() -> None:
     registry.register_weights(
         FAMILY, SHIPPED, "Stable Diffusion pipeline trained here on 64x64 captioned shapes",
-        size=64, steps=25, guidance=5.0, examples=EXAMPLES)
+        size=64, steps=25, guidance=4.0, examples=EXAMPLES)
     registry.register_hub(FAMILY, "stabilityai/sd-turbo", "SD-Turbo (512 px, 1-4 steps, no "
                           "guidance); needs the internet", size=512, steps=2, guidance=0.0)
     registry.register_hub(FAMILY, "stable-diffusion-v1-5/stable-diffusion-v1-5",

@@ -15,7 +15,7 @@ from playground.txt2img import adherence
 from playground.txt2img.shapes import Scene, eval_scenes
 
 EVAL_STEPS = 20
-EVAL_GUIDANCE = 5.0
+EVAL_GUIDANCE = 4.0  # the shipped model's best on seed set 0, confirmed on set 1 (card)
 
 
 @torch.no_grad()

@@ -82,18 +82,20 @@ def build_tab() -> None:
     with gr.Row():
         with gr.Column(scale=3):
             model = model_dropdown(FAMILY)
+            size0, steps0, guidance0 = _model_defaults(model.value or "")  # the model's own
             prompt = gr.Textbox(label="Prompt", lines=2, value=EXAMPLES[0])
             negative = gr.Textbox(label="Negative prompt", lines=1, placeholder="optional")
             with gr.Row():
-                steps = gr.Slider(1, 100, value=25, step=1, label="Steps", elem_id="txt2img-steps")
-                guidance = gr.Slider(0, 30, value=5.0, step=0.5, label="Guidance scale")
+                steps = gr.Slider(1, 100, value=steps0, step=1, label="Steps",
+                                  elem_id="txt2img-steps")
+                guidance = gr.Slider(0, 30, value=guidance0, step=0.5, label="Guidance scale")
             with gr.Row():
                 scheduler = gr.Dropdown(SCHEDULER_NAMES, value="DDIM", label="Scheduler")
                 n_images = gr.Slider(1, 4, value=1, step=1, label="Number of images")
             with gr.Row():
-                width = gr.Number(64, precision=0, label="Width",
+                width = gr.Number(size0, precision=0, label="Width",
                                   info="ours: multiples of 8, 32-128; SD: multiples of 64")
-                height = gr.Number(64, precision=0, label="Height")
+                height = gr.Number(size0, precision=0, label="Height")
             seed, randomize = seed_controls()
             show_steps = gr.Checkbox(True, label="Show every denoising step")
             button = gr.Button("Generate", variant="primary", elem_id="txt2img-generate")
