@@ -67,6 +67,12 @@ def test_browser_generates_an_image_and_shows_steps(page):
         "() => document.querySelector('#txt2img-seed')?.innerText.includes('Seed used')")
     assert "Seed used: 0" in page.locator("#txt2img-seed").inner_text()
     assert page.locator("#txt2img-gallery img").count() >= 1
+    # the whole image is in view: a lone image used to grow to the full width, taller than the
+    # gallery, which showed only its top half
+    image = page.locator("#txt2img-gallery img").first.bounding_box()
+    gallery = page.locator("#txt2img-gallery").bounding_box()
+    assert image["height"] > 100
+    assert image["y"] + image["height"] <= gallery["y"] + gallery["height"]
     page.wait_for_function("document.querySelectorAll('#txt2img-strip img').length == 3")
 
 

@@ -111,9 +111,9 @@ def build_tab() -> None:
             go = gr.Button("Generate faces", variant="primary", elem_id="gan-generate")
         with gr.Column(scale=3):
             gallery = gr.Gallery(label="Samples (click one to reuse its seed)", columns=8,
-                                 height=300, elem_id="gan-samples")
+                                 height=300, fit_columns=False, elem_id="gan-samples")
             nearest = gr.Gallery(label="Nearest training photo of each sample", columns=8,
-                                 height=300, elem_id="gan-nearest")
+                                 height=300, fit_columns=False, elem_id="gan-nearest")
             info = gr.Markdown(elem_id="gan-info")
             grid_file = gr.File(label="Grid PNG (with reproducibility record)")
     with gr.Accordion("Interpolate between two seeds", open=True):

@@ -101,8 +101,10 @@ def build_tab() -> None:
             button = gr.Button("Generate", variant="primary", elem_id="txt2img-generate")
             gr.Examples([[e] for e in EXAMPLES], inputs=[prompt], label="Example prompts")
         with gr.Column(scale=4):
-            gallery = gr.Gallery(label="Images (PNG with parameters)", columns=2, height=360,
-                                 format="png", elem_id="txt2img-gallery")
+            # fit_columns=False: by default a lone image grows to the full width, taller than the
+            # gallery, which then showed only its top half (an object at the bottom was hidden)
+            gallery = gr.Gallery(label="Images (PNG with parameters)", columns=2, height="auto",
+                                 fit_columns=False, format="png", elem_id="txt2img-gallery")
             seed_info = gr.Markdown(elem_id="txt2img-seed")
             seed_used = gr.Number(visible=False, precision=0)
             with gr.Group():

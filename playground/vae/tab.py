@@ -162,7 +162,8 @@ def build_tab() -> None:
             temperature = gr.Slider(0, 2, value=1.0, step=0.05,
                                     label="Temperature (scales z; 0 = the mean face)")
         sample_btn = gr.Button("Sample", elem_id="vae-sample")
-        samples = gr.Gallery(label="Samples", columns=8, height=260, elem_id="vae-samples")
+        samples = gr.Gallery(label="Samples", columns=8, height=260, fit_columns=False,
+                             elem_id="vae-samples")
         grid_file = gr.File(label="Grid PNG (with reproducibility record)")
         sample_info = gr.Markdown()
     with gr.Accordion("Latent explorer: slide along the main directions", open=False):
