@@ -459,3 +459,12 @@ def test_cli_trains_with_the_shape_swap(tmp_path):
         assert summary["config"]["shape_swap_p"] == float(share)
         losses[share] = summary["final_metrics"]["loss"]
     assert losses["1"] != pytest.approx(losses["0"], rel=1e-4)  # the swapped states reach the UNet
+
+
+@pytest.mark.parametrize("name", sorted(T.PRESETS))
+def test_every_preset_passes_the_setting_checks(name):
+    # init_from names a run folder that exists only where the chain was trained; the other
+    # settings go through the same checks as a --set on the command line
+    cfg = T.resolve_config(name, {"init_from": ""})
+    assert cfg.unet_decay_steps <= cfg.unet_steps
+    assert cfg.init_from == "" and cfg.data_seed >= 0
