@@ -81,3 +81,12 @@ def page(browser, app_url):
 def open_tab(page, title: str) -> None:
     """Click the tab whose button text is ``title``."""
     page.get_by_role("tab", name=title).click()
+
+
+def assert_image_in_view(page, gallery: str, taller_than: float) -> None:
+    """The first image of ``gallery`` (a CSS selector) is drawn taller than ``taller_than`` px
+    and lies wholly inside the gallery (a lone image used to grow past the gallery's bottom)."""
+    image = page.locator(f"{gallery} img").first.bounding_box()
+    box = page.locator(gallery).bounding_box()
+    assert image["height"] > taller_than, (image, box)
+    assert image["y"] + image["height"] <= box["y"] + box["height"], (image, box)

@@ -10,7 +10,7 @@ from playground.core import live, registry
 from playground.core.errors import UserInputError
 from playground.gan import FAMILY, SHIPPED, register_models
 from playground.gan.inference import interpolate_faces, sample_faces
-from tests.conftest import open_tab
+from tests.conftest import assert_image_in_view, open_tab
 
 register_models()
 
@@ -126,3 +126,13 @@ def test_browser_samples_and_interpolates(page):
     page.locator("#gan-interpolate").click()
     page.wait_for_selector("#gan-strip img")
     assert page.locator("#gan-strip img").count() == 1
+
+
+def test_browser_shows_a_lone_face_whole(page):
+    open_tab(page, "GAN faces")
+    page.locator("#gan-n input").fill("1")
+    page.locator("#gan-generate").click()
+    page.wait_for_function("document.querySelectorAll('#gan-samples img').length == 1")
+    page.wait_for_function("document.querySelectorAll('#gan-nearest img').length == 1")
+    for gallery in ("#gan-samples", "#gan-nearest"):
+        assert_image_in_view(page, gallery, taller_than=60)

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from playground.core import repro
-from tests.conftest import open_tab
+from tests.conftest import assert_image_in_view, open_tab
 
 SHIPPED = "txt2img-shapes"
 PROMPT = "a large red circle at the center on a black background"
@@ -69,10 +69,7 @@ def test_browser_generates_an_image_and_shows_steps(page):
     assert page.locator("#txt2img-gallery img").count() >= 1
     # the whole image is in view: a lone image used to grow to the full width, taller than the
     # gallery, which showed only its top half
-    image = page.locator("#txt2img-gallery img").first.bounding_box()
-    gallery = page.locator("#txt2img-gallery").bounding_box()
-    assert image["height"] > 100
-    assert image["y"] + image["height"] <= gallery["y"] + gallery["height"]
+    assert_image_in_view(page, "#txt2img-gallery", taller_than=100)
     page.wait_for_function("document.querySelectorAll('#txt2img-strip img').length == 3")
 
 

@@ -105,7 +105,8 @@ def build_tab() -> None:
     with gr.Row():
         with gr.Column(scale=1):
             seed, randomize = seed_controls()
-            n = gr.Number(value=8, precision=0, label="Number of faces (1-64)")
+            n = gr.Number(value=8, precision=0, label="Number of faces (1-64)",
+                          elem_id="gan-n")
             psi = gr.Slider(0, 2, value=1.0, step=0.05, label="Truncation ψ (0 = mean face)")
             seed_list = gr.Textbox(label="Or a list of seeds", placeholder="e.g. 3, 17, 42")
             go = gr.Button("Generate faces", variant="primary", elem_id="gan-generate")
