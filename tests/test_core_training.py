@@ -29,6 +29,18 @@ def test_loop_trains_logs_and_saves(tmp_path):
     assert metrics[0].startswith("step,") and len(metrics) == 1 + 12
 
 
+def test_sample_at_start_shows_the_untrained_model_and_changes_nothing_else(tmp_path):
+    plain = toy_task.run(str(tmp_path / "a"), 30)
+    started = toy_task.run(str(tmp_path / "b"), 30, cancel_at=20, sample_at_start=True)
+    torch.manual_seed(0)
+    untrained = torch.nn.Linear(2, 1).weight.detach()
+    assert [s for s, _ in started.samples] == [0, 10, 20]
+    assert torch.equal(started.samples[0][1], untrained)
+    assert torch.equal(started.samples[1][1], plain.samples[0][1])  # same training
+    resumed = toy_task.run(str(tmp_path / "b"), 30, resume=True, sample_at_start=True)
+    assert [s for s, _ in resumed.samples] == [30]  # no step-0 picture when resuming
+
+
 def test_cancel_leaves_no_artefact_and_resume_continues(tmp_path):
     out = tmp_path / "model"
     cancelled = toy_task.run(str(out), 100, cancel_at=33)

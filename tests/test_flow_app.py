@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import re
-import time
 
 import numpy as np
 import pytest
@@ -73,25 +71,29 @@ def test_browser_draw_train_and_heatmap_changes(page):
     for dy in (-110, -95):  # two strokes in the upper part of the canvas (y ≈ +2)
         _draw_stroke(page, box, dy)
     page.locator("#flow-steps input").fill("200")
+    # record every picture the live heatmap shows (polling could miss a short-lived one)
+    page.evaluate("""() => {
+        window.flowFrames = [];
+        const box = document.querySelector('#flow-live-heatmap');
+        const seen = () => box.querySelectorAll('img').forEach(img => {
+            if (img.src && window.flowFrames.at(-1) !== img.src) window.flowFrames.push(img.src);
+        });
+        new MutationObserver(seen).observe(box, {subtree: true, childList: true,
+                                                 attributes: true, attributeFilter: ['src']});
+    }""")
     page.locator("#flow-start").click()
     status = page.locator("#flow-train-status")
-    first, first_status, deadline = None, "", time.monotonic() + 120
-    while first is None and time.monotonic() < deadline:
-        first_status = status.inner_text()
-        first = _image_bytes(page, "#flow-live-heatmap")
-        page.wait_for_timeout(200)
-    assert first is not None, f"no live heatmap; status: {status.inner_text()}"
-    # A live frame shows before the end; how far training got by then depends on the machine.
-    first_step = int(re.search(r"step (\d+)/200", first_status).group(1))
-    assert "Done" not in first_status and first_step < 200, first_status
     page.wait_for_function("document.querySelector('#flow-train-status').innerText"
                            ".includes('Done')", timeout=180_000)
     assert "custom" in status.inner_text()
-    last = _image_bytes(page, "#flow-live-heatmap")
+    frames = page.evaluate("window.flowFrames")
+    assert len(frames) >= 3, frames  # the start (step 0), pictures while training, the end
+    first, last = (page.request.get(src).body() for src in (frames[0], frames[-1]))
+    assert last == _image_bytes(page, "#flow-live-heatmap")
     a = np.asarray(Image.open(io.BytesIO(first)).convert("L"), np.float32)
     b = np.asarray(Image.open(io.BytesIO(last)).convert("L"), np.float32)
-    assert a.shape == b.shape and np.abs(a - b).mean() > 0.1  # the live view kept updating
-    # The base N(0, I) is symmetric (upper ≈ lower): the fit moved the mass to the strokes.
+    assert a.shape == b.shape and np.abs(a - b).mean() > 2.0  # the density moved
+    # the fitted mass sits where the strokes were drawn (the N(0, I) start is symmetric)
     upper, lower = b[: b.shape[0] // 2].mean(), b[b.shape[0] // 2:].mean()
     assert upper > lower + 5
 

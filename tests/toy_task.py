@@ -48,11 +48,13 @@ def load_weight(folder) -> torch.Tensor:
     return load_file(str(folder / "model.safetensors"))["weight"]
 
 
-def run(out: str, max_steps: int, cancel_at: int | None = None, resume: bool = False):
+def run(out: str, max_steps: int, cancel_at: int | None = None, resume: bool = False,
+        sample_at_start: bool = False):
     cancel = threading.Event()
     task = make_task(on_step=lambda s: cancel.set() if cancel_at and s >= cancel_at else None)
     cfg = LoopConfig(max_steps=max_steps, out_dir=out, log_every=5, sample_every=10,
-                     checkpoint_every=20, resume=resume, progress=False)
+                     sample_at_start=sample_at_start, checkpoint_every=20, resume=resume,
+                     progress=False)
     return train_loop(cfg, task, cancel=cancel)
 
 

@@ -37,6 +37,7 @@ class LoopConfig:
     checkpoint_every: int = 0  # steps; 0 = only at the end
     log_every: int = 10
     sample_every: int = 0
+    sample_at_start: bool = False  # also sample the untrained model (step 0) on a fresh start
     resume: bool = False
     seed: int = 0
     device: str | None = None  # None = auto (cuda > mps > cpu); "cpu" forces the CPU
@@ -168,6 +169,8 @@ def train_loop(cfg: LoopConfig, task: TrainTask, *, on_log: Callback | None = No
                disable=not (cfg.progress and acc.is_main_process))
     t0, cancelled, samples, running = time.perf_counter(), False, [], {}
     step = start
+    if task.sample and cfg.sample_at_start and start == 0:
+        _take_sample(task, models, acc, 0, samples, on_sample)
     for step in range(start + 1, cfg.max_steps + 1):
         if cancel is not None and cancel.is_set():
             cancelled, step = True, step - 1
@@ -188,16 +191,20 @@ def train_loop(cfg: LoopConfig, task: TrainTask, *, on_log: Callback | None = No
             if not all(math.isfinite(v) for v in row.values()):
                 raise FloatingPointError(f"training diverged at step {step}: {row}")
         if task.sample and cfg.sample_every and step % cfg.sample_every == 0:
-            sample = _with_eval(models, acc, lambda m, s=step: task.sample(m, s))
-            samples.append((step, sample))
-            if on_sample:
-                on_sample(step, sample)
+            _take_sample(task, models, acc, step, samples, on_sample)
         if ckpt_dir and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
             _save_checkpoint(acc, ckpt_dir, step, history)
     bar.close()
     wall = time.perf_counter() - t0
     out = _finish(cfg, task, acc, models, ckpt_dir, step, history, wall, cancelled)
     return TrainResult(step, history, wall, cancelled, out, samples)
+
+
+def _take_sample(task, models, acc, step, samples, on_sample) -> None:
+    sample = _with_eval(models, acc, lambda m: task.sample(m, step))
+    samples.append((step, sample))
+    if on_sample:
+        on_sample(step, sample)
 
 
 def _with_eval(models, acc, fn):

@@ -54,7 +54,8 @@ def start_run(cfg, points: torch.Tensor | None, seed: int) -> LiveRun:
     run = LiveRun(fn=lambda *a: None)
     out = RUNS_DIR / f"{run.run_id}"
     loop = LoopConfig(max_steps=cfg.steps, out_dir=str(out), log_every=max(10, cfg.steps // 40),
-                      sample_every=max(20, cfg.steps // 20), seed=seed, progress=False,
+                      sample_every=max(20, cfg.steps // 20), sample_at_start=True, seed=seed,
+                      progress=False,
                       device="cpu", checkpoint_dir=str(RUNS_DIR / ".ckpt" / run.run_id))
 
     def fn(on_log, on_sample, cancel):
@@ -85,11 +86,12 @@ def loss_frame(history: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows or [{"step": 0, "nll": float("nan"), "series": "train"}])
 
 
-def progress_pictures(run: LiveRun, points: torch.Tensor | None):
-    """(heatmap, samples) PIL images of the latest sample, or (None, None) before the first."""
+def progress_pictures(run: LiveRun, points: torch.Tensor | None, index: int = -1):
+    """(heatmap, samples) PIL images of sample ``index`` (default the latest; 0 is the untrained
+    flow), or (None, None) before the first."""
     if not run.samples:
         return None, None
-    _, latest = run.samples[-1]
+    _, latest = run.samples[index]
     heat = density_image(latest["logq"], LIVE_IMAGE)
     if points is not None:
         draw_points(heat, np.asarray(points[:800]), color=(255, 255, 255), radius=1.0)

@@ -92,7 +92,9 @@ def train_live(source, target, sketch, csv_file, flow_type, depth, width, lr, st
     run = live.start_run(cfg, points, used)
     heat = samples = None
     for r in run.poll(0.5):
-        new_heat, new_samples = live.progress_pictures(r, points)
+        # the first picture is the untrained flow (step 0): the run visibly starts from N(0, I)
+        index = 0 if heat is None and not r.done.is_set() else -1
+        new_heat, new_samples = live.progress_pictures(r, points, index)
         heat, samples = new_heat or heat, new_samples or samples
         name = live.register_result(r, cfg) if r.done.is_set() else None
         status = live.status_line(r, cfg, used, name)
