@@ -31,9 +31,27 @@ def call() -> dict:
         pipe(PROMPT, num_inference_steps=STEPS, guidance_scale=5.0,
              generator=[torch.Generator().manual_seed(0)])
     ours, reference = best_of_pair(lambda: generate(name, PROMPT, steps=STEPS, guidance=5.0,
-                                                    seed=0, show_steps=False), raw)
+                                                    seed=0, show_steps=False, autoguidance=0.0),
+                                   raw)
     return {"ours": ours, "reference": reference, "unit": "s",
-            "note": "ours adds validation, scheduler swap, PNG + record; no step previews"}
+            "note": "ours adds validation, scheduler swap, PNG + record; no step previews, "
+                    "no autoguidance (the raw call has none)"}
+
+
+@benchmark("txt2img: generate() with / without autoguidance (10 steps)")
+def autoguidance_cost() -> dict:
+    """The app's default for our model (guide UNet on the conditional half) against off."""
+    from playground.txt2img import SHIPPED_AUTOGUIDANCE, SHIPPED_GUIDANCE
+    from playground.txt2img.inference import generate
+
+    name, _ = _shipped()
+
+    def run(weight):
+        return lambda: generate(name, PROMPT, steps=STEPS, guidance=SHIPPED_GUIDANCE, seed=0,
+                                show_steps=False, autoguidance=weight)
+    ours, reference = best_of_pair(run(SHIPPED_AUTOGUIDANCE), run(0.0))
+    return {"ours": ours, "reference": reference, "unit": "s",
+            "note": "3 UNet calls per step instead of 2 (expected ratio <= 1.5)"}
 
 
 @benchmark("txt2img: UNet time per step / raw unet loop")
@@ -59,7 +77,8 @@ def unet_steps() -> dict:
             x = pipe.scheduler.step(eps, t, x).prev_sample
         pipe.vae.decode(x / pipe.vae.config.scaling_factor)
     ours, reference = best_of_pair(lambda: generate(name, PROMPT, steps=steps, guidance=1.0,
-                                                    seed=0, show_steps=False), raw)
+                                                    seed=0, show_steps=False, autoguidance=0.0),
+                                   raw)
     ours, reference = ours / steps, reference / steps
     return {"ours": ours, "reference": reference, "unit": "s/step",
             "note": f"{1 / ours:.0f} vs {1 / reference:.0f} steps/s at 64 px, batch 1"}

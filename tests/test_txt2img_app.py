@@ -78,11 +78,21 @@ def test_the_tab_opens_at_the_guidance_the_card_was_measured_at():
 
     from app import build_app
     from playground.core.registry import WEIGHTS_DIR
-    from playground.txt2img.evaluate import EVAL_GUIDANCE
+    from playground.txt2img.evaluate import (
+        EVAL_AUTOGUIDANCE,
+        EVAL_AUTOGUIDANCE_MAX_T,
+        EVAL_GUIDANCE,
+    )
 
     _shipped_or_skip()
     card = json.loads((WEIGHTS_DIR / SHIPPED / "adherence.json").read_text())
-    sliders = [b for b in build_app().blocks.values()
-               if getattr(b, "label", None) == "Guidance scale"]
+    blocks = build_app().blocks.values()
+    sliders = [b for b in blocks if getattr(b, "label", None) == "Guidance scale"]
     assert len(sliders) == 1
     assert sliders[0].value == card["guidance"] == EVAL_GUIDANCE
+    sliders = [b for b in blocks if getattr(b, "label", None) == "Autoguidance"]
+    assert len(sliders) == 1 and EVAL_AUTOGUIDANCE > 0
+    assert sliders[0].value == card["autoguidance"] == EVAL_AUTOGUIDANCE
+    sliders = [b for b in blocks if getattr(b, "label", None) == "Autoguidance up to timestep"]
+    assert len(sliders) == 1
+    assert sliders[0].value == card["autoguidance_max_t"] == EVAL_AUTOGUIDANCE_MAX_T

@@ -33,12 +33,23 @@ def test_files_within_budget_and_loadable(pipe):
 
 def test_adherence_recomputed_on_a_small_sample(pipe):
     from playground.txt2img.adherence import score
-    from playground.txt2img.evaluate import EVAL_GUIDANCE, EVAL_STEPS, generate_for
+    from playground.txt2img.autoguidance import load_guide
+    from playground.txt2img.evaluate import (
+        EVAL_AUTOGUIDANCE,
+        EVAL_AUTOGUIDANCE_MAX_T,
+        EVAL_GUIDANCE,
+        EVAL_STEPS,
+        generate_for,
+    )
     from playground.txt2img.shapes import eval_scenes
 
     card = json.loads((FOLDER / "adherence.json").read_text())
+    assert card["autoguidance"] == EVAL_AUTOGUIDANCE and card["guidance"] == EVAL_GUIDANCE
+    assert card["autoguidance_max_t"] == EVAL_AUTOGUIDANCE_MAX_T
     scenes = eval_scenes(24, seed=1000)  # the first prompts of the card's held-out set
-    images = generate_for(pipe, scenes, steps=EVAL_STEPS, guidance=EVAL_GUIDANCE)
+    images = generate_for(pipe, scenes, steps=EVAL_STEPS, guidance=EVAL_GUIDANCE,
+                          guide=load_guide(FOLDER), autoguidance=EVAL_AUTOGUIDANCE,
+                          autoguidance_max_t=EVAL_AUTOGUIDANCE_MAX_T)
     measured = score(scenes, images)
     for key in ("colour", "background", "colour+shape", "all"):
         assert abs(measured[key] - card["held_out"][key]) <= TOLERANCE, (key, measured, card)

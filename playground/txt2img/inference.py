@@ -10,6 +10,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from weakref import WeakKeyDictionary
 
 import torch
 from PIL import Image
@@ -18,6 +19,7 @@ from playground.core import registry, repro
 from playground.core.device import get_device, inference_dtype
 from playground.core.errors import UserInputError, check_range
 from playground.core.seeding import make_generator
+from playground.txt2img.autoguidance import Autoguidance, load_guide
 
 FAMILY = "txt2img"
 SCHEDULERS = {  # label -> diffusers class name (swapped with from_config)
@@ -31,6 +33,8 @@ MAX_PROMPT_CHARS = 1000
 MAX_STEPS = 100
 MAX_GUIDANCE = 30.0
 MAX_IMAGES = 4
+MAX_AUTOGUIDANCE = 5.0
+MAX_TIMESTEP = 1000  # SD schedulers number their timesteps 0..999
 OUT_DIR = Path(tempfile.gettempdir()) / "playground-txt2img"
 
 
@@ -52,9 +56,21 @@ def load_pipeline(name: str):
     def loader(source: str):
         from diffusers import DiffusionPipeline
 
-        return DiffusionPipeline.from_pretrained(source, torch_dtype=dtype).to(device)
+        pipe = DiffusionPipeline.from_pretrained(source, torch_dtype=dtype).to(device)
+        guide = load_guide(source, dtype, device)  # our folders only: hub ids have none
+        if guide is not None:
+            _GUIDES[pipe.unet] = guide
+        return pipe
 
     return registry.load_model(FAMILY, name, loader, key=f"{device}-{dtype}")
+
+
+_GUIDES: WeakKeyDictionary = WeakKeyDictionary()  # a loaded pipeline's UNet -> its guide UNet
+
+
+def guide_of(pipe):
+    """The autoguidance UNet loaded with ``pipe`` (shared by ``with_scheduler`` copies), or None."""
+    return _GUIDES.get(pipe.unet)
 
 
 def with_scheduler(pipe, scheduler: str):
@@ -148,7 +164,8 @@ class TrajectoryRecorder:
         return callback_kwargs
 
 
-def validate(prompt, negative_prompt, steps, guidance, scheduler, n_images) -> dict:
+def validate(prompt, negative_prompt, steps, guidance, scheduler, n_images,
+             autoguidance=0.0, autoguidance_max_t=MAX_TIMESTEP) -> dict:
     """Checks that need no model; returns the cleaned parameters."""
     if scheduler not in SCHEDULERS:
         raise UserInputError(f"Unknown scheduler {str(scheduler)[:40]!r}; choose one of "
@@ -157,8 +174,22 @@ def validate(prompt, negative_prompt, steps, guidance, scheduler, n_images) -> d
             "negative_prompt": check_prompt(negative_prompt, "Negative prompt", required=False),
             "steps": check_range("Steps", steps, 1, MAX_STEPS, integer=True),
             "guidance": check_range("Guidance scale", guidance, 0.0, MAX_GUIDANCE),
+            "autoguidance": check_range("Autoguidance", autoguidance, 0.0, MAX_AUTOGUIDANCE),
+            "autoguidance_max_t": check_range("Autoguidance up to timestep", autoguidance_max_t,
+                                              0, MAX_TIMESTEP, integer=True),
             "scheduler": scheduler,
             "n_images": check_range("Number of images", n_images, 1, MAX_IMAGES, integer=True)}
+
+
+def suggested_autoguidance(model: str) -> tuple[float, int]:
+    """The model's own autoguidance (weight, last timestep) from the registry; hub models and
+    unknown names: (0 = off, every step)."""
+    try:
+        extra = registry.resolve(FAMILY, model).extra
+    except UserInputError:
+        extra = {}
+    return (float(extra.get("autoguidance", 0.0)),
+            int(extra.get("autoguidance_max_t", MAX_TIMESTEP)))
 
 
 def token_note(pipe, prompt: str) -> str | None:
@@ -173,21 +204,39 @@ def token_note(pipe, prompt: str) -> str | None:
 def generate(model: str, prompt: str, negative_prompt: str = "", steps: int = 25,
              guidance: float = 5.0, seed: int = 0, scheduler: str = "DDIM", n_images: int = 1,
              width: int | None = None, height: int | None = None, show_steps: bool = True,
-             out_dir: Path | None = None) -> Generation:
+             out_dir: Path | None = None, autoguidance: float | None = None,
+             autoguidance_max_t: int | None = None) -> Generation:
     """Run the pipeline once; images come back as PIL and as PNG files with the full record.
 
     Args:
         seed: image i uses a CPU generator seeded with ``seed + i``.
         width, height: pixels; None = the model's native size.
         show_steps: also decode the x0 estimate after every step (first image only).
+        autoguidance: weight of the push away from the model's guide UNet (autoguidance.py);
+            None = the model's suggested weight; a model without a guide ignores it (a note).
+        autoguidance_max_t: autoguidance only at timesteps up to this one (0-1000); None = the
+            model's suggestion.
     """
-    params = validate(prompt, negative_prompt, steps, guidance, scheduler, n_images)
+    suggested = suggested_autoguidance(model)
+    autoguidance = suggested[0] if autoguidance is None else autoguidance
+    autoguidance_max_t = suggested[1] if autoguidance_max_t is None else autoguidance_max_t
+    params = validate(prompt, negative_prompt, steps, guidance, scheduler, n_images,
+                      autoguidance, autoguidance_max_t)
     base = load_pipeline(model)
     native = base.unet.config.sample_size * 2 ** (len(base.vae.config.block_out_channels) - 1)
     width, height = check_size(base, width or native, height or native)
     pipe = with_scheduler(base, params["scheduler"])
+    notes = []
+    guide = guide_of(base)
+    if params["autoguidance"] and guide is None:
+        notes.append("This model has no guide UNet, so autoguidance was off.")
+        params["autoguidance"] = 0.0
+    handles = []
+    if params["autoguidance"]:  # registered first: the recorder sees the autoguided prediction
+        handles.append(Autoguidance(pipe, guide, params["autoguidance"],
+                                    params["autoguidance_max_t"]).attach())
     recorder = TrajectoryRecorder(pipe, params["guidance"], enabled=show_steps)
-    handle = pipe.unet.register_forward_hook(recorder.hook, with_kwargs=True)
+    handles.append(pipe.unet.register_forward_hook(recorder.hook, with_kwargs=True))
     generators = [make_generator(seed + i) for i in range(params["n_images"])]
     try:
         images = pipe(params["prompt"], negative_prompt=params["negative_prompt"] or None,
@@ -195,12 +244,13 @@ def generate(model: str, prompt: str, negative_prompt: str = "", steps: int = 25
                       num_images_per_prompt=params["n_images"], generator=generators,
                       width=width, height=height, callback_on_step_end=recorder).images
     finally:
-        handle.remove()
+        for handle in handles:
+            handle.remove()
     entry = registry.resolve(FAMILY, model)
     record = repro.make_record(FAMILY, entry.name, entry.source,
                                {**params, "width": width, "height": height}, seed)
     paths = save_images(images, record, out_dir)
-    notes = [n for n in (token_note(pipe, params["prompt"]),) if n]
+    notes += [n for n in (token_note(pipe, params["prompt"]),) if n]
     return Generation(images, paths, [f for _, f in recorder.frames], seed, record, notes)
 
 

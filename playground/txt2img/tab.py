@@ -13,30 +13,33 @@ SCHEDULER_NAMES = ["DDIM", "Euler", "Euler ancestral", "DPM++ 2M", "PNDM"]  # = 
 TRACK_TQDM = gr.Progress(track_tqdm=True)  # mirrors the pipeline's step bar in the browser
 
 
-def _model_defaults(name: str) -> tuple[int, int, float]:
-    """(size, steps, guidance) suggested for a model; hub ids typed by hand get SD's."""
+def _model_defaults(name: str) -> tuple:
+    """(size, steps, guidance, autoguidance, its last timestep) suggested for a model; hub ids
+    typed by hand get SD's (and no autoguidance: they ship no guide UNet)."""
     try:
         extra = registry.resolve(FAMILY, name).extra
     except Exception:
         extra = {}
-    return extra.get("size", 512), extra.get("steps", 25), extra.get("guidance", 7.5)
+    return (extra.get("size", 512), extra.get("steps", 25), extra.get("guidance", 7.5),
+            extra.get("autoguidance", 0.0), extra.get("autoguidance_max_t", 1000))
 
 
 @friendly
 def on_model_change(name):
-    size, steps, guidance = _model_defaults(name or "")
-    return (gr.update(value=size), gr.update(value=size), gr.update(value=steps),
-            gr.update(value=guidance))
+    size, *rest = _model_defaults(name or "")
+    return tuple(gr.update(value=v) for v in (size, size, *rest))
 
 
 @friendly
 def run_generate(model, prompt, negative, steps, guidance, scheduler, n_images, width, height,
-                 seed, randomize, show_steps, progress=TRACK_TQDM):
+                 seed, randomize, show_steps, autoguidance=0.0, autoguidance_max_t=1000,
+                 progress=TRACK_TQDM):
     from playground.txt2img.inference import generate, save_frames
 
     used = resolve_seed(seed, randomize)
     result = generate(model, prompt, negative, steps, guidance, used, scheduler, n_images,
-                      width, height, show_steps=bool(show_steps))
+                      width, height, show_steps=bool(show_steps), autoguidance=autoguidance,
+                      autoguidance_max_t=autoguidance_max_t)
     frames = save_frames(result.trajectory)
     note = " ".join(result.notes)
     info = f"Seed used: **{used}**" + (f" — {note}" if note else "")
@@ -56,12 +59,14 @@ def show_frame(frames, index):
 
 @friendly
 def run_compare(model, prompt, negative, steps, guidance_a, guidance_b, scheduler, width, height,
-                seed, randomize, progress=TRACK_TQDM):
+                seed, randomize, autoguidance=0.0, autoguidance_max_t=1000,
+                progress=TRACK_TQDM):
     from playground.txt2img.inference import generate
 
     used = resolve_seed(seed, randomize)
     pair = [generate(model, prompt, negative, steps, g, used, scheduler, 1, width, height,
-                     show_steps=False) for g in (guidance_a, guidance_b)]
+                     show_steps=False, autoguidance=autoguidance,
+                     autoguidance_max_t=autoguidance_max_t) for g in (guidance_a, guidance_b)]
     return (str(pair[0].paths[0]), str(pair[1].paths[0]),
             f"Seed used: **{used}** (same for both)")
 
@@ -72,7 +77,9 @@ def restore_from_png(path):
 
     p = read_parameters(path)
     return (p["model"], p["prompt"], p.get("negative_prompt", ""), p["steps"], p["guidance"],
-            p["scheduler"], p["n_images"], p["width"], p["height"], p["seed"], False, p)
+            p["scheduler"], p["n_images"], p["width"], p["height"], p["seed"], False, p,
+            p.get("autoguidance", 0.0),  # PNGs made before autoguidance existed: it was off
+            p.get("autoguidance_max_t", 1000))
 
 
 def build_tab() -> None:
@@ -82,13 +89,22 @@ def build_tab() -> None:
     with gr.Row():
         with gr.Column(scale=3):
             model = model_dropdown(FAMILY)
-            size0, steps0, guidance0 = _model_defaults(model.value or "")  # the model's own
+            size0, steps0, guidance0, auto0, auto_t0 = _model_defaults(model.value or "")
             prompt = gr.Textbox(label="Prompt", lines=2, value=EXAMPLES[0])
             negative = gr.Textbox(label="Negative prompt", lines=1, placeholder="optional")
             with gr.Row():
                 steps = gr.Slider(1, 100, value=steps0, step=1, label="Steps",
                                   elem_id="txt2img-steps")
                 guidance = gr.Slider(0, 30, value=guidance0, step=0.5, label="Guidance scale")
+            with gr.Row():
+                autoguidance = gr.Slider(
+                    0, 5, value=auto0, step=0.25, label="Autoguidance",
+                    info="also push away from a weaker checkpoint of the model (Karras et al. "
+                         "2024); 0 = off; only models that ship one (ours does)")
+                autoguidance_max_t = gr.Slider(
+                    0, 1000, value=auto_t0, step=10, label="Autoguidance up to timestep",
+                    info="only at timesteps t <= this (999 = pure noise); early steps set the "
+                         "layout and size, later ones the outline")
             with gr.Row():
                 scheduler = gr.Dropdown(SCHEDULER_NAMES, value="DDIM", label="Scheduler")
                 n_images = gr.Slider(1, 4, value=1, step=1, label="Number of images")
@@ -116,22 +132,25 @@ def build_tab() -> None:
             record = gr.JSON(label="Reproducibility record")
     frames = gr.State([])
     inputs = [model, prompt, negative, steps, guidance, scheduler, n_images, width, height, seed,
-              randomize, show_steps]
+              randomize, show_steps, autoguidance, autoguidance_max_t]  # last: older calls work
     button.click(run_generate, inputs, [gallery, seed_used, seed_info, record, strip, scrubber,
                                         step_image, frames], **model_event("txt2img"))
     scrubber.change(show_frame, [frames, scrubber], step_image, api_visibility="undocumented")
-    model.change(on_model_change, model, [width, height, steps, guidance],
-                 api_visibility="undocumented")
-    _build_compare(model, prompt, negative, steps, scheduler, width, height, seed, randomize)
+    model.change(on_model_change, model, [width, height, steps, guidance, autoguidance,
+                                          autoguidance_max_t], api_visibility="undocumented")
+    _build_compare(model, prompt, negative, steps, scheduler, width, height, seed, randomize,
+                   autoguidance, autoguidance_max_t)
     with gr.Accordion("PNG info: drop a PNG made here to restore its settings", open=False):
         png = gr.File(label="PNG", file_types=[".png"], type="filepath")
         png_params = gr.JSON(label="Parameters in the PNG")
     png.upload(restore_from_png, png, [model, prompt, negative, steps, guidance, scheduler,
-                                       n_images, width, height, seed, randomize, png_params],
+                                       n_images, width, height, seed, randomize, png_params,
+                                       autoguidance, autoguidance_max_t],
                api_name="txt2img_png_info")
 
 
-def _build_compare(model, prompt, negative, steps, scheduler, width, height, seed, randomize):
+def _build_compare(model, prompt, negative, steps, scheduler, width, height, seed, randomize,
+                   autoguidance, autoguidance_max_t):
     with gr.Accordion("Compare two guidance scales (same seed)", open=False):
         with gr.Row():
             guidance_a = gr.Slider(0, 30, value=1.0, step=0.5, label="Guidance A")
@@ -142,5 +161,6 @@ def _build_compare(model, prompt, negative, steps, scheduler, width, height, see
             image_b = gr.Image(label="Guidance B", type="filepath", format="png", height=200)
         compare_info = gr.Markdown()
     compare.click(run_compare, [model, prompt, negative, steps, guidance_a, guidance_b, scheduler,
-                                width, height, seed, randomize],
+                                width, height, seed, randomize, autoguidance,
+                                autoguidance_max_t],
                   [image_a, image_b, compare_info], **model_event("txt2img_compare"))
