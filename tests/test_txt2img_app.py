@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from PIL import Image
 
@@ -31,6 +33,8 @@ def test_api_generates_png_with_record(client):
     assert stored["params"].pop("image_index") == 0
     assert stored == record and stored["params"]["prompt"] == PROMPT
     assert stored["params"]["steps"] == 4 and stored["seed"] == 5
+    # the two autoguidance inputs, left out of this older-style call, take the model's own values
+    assert (stored["params"]["autoguidance"], stored["params"]["autoguidance_max_t"]) == (2.0, 600)
 
 
 def test_api_bad_input_is_a_clear_error(client):
@@ -61,6 +65,10 @@ def test_browser_generates_an_image_and_shows_steps(page):
     _shipped_or_skip()
     open_tab(page, "Text to image")
     page.locator("#txt2img-steps").get_by_label("number input for Steps").fill("3")
+    auto = page.get_by_label("number input for Autoguidance", exact=True)
+    assert float(auto.input_value()) == 2.0  # the model's own setting
+    auto.fill("0.5")
+    auto.press("Enter")
     page.locator("#txt2img-generate").click()
     page.wait_for_selector("#txt2img-gallery img", timeout=90_000)
     page.wait_for_function(
@@ -71,6 +79,9 @@ def test_browser_generates_an_image_and_shows_steps(page):
     # gallery, which showed only its top half
     assert_image_in_view(page, "#txt2img-gallery", taller_than=100)
     page.wait_for_function("document.querySelectorAll('#txt2img-strip img').length == 3")
+    record = " ".join(page.locator("#txt2img-record").inner_text().split())
+    assert re.search(r'"autoguidance" ?: 0\.5\b', record), record  # the value typed was used
+    assert re.search(r'"autoguidance_max_t" ?: 600\b', record), record
 
 
 def test_the_tab_opens_at_the_guidance_the_card_was_measured_at():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from playground.core import registry
+from playground.core.errors import UserInputError
 
 TITLE = "Text to image"
 ABOUT = """
@@ -25,6 +26,7 @@ SHIPPED_GUIDANCE = 4.0
 # best of 7 settings on seed sets 0-1, then measured on seed sets 2-4 (see its card)
 SHIPPED_AUTOGUIDANCE = 2.0
 SHIPPED_AUTOGUIDANCE_MAX_T = 600
+MAX_TIMESTEP = 1000  # SD schedulers number their timesteps 0..999: "up to 1000" = every step
 EXAMPLES = [
     "a large red circle at the center on a black background",
     "a small yellow star at the top left on a blue background",
@@ -33,6 +35,17 @@ EXAMPLES = [
     "background",
     "a large blue circle at the center on a white background",  # a held-out colour+shape pair
 ]
+
+
+def suggested_autoguidance(model: str) -> tuple[float, int]:
+    """A model's own autoguidance (weight, last timestep) from the registry; hub models and
+    unknown names: (0 = off, every step)."""
+    try:
+        extra = registry.resolve(FAMILY, model).extra
+    except UserInputError:
+        extra = {}
+    return (float(extra.get("autoguidance", 0.0)),
+            int(extra.get("autoguidance_max_t", MAX_TIMESTEP)))
 
 
 def register_models() -> None:

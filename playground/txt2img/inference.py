@@ -19,6 +19,7 @@ from playground.core import registry, repro
 from playground.core.device import get_device, inference_dtype
 from playground.core.errors import UserInputError, check_range
 from playground.core.seeding import make_generator
+from playground.txt2img import MAX_TIMESTEP, suggested_autoguidance
 from playground.txt2img.autoguidance import Autoguidance, load_guide
 
 FAMILY = "txt2img"
@@ -34,7 +35,6 @@ MAX_STEPS = 100
 MAX_GUIDANCE = 30.0
 MAX_IMAGES = 4
 MAX_AUTOGUIDANCE = 5.0
-MAX_TIMESTEP = 1000  # SD schedulers number their timesteps 0..999
 OUT_DIR = Path(tempfile.gettempdir()) / "playground-txt2img"
 
 
@@ -52,12 +52,13 @@ def load_pipeline(name: str):
     """The cached pipeline for a registry name or hub id (fp16 on CUDA, fp32 on CPU)."""
     device = get_device()
     dtype = inference_dtype(device)
+    local = registry.resolve(FAMILY, name).is_local
 
     def loader(source: str):
         from diffusers import DiffusionPipeline
 
         pipe = DiffusionPipeline.from_pretrained(source, torch_dtype=dtype).to(device)
-        guide = load_guide(source, dtype, device)  # our folders only: hub ids have none
+        guide = load_guide(source, dtype, device) if local else None  # hub ids have none
         if guide is not None:
             _GUIDES[pipe.unet] = guide
         return pipe
@@ -179,17 +180,6 @@ def validate(prompt, negative_prompt, steps, guidance, scheduler, n_images,
                                               0, MAX_TIMESTEP, integer=True),
             "scheduler": scheduler,
             "n_images": check_range("Number of images", n_images, 1, MAX_IMAGES, integer=True)}
-
-
-def suggested_autoguidance(model: str) -> tuple[float, int]:
-    """The model's own autoguidance (weight, last timestep) from the registry; hub models and
-    unknown names: (0 = off, every step)."""
-    try:
-        extra = registry.resolve(FAMILY, model).extra
-    except UserInputError:
-        extra = {}
-    return (float(extra.get("autoguidance", 0.0)),
-            int(extra.get("autoguidance_max_t", MAX_TIMESTEP)))
 
 
 def token_note(pipe, prompt: str) -> str | None:

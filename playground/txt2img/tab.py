@@ -6,7 +6,7 @@ import gradio as gr
 
 from playground.core import registry
 from playground.core.seeding import resolve_seed
-from playground.txt2img import EXAMPLES, FAMILY
+from playground.txt2img import EXAMPLES, FAMILY, MAX_TIMESTEP, suggested_autoguidance
 from playground.ui import friendly, model_dropdown, model_event, seed_controls
 
 SCHEDULER_NAMES = ["DDIM", "Euler", "Euler ancestral", "DPM++ 2M", "PNDM"]  # = SCHEDULERS
@@ -21,7 +21,7 @@ def _model_defaults(name: str) -> tuple:
     except Exception:
         extra = {}
     return (extra.get("size", 512), extra.get("steps", 25), extra.get("guidance", 7.5),
-            extra.get("autoguidance", 0.0), extra.get("autoguidance_max_t", 1000))
+            *suggested_autoguidance(name))
 
 
 @friendly
@@ -32,7 +32,7 @@ def on_model_change(name):
 
 @friendly
 def run_generate(model, prompt, negative, steps, guidance, scheduler, n_images, width, height,
-                 seed, randomize, show_steps, autoguidance=0.0, autoguidance_max_t=1000,
+                 seed, randomize, show_steps, autoguidance=None, autoguidance_max_t=None,
                  progress=TRACK_TQDM):
     from playground.txt2img.inference import generate, save_frames
 
@@ -59,7 +59,7 @@ def show_frame(frames, index):
 
 @friendly
 def run_compare(model, prompt, negative, steps, guidance_a, guidance_b, scheduler, width, height,
-                seed, randomize, autoguidance=0.0, autoguidance_max_t=1000,
+                seed, randomize, autoguidance=None, autoguidance_max_t=None,
                 progress=TRACK_TQDM):
     from playground.txt2img.inference import generate
 
@@ -79,7 +79,7 @@ def restore_from_png(path):
     return (p["model"], p["prompt"], p.get("negative_prompt", ""), p["steps"], p["guidance"],
             p["scheduler"], p["n_images"], p["width"], p["height"], p["seed"], False, p,
             p.get("autoguidance", 0.0),  # PNGs made before autoguidance existed: it was off
-            p.get("autoguidance_max_t", 1000))
+            p.get("autoguidance_max_t", MAX_TIMESTEP))
 
 
 def build_tab() -> None:
@@ -99,12 +99,10 @@ def build_tab() -> None:
             with gr.Row():
                 autoguidance = gr.Slider(
                     0, 5, value=auto0, step=0.25, label="Autoguidance",
-                    info="also push away from a weaker checkpoint of the model (Karras et al. "
-                         "2024); 0 = off; only models that ship one (ours does)")
+                    info="push away from the model's weaker checkpoint; 0 = off")
                 autoguidance_max_t = gr.Slider(
-                    0, 1000, value=auto_t0, step=10, label="Autoguidance up to timestep",
-                    info="only at timesteps t <= this (999 = pure noise); early steps set the "
-                         "layout and size, later ones the outline")
+                    0, MAX_TIMESTEP, value=auto_t0, step=10, label="Autoguidance up to timestep",
+                    info="only at t ≤ this (999 = pure noise)")
             with gr.Row():
                 scheduler = gr.Dropdown(SCHEDULER_NAMES, value="DDIM", label="Scheduler")
                 n_images = gr.Slider(1, 4, value=1, step=1, label="Number of images")
@@ -129,7 +127,7 @@ def build_tab() -> None:
                 scrubber = gr.Slider(1, 2, value=1, step=1, label="Step", visible=False)
                 strip = gr.Gallery(label="Denoising, step by step", columns=10, rows=1,
                                    height=130, allow_preview=False, elem_id="txt2img-strip")
-            record = gr.JSON(label="Reproducibility record")
+            record = gr.JSON(label="Reproducibility record", elem_id="txt2img-record")
     frames = gr.State([])
     inputs = [model, prompt, negative, steps, guidance, scheduler, n_images, width, height, seed,
               randomize, show_steps, autoguidance, autoguidance_max_t]  # last: older calls work
