@@ -468,3 +468,49 @@ def test_every_preset_passes_the_setting_checks(name):
     cfg = T.resolve_config(name, {"init_from": ""})
     assert cfg.unet_decay_steps <= cfg.unet_steps
     assert cfg.init_from == "" and cfg.data_seed >= 0
+
+
+def test_tail_jitter_keeps_the_objects_and_rescales_the_rest():
+    cfg = _tiny()
+    images, _ = _data(cfg)
+    latents = T.encode_latents(M.build_vae(cfg.model), images)  # (8, C, 8, 8) at 16 px
+    assert torch.equal(T.jitter_outside_objects(latents, images, 0.0,
+                                                torch.Generator().manual_seed(0)), latents)
+    out = T.jitter_outside_objects(latents, images, 1.0, torch.Generator().manual_seed(0))
+    again = T.jitter_outside_objects(latents, images, 1.0, torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)
+    factor = images.shape[-1] // latents.shape[-1]
+    on_object = F.max_pool2d((T.object_weights(images, 2.0) > 1).float(), factor) > 0
+    same = (out == latents).all(dim=1, keepdim=True)  # (8, 1, s, s)
+    assert same[on_object].all()  # every latent pixel under an object is kept
+    far = ~(F.max_pool2d(on_object.float(), 3, stride=1, padding=1) > 0)
+    assert (~same[far]).float().mean() > 0.9  # away from the objects they change
+    assert not same.all()
+
+
+def test_decoder_only_cli_fine_tunes_the_decoder_of_a_pipeline(tmp_path):
+    from playground.core.errors import UserInputError
+    from playground.train import main
+
+    base = tmp_path / "base"
+    main(["txt2img", "--preset", "tiny", "--out", str(base)])
+    out = tmp_path / "vae"
+    main(["txt2img", "--preset", "tiny", "--out", str(out), "--set", f"init_from={base}",
+          "--set", "decoder_only=true", "--set", "decoder_steps=4", "--set",
+          "decoder_tail_p=0.5", "--set", "decoder_lr=3e-3"])
+    from diffusers import AutoencoderKL
+
+    old, new = AutoencoderKL.from_pretrained(base / "vae"), AutoencoderKL.from_pretrained(out)
+    assert new.config.scaling_factor == old.config.scaling_factor != 1.0
+    for part in ("encoder", "quant_conv"):  # the latents the UNet learnt stay the same
+        a, b = getattr(old, part).state_dict(), getattr(new, part).state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    a, b = old.decoder.state_dict(), new.decoder.state_dict()
+    assert not all(torch.equal(a[k], b[k]) for k in a)
+    summary = json.loads((out / "training_summary.json").read_text())
+    assert summary["steps"] == 4 and summary["config"]["decoder_tail_p"] == 0.5
+    with pytest.raises(UserInputError, match="init_from"):
+        T.train_cli("tiny", dataclasses.replace(_loop(1), out_dir=str(tmp_path / "no")), None,
+                    {"decoder_only": True, "decoder_steps": 2})
+    with pytest.raises(UserInputError, match="decoder_steps"):
+        T.resolve_config("tiny", {"decoder_only": True})
