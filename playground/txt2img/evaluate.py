@@ -15,11 +15,12 @@ from playground.txt2img import (
     SHIPPED_AUTOGUIDANCE,
     SHIPPED_AUTOGUIDANCE_MAX_T,
     SHIPPED_GUIDANCE,
+    SHIPPED_STEPS,
     adherence,
 )
 from playground.txt2img.shapes import Scene, eval_scenes
 
-EVAL_STEPS = 20
+EVAL_STEPS = SHIPPED_STEPS
 EVAL_GUIDANCE = SHIPPED_GUIDANCE  # the figures in the card are at the app's defaults
 EVAL_AUTOGUIDANCE = SHIPPED_AUTOGUIDANCE
 EVAL_AUTOGUIDANCE_MAX_T = SHIPPED_AUTOGUIDANCE_MAX_T
