@@ -21,6 +21,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _shipped_models_first():
+    """Every family's models registered before any test adds a tiny one, as the app does at
+    start: a tab's model dropdown opens at the first local model, so a test model registered
+    earlier (modules run in any order) would become the default of every later app."""
+    from playground import families
+
+    for name in families.available():
+        families.load(name)
+
+
 @pytest.fixture(scope="session")
 def app_url():
     """The whole app, launched once on a free port (prevent_thread_lock), closed at the end."""

@@ -176,3 +176,20 @@ def test_tab_restores_the_weight_from_a_png(folders):
     assert restored[0] == "tiny-guided" and restored[-2:] == (0.75, 420)
     assert [u["value"] for u in tab.on_model_change("tiny-guided")[-2:]] == [1.5, 700]
     assert [u["value"] for u in tab.on_model_change("stabilityai/sd-turbo")[-2:]] == [0.0, 1000]
+
+
+def test_generate_takes_the_models_own_steps_and_guidance(folders, tmp_path):
+    """None = the registry's suggestion, as the tab's sliders open; hub ids get SD's."""
+    from playground.txt2img import suggested_settings
+
+    registry.register(registry.ModelEntry("tiny-suggested", inf.FAMILY, path=folders[1],
+                                          extra={"steps": 2, "guidance": 3.0,
+                                                 "autoguidance": 0.5}))
+    own = inf.generate("tiny-suggested", PROMPT, seed=1, out_dir=tmp_path / "own")
+    explicit = inf.generate("tiny-suggested", PROMPT, steps=2, guidance=3.0, seed=1,
+                            autoguidance=0.5, autoguidance_max_t=1000, out_dir=tmp_path / "x")
+    params = own.record["params"]
+    assert (params["steps"], params["guidance"], params["autoguidance"]) == (2, 3.0, 0.5)
+    assert len(own.trajectory) == 2
+    assert own.paths[0].read_bytes() == explicit.paths[0].read_bytes()
+    assert tuple(suggested_settings("someone/sd-model")) == (512, 25, 7.5, 0.0, 1000)

@@ -138,6 +138,8 @@ def test_decoder_stage_lowers_reconstruction_error_and_keeps_the_encoder():
     ({"scenes": "corners"}, "scenes must be one of"),
     ({"object_loss_weight": 0.5}, "object_loss_weight"),
     ({"shape_swap_p": 1.5}, "shape_swap_p"),
+    ({"decoder_tail_p": -0.1}, "decoder_tail_p"),
+    ({"decoder_only": "yes"}, "decoder_only must be true or false"),
 ])
 def test_bad_training_settings_get_clear_messages(overrides, message):
     from playground.core.errors import UserInputError

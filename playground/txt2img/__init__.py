@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from playground.core import registry
 from playground.core.errors import UserInputError
 
@@ -39,15 +41,24 @@ EXAMPLES = [
 ]
 
 
-def suggested_autoguidance(model: str) -> tuple[float, int]:
-    """A model's own autoguidance (weight, last timestep) from the registry; hub models and
-    unknown names: (0 = off, every step)."""
+class Suggested(NamedTuple):
+    size: int
+    steps: int
+    guidance: float
+    autoguidance: float
+    autoguidance_max_t: int
+
+
+def suggested_settings(model: str) -> Suggested:
+    """A model's own defaults from the registry (the tab's sliders and ``generate``'s None);
+    hub ids typed by hand and unknown names get SD's, with autoguidance off (no guide UNet)."""
     try:
         extra = registry.resolve(FAMILY, model).extra
     except UserInputError:
         extra = {}
-    return (float(extra.get("autoguidance", 0.0)),
-            int(extra.get("autoguidance_max_t", MAX_TIMESTEP)))
+    return Suggested(int(extra.get("size", 512)), int(extra.get("steps", 25)),
+                     float(extra.get("guidance", 7.5)), float(extra.get("autoguidance", 0.0)),
+                     int(extra.get("autoguidance_max_t", MAX_TIMESTEP)))
 
 
 def register_models() -> None:

@@ -19,7 +19,7 @@ from playground.core import registry, repro
 from playground.core.device import get_device, inference_dtype
 from playground.core.errors import UserInputError, check_range
 from playground.core.seeding import make_generator
-from playground.txt2img import MAX_TIMESTEP, suggested_autoguidance
+from playground.txt2img import MAX_TIMESTEP, suggested_settings
 from playground.txt2img.autoguidance import Autoguidance, load_guide
 
 FAMILY = "txt2img"
@@ -191,14 +191,16 @@ def token_note(pipe, prompt: str) -> str | None:
     return None
 
 
-def generate(model: str, prompt: str, negative_prompt: str = "", steps: int = 25,
-             guidance: float = 5.0, seed: int = 0, scheduler: str = "DDIM", n_images: int = 1,
-             width: int | None = None, height: int | None = None, show_steps: bool = True,
+def generate(model: str, prompt: str, negative_prompt: str = "", steps: int | None = None,
+             guidance: float | None = None, seed: int = 0, scheduler: str = "DDIM",
+             n_images: int = 1, width: int | None = None, height: int | None = None,
+             show_steps: bool = True,
              out_dir: Path | None = None, autoguidance: float | None = None,
              autoguidance_max_t: int | None = None) -> Generation:
     """Run the pipeline once; images come back as PIL and as PNG files with the full record.
 
     Args:
+        steps, guidance: None = the model's suggested values (``suggested_settings``).
         seed: image i uses a CPU generator seeded with ``seed + i``.
         width, height: pixels; None = the model's native size.
         show_steps: also decode the x0 estimate after every step (first image only).
@@ -207,11 +209,12 @@ def generate(model: str, prompt: str, negative_prompt: str = "", steps: int = 25
         autoguidance_max_t: autoguidance only at timesteps up to this one (0-1000); None = the
             model's suggestion.
     """
-    suggested = suggested_autoguidance(model)
-    autoguidance = suggested[0] if autoguidance is None else autoguidance
-    autoguidance_max_t = suggested[1] if autoguidance_max_t is None else autoguidance_max_t
-    params = validate(prompt, negative_prompt, steps, guidance, scheduler, n_images,
-                      autoguidance, autoguidance_max_t)
+    own = suggested_settings(model)
+    params = validate(prompt, negative_prompt, own.steps if steps is None else steps,
+                      own.guidance if guidance is None else guidance, scheduler, n_images,
+                      own.autoguidance if autoguidance is None else autoguidance,
+                      own.autoguidance_max_t if autoguidance_max_t is None
+                      else autoguidance_max_t)
     base = load_pipeline(model)
     native = base.unet.config.sample_size * 2 ** (len(base.vae.config.block_out_channels) - 1)
     width, height = check_size(base, width or native, height or native)

@@ -4,29 +4,17 @@ from __future__ import annotations
 
 import gradio as gr
 
-from playground.core import registry
 from playground.core.seeding import resolve_seed
-from playground.txt2img import EXAMPLES, FAMILY, MAX_TIMESTEP, suggested_autoguidance
+from playground.txt2img import EXAMPLES, FAMILY, MAX_TIMESTEP, suggested_settings
 from playground.ui import friendly, model_dropdown, model_event, seed_controls
 
 SCHEDULER_NAMES = ["DDIM", "Euler", "Euler ancestral", "DPM++ 2M", "PNDM"]  # = SCHEDULERS
 TRACK_TQDM = gr.Progress(track_tqdm=True)  # mirrors the pipeline's step bar in the browser
 
 
-def _model_defaults(name: str) -> tuple:
-    """(size, steps, guidance, autoguidance, its last timestep) suggested for a model; hub ids
-    typed by hand get SD's (and no autoguidance: they ship no guide UNet)."""
-    try:
-        extra = registry.resolve(FAMILY, name).extra
-    except Exception:
-        extra = {}
-    return (extra.get("size", 512), extra.get("steps", 25), extra.get("guidance", 7.5),
-            *suggested_autoguidance(name))
-
-
 @friendly
 def on_model_change(name):
-    size, *rest = _model_defaults(name or "")
+    size, *rest = suggested_settings(name or "")
     return tuple(gr.update(value=v) for v in (size, size, *rest))
 
 
@@ -89,7 +77,7 @@ def build_tab() -> None:
     with gr.Row():
         with gr.Column(scale=3):
             model = model_dropdown(FAMILY)
-            size0, steps0, guidance0, auto0, auto_t0 = _model_defaults(model.value or "")
+            size0, steps0, guidance0, auto0, auto_t0 = suggested_settings(model.value or "")
             prompt = gr.Textbox(label="Prompt", lines=2, value=EXAMPLES[0])
             negative = gr.Textbox(label="Negative prompt", lines=1, placeholder="optional")
             with gr.Row():

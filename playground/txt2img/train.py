@@ -204,9 +204,9 @@ def resolve_config(preset: str, overrides: dict | None = None) -> TrainConfig:
     check_range("decoder_tail_p", cfg.decoder_tail_p, 0, 1)
     if cfg.decoder_only and not cfg.decoder_steps:
         raise UserInputError("decoder_only needs decoder_steps > 0.")
-    if not isinstance(cfg.train_text_encoder, bool):
-        raise UserInputError(f"train_text_encoder must be true or false, got "
-                             f"{cfg.train_text_encoder!r}.")
+    for name in ("train_text_encoder", "decoder_only"):
+        if not isinstance(getattr(cfg, name), bool):
+            raise UserInputError(f"{name} must be true or false, got {getattr(cfg, name)!r}.")
     if isinstance(cfg.reinit_words, str) or not all(isinstance(w, str) for w in cfg.reinit_words):
         raise UserInputError("reinit_words must be a list of words, e.g. "
                              "--set 'reinit_words=[\"top\",\"left\"]'.")
