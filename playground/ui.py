@@ -89,3 +89,21 @@ def stop_live_run(run_id: str | None) -> str:
     from playground.core import live
 
     return "Stopping after the current step..." if live.cancel_run(run_id) else "No run to stop."
+
+
+def stream_live_run(run, progress, finished, stopped, every_s: float = 0.5):
+    """The loop every live-training handler runs: yield ``progress(run)`` while it trains, then
+    ``finished(run)`` once it has saved, or ``stopped(run)`` if it was cancelled (nothing saved).
+
+    A training error is raised after the last progress update, so ``friendly`` reports it.
+    """
+    for r in run.poll(every_s):
+        if not r.done.is_set():
+            yield progress(r)
+    if run.error is not None:
+        raise run.error
+    result = run.result
+    if result is None or getattr(result, "cancelled", False):
+        yield stopped(run)
+        return
+    yield finished(run)

@@ -69,7 +69,8 @@ class TrainTask:
     save: Callable[[dict[str, torch.nn.Module], Path], None]  # unwrapped models -> folder
     schedulers: dict[str, Any] = field(default_factory=dict)
     sample: Callable[[dict[str, torch.nn.Module], int], Any] | None = None
-    evaluate: Callable[[dict[str, torch.nn.Module]], dict[str, float]] | None = None
+    # (unwrapped models in eval mode, step) -> metrics logged in that step's row
+    evaluate: Callable[[dict[str, torch.nn.Module], int], dict[str, float]] | None = None
     summary: dict = field(default_factory=dict)  # written beside the artefact (config, data)
 
 
@@ -121,13 +122,15 @@ def _write_metrics(log_dir: Path, history: list[dict]) -> None:
     (log_dir / "metrics.json").write_text(json.dumps(history))
 
 
-def _save_checkpoint(acc, ckpt_dir: Path, step: int, history: list[dict]) -> None:
+def _save_checkpoint(acc, ckpt_dir: Path, step: int, history: list[dict],
+                     names: list[str]) -> None:
     acc.wait_for_everyone()
     tmp = ckpt_dir.parent / f".{ckpt_dir.name}.saving"
     acc.save_state(str(tmp / "state"))  # every process writes its RNG state
     acc.wait_for_everyone()  # all ranks' files are written before the main one moves them
     if acc.is_main_process:
-        (tmp / "progress.json").write_text(json.dumps({"step": step}))
+        # the model names in prepare order: accelerate numbers the weight files by position
+        (tmp / "progress.json").write_text(json.dumps({"step": step, "models": names}))
         _write_metrics(tmp, history)
         atomic_save_dir(ckpt_dir, lambda d: _move_contents(tmp, d))
     acc.wait_for_everyone()
@@ -137,6 +140,31 @@ def _move_contents(src: Path, dst: Path) -> None:
     for item in src.iterdir():
         item.rename(dst / item.name)
     src.rmdir()
+
+
+def checkpoint_states(ckpt_dir: str | Path, names: list[str] | None = None
+                      ) -> dict[str, dict[str, torch.Tensor]]:
+    """The weights of every model in a checkpoint, keyed by the ``TrainTask.models`` name.
+
+    accelerate writes ``model.safetensors``, ``model_1.safetensors``, ... in prepare order; the
+    loop records that order in ``progress.json``. ``names`` is for checkpoints written before it
+    did (give the task's model names in order).
+    """
+    from safetensors.torch import load_file
+
+    ckpt_dir = Path(ckpt_dir)
+    progress = json.loads((ckpt_dir / "progress.json").read_text())
+    names = progress.get("models") or names
+    if not names:
+        raise ValueError(f"{ckpt_dir} does not record its model names; pass them")
+    files = ["model.safetensors"] + [f"model_{i}.safetensors" for i in range(1, len(names))]
+    return {name: load_file(str(ckpt_dir / "state" / f)) for name, f in zip(names, files,
+                                                                             strict=True)}
+
+
+def checkpoint_step(ckpt_dir: str | Path) -> int:
+    """The last completed step saved in a checkpoint folder."""
+    return int(json.loads((Path(ckpt_dir) / "progress.json").read_text())["step"])
 
 
 def _load_checkpoint(acc, ckpt_dir: Path) -> tuple[int, list[dict]]:
@@ -193,7 +221,7 @@ def train_loop(cfg: LoopConfig, task: TrainTask, *, on_log: Callback | None = No
         if task.sample and cfg.sample_every and step % cfg.sample_every == 0:
             _take_sample(task, models, acc, step, samples, on_sample)
         if ckpt_dir and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-            _save_checkpoint(acc, ckpt_dir, step, history)
+            _save_checkpoint(acc, ckpt_dir, step, history, names)
     bar.close()
     wall = time.perf_counter() - t0
     out = _finish(cfg, task, acc, models, ckpt_dir, step, history, wall, cancelled)
@@ -219,13 +247,13 @@ def _log_row(step, running, t0, acc, models, task) -> dict:
     row = {"step": step, "time_s": round(time.perf_counter() - t0, 3)}
     row.update({k: sum(v) / len(v) for k, v in running.items()})
     if task.evaluate:
-        row.update(_with_eval(models, acc, task.evaluate))
+        row.update(_with_eval(models, acc, lambda m: task.evaluate(m, step)))
     return row
 
 
 def _finish(cfg, task, acc, models, ckpt_dir, step, history, wall, cancelled) -> Path | None:
     if ckpt_dir and step > 0:
-        _save_checkpoint(acc, ckpt_dir, step, history)
+        _save_checkpoint(acc, ckpt_dir, step, history, list(task.models))
     out = Path(cfg.out_dir) if cfg.out_dir else None
     if out is not None and acc.is_main_process and not cancelled:
         unwrapped = {k: acc.unwrap_model(m) for k, m in models.items()}

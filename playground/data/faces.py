@@ -1,17 +1,27 @@
-"""Face images for the VAE and GAN: Olivetti (.mat file or scikit-learn) or any image folder.
+"""Face images for the VAE and GAN: Olivetti (the bundled .npz, the .mat file or scikit-learn)
+or any image folder.
 
 All loaders return float32 arrays in [0, 1] of shape (N, 64, 64) (grey) plus person labels,
-so splits can hold out whole persons.
+so splits can hold out whole persons. The app reads the faces it shows (held-out people, the
+nearest training photo) and trains on from ``assets/olivetti_faces.npz`` in the repository, so
+a Space needs nothing beside it; ``$PLAYGROUND_FACES`` points elsewhere.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
+FACES_ENV = "PLAYGROUND_FACES"
+# Olivetti / AT&T faces, 400 × 64×64 uint8 + person ids (1.4 MB); credit: AT&T Laboratories
+# Cambridge; free for research and teaching. Made from olivettifaces.mat by `save_faces_npz`.
+BUNDLED_FACES = REPO_ROOT / "assets" / "olivetti_faces.npz"
+FACES_CREDIT = "Olivetti faces: AT&T Laboratories Cambridge (free for research and teaching)"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".pgm", ".tif", ".tiff"}
 
 
@@ -34,6 +44,26 @@ def load_olivetti_mat(path: str | Path) -> FaceSet:
     faces = loadmat(str(path))["faces"]
     images = faces.T.reshape(400, 64, 64).transpose(0, 2, 1).astype(np.float32) / 255.0
     return FaceSet(np.ascontiguousarray(images), np.repeat(np.arange(40), 10))
+
+
+def load_faces_npz(path: str | Path) -> FaceSet:
+    """The bundled form: ``images`` uint8 (N, H, W) and ``persons`` (N,)."""
+    with np.load(str(path)) as data:
+        images = data["images"].astype(np.float32) / 255.0
+        return FaceSet(np.ascontiguousarray(images), data["persons"].astype(np.int64))
+
+
+def save_faces_npz(faces: FaceSet, path: str | Path) -> None:
+    """Store 8-bit faces compactly (what made ``assets/olivetti_faces.npz`` from the .mat)."""
+    images = np.round(faces.images * 255).astype(np.uint8)
+    np.savez_compressed(str(path), images=images, persons=faces.persons.astype(np.int64))
+
+
+def faces_source() -> Path | None:
+    """Where the app's faces come from: ``$PLAYGROUND_FACES`` (a .npz, .mat or image folder),
+    else the bundled ``assets/olivetti_faces.npz``; None if that is missing too."""
+    path = Path(os.environ.get(FACES_ENV) or BUNDLED_FACES)
+    return path if path.exists() else None
 
 
 def load_olivetti_sklearn() -> FaceSet:
@@ -70,15 +100,19 @@ def load_image_folder(path: str | Path, size: int = 64) -> FaceSet:
 
 
 def load_faces(source: str | Path | None) -> FaceSet:
-    """``None`` or "sklearn" -> scikit-learn Olivetti; a .mat file; or a folder of images."""
+    """``None`` or "sklearn" -> scikit-learn Olivetti; a .npz or .mat file; or a folder of
+    images."""
     if source is None or str(source) == "sklearn":
         return load_olivetti_sklearn()
     path = Path(source)
+    if path.suffix == ".npz":
+        return load_faces_npz(path)
     if path.suffix == ".mat":
         return load_olivetti_mat(path)
     if path.is_dir():
         return load_image_folder(path)
-    raise ValueError(f"face data must be a .mat file, an image folder or 'sklearn': {source}")
+    raise ValueError(f"face data must be a .npz or .mat file, an image folder or 'sklearn': "
+                     f"{source}")
 
 
 def split_by_person(faces: FaceSet, n_val_persons: int = 5, seed: int = 0

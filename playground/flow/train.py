@@ -139,7 +139,7 @@ def build_task(cfg: FlowConfig, loop: LoopConfig, points: torch.Tensor | None = 
         optimizer.step()
         return {"train_nll": loss.item(), "lr": lr}
 
-    def evaluate(models) -> dict[str, float]:
+    def evaluate(models, step: int) -> dict[str, float]:
         logq = log_prob_batched(models["flow"], test_pts)
         row = {"test_nll": -logq.mean().item()}
         if test_logp is not None:

@@ -152,7 +152,6 @@ def build_task(cfg: GPTConfig, loop: LoopConfig, train_text: str, val_text: str,
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     gen = torch.Generator().manual_seed(loop.seed + 1)
     windows = held_out_windows(val_ids, block, cfg.eval_windows) if len(val_ids) > 2 else None
-    calls = {"n": 0}
     forward = torch.compile(model) if cfg.compile else None
 
     def step(ctx: StepContext, batch: torch.Tensor) -> dict[str, float]:
@@ -170,10 +169,9 @@ def build_task(cfg: GPTConfig, loop: LoopConfig, train_text: str, val_text: str,
             stop.set()  # the loop ends after this step and checkpoints it
         return {"loss": out.loss.item(), "lr": ctx.schedulers["lr"].get_last_lr()[0]}
 
-    def evaluate(models) -> dict[str, float]:
+    def evaluate(models, step: int) -> dict[str, float]:
         # called at every log row; only every eval_every steps is the held-out text scored
-        calls["n"] += loop.log_every
-        if windows is None or not cfg.eval_every or calls["n"] % cfg.eval_every:
+        if windows is None or not cfg.eval_every or step % cfg.eval_every:
             return {}
         loss = models["gpt"](input_ids=windows[:, :-1], labels=windows[:, :-1]).loss.item()
         return {"val_loss": loss, "val_nats_per_char": loss / chars_per_token}

@@ -150,7 +150,7 @@ def build_task(cfg: VAEConfig, loop: LoopConfig, train: torch.Tensor,
                 "train_elbo_bpd": bits_per_dim((terms["nll"] + terms["kl"]).mean().item(), dims),
                 "kl": terms["kl"].mean().item(), "beta": beta}
 
-    def evaluate(models) -> dict[str, float]:
+    def evaluate(models, step: int) -> dict[str, float]:
         if val is None or len(val) == 0:
             return {}
         out = evaluate_elbo(models["vae"], val, samples=cfg.eval_samples)
