@@ -167,13 +167,15 @@ class _LRU:
 _CACHE = _LRU(int(os.environ.get("PLAYGROUND_MODEL_CACHE", "6")))
 
 
-def load_model(family: str, name: str, loader: Callable[[str], object], *, key: str = "") -> object:
-    """Resolve ``name`` and load it with ``loader(source)`` (a ``from_pretrained`` wrapper), cached.
+def load_model(family: str, name: str | ModelEntry, loader: Callable[[str], object], *,
+               key: str = "") -> object:
+    """Resolve ``name`` (or take an entry already resolved for this request) and load it with
+    ``loader(source)`` (a ``from_pretrained`` wrapper), cached.
 
     A hub id that cannot be reached fails within ``HUB_TIMEOUT_S`` with a ModelLoadError whose
     message names the offline cause; any other failure is a ModelLoadError too.
     """
-    entry = resolve(family, name)
+    entry = name if isinstance(name, ModelEntry) else resolve(family, name)
     cache_key = (family, entry.source, key)
     with _LOCK:
         cached = _CACHE.get(cache_key)
