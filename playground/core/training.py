@@ -268,3 +268,29 @@ def _finish(cfg, task, acc, models, ckpt_dir, step, history, wall, cancelled) ->
         atomic_save_dir(out, write)
     acc.wait_for_everyone()
     return out if not cancelled else None
+
+
+def export_checkpoint(ckpt_dir: str | Path, models: dict[str, torch.nn.Module],
+                      save: Callable[[dict[str, torch.nn.Module], Path], None],
+                      out: str | Path, *, names: list[str] | None = None,
+                      summary: dict | None = None) -> int:
+    """Write the HF-format artefact of a checkpoint (a run stopped early, or the best so far).
+
+    ``models`` are freshly built modules keyed like the run's ``TrainTask.models`` (only those
+    the artefact needs); each gets the checkpoint's weights of the same name, then ``save``
+    (the task's own save function) writes ``out`` atomically with a ``training_summary.json``.
+    Returns the checkpoint's step.
+    """
+    states = checkpoint_states(ckpt_dir, names)
+    for name, module in models.items():
+        if name not in states:
+            raise KeyError(f"checkpoint {ckpt_dir} has no model {name!r}; it has {list(states)}")
+        module.load_state_dict(states[name])
+    step = checkpoint_step(ckpt_dir)
+    info = {"steps": step, "exported_from_checkpoint": str(ckpt_dir), **(summary or {})}
+
+    def write(tmp: Path) -> None:
+        save(models, tmp)
+        (tmp / "training_summary.json").write_text(json.dumps(info, indent=1, default=str))
+    atomic_save_dir(Path(out), write)
+    return step
