@@ -39,13 +39,21 @@ def build_app() -> gr.Blocks:
     return demo
 
 
+AUTH_ENV = "PLAYGROUND_AUTH"  # USER:PASS, e.g. a Space secret
+
+
 def parse_auth(value: str | None) -> tuple[str, str] | None:
     if not value:
         return None
     user, sep, password = value.partition(":")
     if not sep or not user or not password:
-        raise SystemExit("--auth must look like USER:PASS")
+        raise SystemExit(f"--auth (or ${AUTH_ENV}) must look like USER:PASS")
     return user, password
+
+
+def on_space() -> bool:
+    """True when running as a Hugging Face Space (the platform sets SPACE_ID)."""
+    return bool(os.environ.get("SPACE_ID"))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -54,19 +62,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=None,
                         help="default: $GRADIO_SERVER_PORT or 7860")
     parser.add_argument("--share", action="store_true", help="also create a public gradio link")
-    parser.add_argument("--auth", default=None, help="USER:PASS required to open the app")
+    parser.add_argument("--auth", default=None,
+                        help=f"USER:PASS required to open the app (default: ${AUTH_ENV})")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: auto)")
     args = parser.parse_args(argv)
     if args.device:
         from playground.core.device import set_device_override
         set_device_override(args.device)
-    if args.share and not args.auth:
-        print("Note: --share makes the app public; add --auth USER:PASS to protect it.")
+    auth = parse_auth(args.auth or os.environ.get(AUTH_ENV))
+    share = args.share
+    if share and on_space():
+        print("--share ignored: a Space is already public at its URL "
+              f"(https://huggingface.co/spaces/{os.environ['SPACE_ID']}).")
+        share = False
+    if share and not auth:
+        print(f"Note: --share makes the app public; add --auth USER:PASS (or set ${AUTH_ENV}) "
+              "to protect it.")
     demo = build_app()
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share or None,
-                auth=parse_auth(args.auth), prevent_thread_lock=True,
+    demo.launch(server_name=args.host, server_port=args.port, share=share or None,
+                auth=auth, prevent_thread_lock=True,
                 max_file_size="50mb", footer_links=["api", "gradio", "settings"])
-    if args.share and not demo.share_url:
+    if share and not demo.share_url:
         print("Could not create a public share link (no internet connection to the share "
               f"server?). The app is still serving locally at {demo.local_url}")
     demo.block_thread()

@@ -1,5 +1,9 @@
-"""Train a family: `python -m playground.train FAMILY --preset NAME --max-steps N --out DIR`
-[--data PATH] [--resume].
+"""Train a family: `python -m playground.train FAMILY [--preset NAME] [--max-steps N] [--out DIR]
+[--data PATH] [--resume]`.
+
+Every family's `tiny` preset runs with no other argument; `--out` defaults to
+`runs/<family>-<preset>`; a checkpoint is written every `--checkpoint-every` steps (default
+200) to `<out>-ckpt`, and `--resume` continues from it.
 
 Also under `accelerate launch [--cpu --num_processes 2] -m playground.train ...` (DDP).
 """
@@ -9,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+from pathlib import Path
 
 from playground import families
 from playground.core.errors import UserInputError
@@ -20,11 +25,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("family", choices=families.available())
     parser.add_argument("--preset", default=None, help="named config (family's PRESETS)")
     parser.add_argument("--max-steps", type=int, default=None)
-    parser.add_argument("--out", default=None, help="output folder (HF format), written atomically")
+    parser.add_argument("--out", default=None, help="output folder (HF format), written "
+                        "atomically; default runs/<family>-<preset>")
     parser.add_argument("--data", default=None,
                         help="training data path, where the family needs one")
     parser.add_argument("--resume", action="store_true", help="continue from <out>-ckpt")
-    parser.add_argument("--checkpoint-every", type=int, default=0)
+    parser.add_argument("--checkpoint-every", type=int, default=200,
+                        help="steps between checkpoints in <out>-ckpt (0: only at the end)")
     parser.add_argument("--log-every", type=int, default=10)
     parser.add_argument("--sample-every", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
@@ -48,13 +55,24 @@ def parse_overrides(items: list[str]) -> dict:
     return overrides
 
 
+def _checkpoints(out: str) -> list[Path]:
+    """Checkpoint folders of a run: ``<out>-ckpt``, and ``<out>-<stage>-ckpt`` for staged runs."""
+    folder = Path(out)
+    found = folder.parent.glob(f"{folder.name}-*ckpt") if folder.parent.exists() else []
+    return [p for p in found if (p / "progress.json").exists()]
+
+
 def main(argv: list[str] | None = None):
     args = build_parser().parse_args(argv)
     module = importlib.import_module(f"playground.{args.family}.train")
     preset = args.preset or module.DEFAULT_PRESET
     if preset not in module.PRESETS:
         raise SystemExit(f"unknown preset {preset!r}; choose from {sorted(module.PRESETS)}")
-    loop = LoopConfig(max_steps=args.max_steps or 0, out_dir=args.out, resume=args.resume,
+    out = args.out or str(Path("runs") / f"{args.family}-{preset}")
+    if args.resume and not _checkpoints(out):
+        raise SystemExit(f"error: --resume: there is no checkpoint for {out} (looked for "
+                         f"{out}-ckpt/progress.json); run without --resume to start from step 0.")
+    loop = LoopConfig(max_steps=args.max_steps or 0, out_dir=out, resume=args.resume,
                       checkpoint_every=args.checkpoint_every, log_every=args.log_every,
                       sample_every=args.sample_every, seed=args.seed, device=args.device,
                       mixed_precision=args.mixed_precision)

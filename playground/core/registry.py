@@ -103,32 +103,38 @@ def resolve(family: str, name) -> ModelEntry:
     return ModelEntry(name, family, hub_id=name)
 
 
-def _hub_host() -> str:
-    try:
-        from huggingface_hub import constants
-        endpoint = constants.ENDPOINT
-    except Exception:  # pragma: no cover - huggingface_hub is a hard dependency
-        endpoint = "https://huggingface.co"
-    return urlparse(endpoint).hostname or ""
+def hub_address() -> tuple[str, int]:
+    """(host, port) of the hub endpoint, honouring ``HF_ENDPOINT`` (scheme, host and port), so a
+    mirror or a test server at ``http://127.0.0.1:8123`` is probed where it really listens."""
+    endpoint = os.environ.get("HF_ENDPOINT")
+    if not endpoint:
+        try:
+            from huggingface_hub import constants
+            endpoint = constants.ENDPOINT
+        except Exception:  # pragma: no cover - huggingface_hub is a hard dependency
+            endpoint = "https://huggingface.co"
+    url = urlparse(endpoint.rstrip("/"))
+    port = url.port or (80 if url.scheme == "http" else 443)
+    return url.hostname or "", port
 
 
-_reach_cache: dict[str, tuple[float, bool]] = {}
+_reach_cache: dict[tuple[str, int], tuple[float, bool]] = {}
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
     """Can we open a TCP connection to the hub? Cached for a minute."""
     if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
         return False
-    host = _hub_host()
-    cached = _reach_cache.get(host)
+    address = hub_address()
+    cached = _reach_cache.get(address)
     if cached and time.monotonic() - cached[0] < 60:
         return cached[1]
     try:
-        with socket.create_connection((host, 443), timeout=timeout):
+        with socket.create_connection(address, timeout=timeout):
             ok = True
     except OSError:
         ok = False
-    _reach_cache[host] = (time.monotonic(), ok)
+    _reach_cache[address] = (time.monotonic(), ok)
     return ok
 
 
