@@ -12,14 +12,15 @@ clipping, and test NLL (plus KL(p‖q) for analytic targets) logged as it trains
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from playground.core.config import resolve_preset
 from playground.core.errors import UserInputError
+from playground.core.schedules import warmup_cosine
 from playground.core.training import LoopConfig, StepContext, TrainResult, TrainTask, train_loop
 from playground.flow.metrics import density_grid, log_prob_batched
 from playground.flow.model import FLOW_TYPES, FlowModel, init_actnorm
@@ -58,25 +59,17 @@ DEFAULT_PRESET = "ship"
 
 
 def resolve_config(preset: str, overrides: dict | None = None) -> FlowConfig:
-    if preset not in PRESETS:
-        raise UserInputError(f"Unknown preset {preset!r}; choose from {sorted(PRESETS)}.")
-    fields = {f.name for f in dataclasses.fields(FlowConfig)}
-    unknown = set(overrides or {}) - fields
-    if unknown:
-        raise UserInputError(f"Unknown flow setting(s) {sorted(unknown)}; known: {sorted(fields)}.")
-    cfg = dataclasses.replace(PRESETS[preset], **(overrides or {}))
+    """``PRESETS[preset]`` with ``--set`` overrides, then the flow's own value checks."""
+    cfg = resolve_preset(PRESETS, preset, overrides, family="flow")
     if cfg.flow_type not in FLOW_TYPES:
         raise UserInputError(f"Unknown flow type {cfg.flow_type!r}; choose from {FLOW_TYPES}.")
     return cfg
 
 
-def lr_at(step: int, total: int, cfg: FlowConfig) -> float:
-    """Linear warm-up for ``cfg.warmup`` steps, then cosine decay to ``lr * final_lr_frac``."""
-    if step <= cfg.warmup:
-        return cfg.lr * step / max(1, cfg.warmup)
-    progress = min(1.0, (step - cfg.warmup) / max(1, total - cfg.warmup))
-    floor = cfg.final_lr_frac
-    return cfg.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+def learning_rate(step: int, total: int, cfg: FlowConfig) -> float:
+    """Linear warm-up for ``cfg.warmup`` steps, then cosine decay to ``lr * final_lr_frac``
+    (computed from the step, so a resumed run continues the same schedule)."""
+    return cfg.lr * warmup_cosine(step, total, cfg.warmup, cfg.final_lr_frac)
 
 
 def split_points(points: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -129,7 +122,7 @@ def build_task(cfg: FlowConfig, loop: LoopConfig, points: torch.Tensor | None = 
 
     def step(ctx: StepContext, x: torch.Tensor) -> dict[str, float]:
         acc, optimizer = ctx.accelerator, ctx.optimizers["flow"]
-        lr = lr_at(ctx.step, total, cfg)
+        lr = learning_rate(ctx.step, total, cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
         loss = -ctx.models["flow"](x.to(acc.device)).mean()
