@@ -37,8 +37,8 @@ def show_density(target, flow, n_samples, seed, randomize):
     from playground.flow.inference import density_view
 
     used = resolve_seed(seed, randomize)
-    heat, samples, metrics = density_view(target, flow, n_samples=n_samples, seed=used)
-    return heat, samples, metrics, used
+    view = density_view(target, flow, n_samples=n_samples, seed=used)
+    return view.heatmap, view.samples, view.metrics, used
 
 
 @ui.friendly
@@ -50,7 +50,7 @@ def click_log_prob(flow, target, evt: gr.SelectData):
         raise UserInputError("Click on the heatmap to pick a point.")
     col, row = evt.index[:2]
     x, y = pixel_to_point(col, row, HEAT_SIZE)
-    return log_prob_at(flow, x, y, target)
+    return log_prob_at(flow, x, y, target).as_dict()
 
 
 @ui.friendly
@@ -60,8 +60,8 @@ def show_layers(flow, seed, randomize):
     from playground.flow.inference import layers_view
 
     used = resolve_seed(seed, randomize)
-    image, rows = layers_view(flow, seed=used)
-    return image, pd.DataFrame(rows), used
+    view = layers_view(flow, seed=used)
+    return view.image, pd.DataFrame(view.table()), used
 
 
 def _user_points(source, sketch, csv_file, seed):
