@@ -79,6 +79,16 @@ def split_points(points: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.T
     return points[order[n_test:]], points[order[:n_test]]
 
 
+def split_data(cfg: FlowConfig, points: torch.Tensor | None, seed: int):
+    """(train points or None for fresh target samples, (M, 2) test points, the target's exact
+    log p of the test points or None where it has no closed form / the points are the user's)."""
+    if points is not None:
+        return *split_points(points.float(), seed), None
+    target = get_target(cfg.target)
+    test_pts = target.sample(cfg.n_test, torch.Generator().manual_seed(TEST_SEED))
+    return None, test_pts, target.log_prob(test_pts) if target.log_prob else None
+
+
 def batches(cfg: FlowConfig, seed: int, train_points: torch.Tensor | None):
     """Endless (batch_size, 2) batches: fresh target samples, or resampled user points."""
     gen = torch.Generator().manual_seed(seed)
@@ -106,19 +116,13 @@ def build_task(cfg: FlowConfig, loop: LoopConfig, points: torch.Tensor | None = 
         points: (N, 2) user points (drawn or uploaded); None = the built-in ``cfg.target``.
         init: a flow to continue training; a new one otherwise.
     """
-    if points is not None:
-        train_pts, test_pts = split_points(points.float(), loop.seed)
-    else:
-        train_pts, test_pts = None, get_target(cfg.target).sample(
-            cfg.n_test, torch.Generator().manual_seed(TEST_SEED))
+    train_pts, test_pts, test_logp = split_data(cfg, points, loop.seed)
     rank = int(os.environ.get("RANK", "0"))  # DDP workers each draw their own batches
     data = batches(cfg, loop.seed + 1 + 1000 * rank, train_pts)
     first = next(data)
     model = init if init is not None else build_model(cfg, loop.seed, first)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     total = loop.max_steps or cfg.steps
-    target = get_target(cfg.target) if points is None else None
-    test_logp = target.log_prob(test_pts) if target is not None and target.log_prob else None
 
     def step(ctx: StepContext, x: torch.Tensor) -> dict[str, float]:
         acc, optimizer = ctx.accelerator, ctx.optimizers["flow"]
