@@ -110,3 +110,41 @@ def test_stop_button_cancels_a_live_run():
     *_, last = gen
     assert last[3].startswith("Stopped at step") and last[5] is None  # nothing registered
     assert stop_training(run_id) == "No run to stop."
+
+
+def test_live_view_starts_on_the_untrained_flow_then_follows_the_latest():
+    """The handler's per-frame logic (the browser test checks it end to end): the first picture
+    is sample 0 (step 0), later ones the latest; a poll without a new sample keeps the last."""
+    from playground.core.live import LiveRun
+    from playground.flow.live import LiveView
+    from playground.flow.train import resolve_config
+
+    def sample(peak: int) -> dict:
+        rows, cols = np.mgrid[:16, :16]
+        logq = -((rows - peak) ** 2 + (cols - peak) ** 2) / 4.0  # a bump at (peak, peak)
+        return {"logq": logq, "samples": np.zeros((5, 2)) + peak / 4}
+
+    cfg = resolve_config("tiny")
+    run = LiveRun(fn=lambda *a: None)
+    view = LiveView(cfg, seed=4)
+    empty = view.progress(run)
+    assert empty.heatmap is None and empty.samples is None and "step 0/20" in empty.status
+    run.samples += [(0, sample(2)), (10, sample(12))]
+    run.history.append({"step": 10, "train_nll": 3.5, "time_s": 0.4})
+    first = view.progress(run)
+    assert first.status == "Training: step 10/20 · 0.4 s · train NLL 3.500 · seed 4"
+    top_left = np.asarray(first.heatmap, np.float32)[:160, :160].mean()
+    bottom_right = np.asarray(first.heatmap, np.float32)[160:, 160:].mean()
+    assert top_left > bottom_right + 5  # sample 0's peak, not the latest one
+    second = view.progress(run)
+    pixels = np.asarray(second.heatmap, np.float32)
+    assert pixels[160:, 160:].mean() > pixels[:160, :160].mean() + 5
+    run.samples.clear()
+    assert view.progress(run).heatmap is second.heatmap  # nothing new: keep the last picture
+    run.result = "my-flow-abc (nsf, 8gaussians)"
+    done = view.finished(run)
+    assert done.model_name == run.result and done.status.startswith("Done: step 10/20")
+    assert done.status.endswith("Saved as **my-flow-abc (nsf, 8gaussians)** (pick it above).")
+    stopped = view.stopped(run)
+    assert stopped.status == "Stopped at step 10/20 · 0.4 s · train NLL 3.500 · seed 4."
+    assert stopped.model_name is None

@@ -133,4 +133,28 @@ def test_click_on_heatmap_gives_exact_log_density():
     assert out["x"] == pytest.approx(2.83, abs=0.03) and abs(out["y"]) < 0.03
     assert out["log_q"] == pytest.approx(out["log_p_target"], abs=0.15)
     far = log_prob_at("flow-8gaussians", 0.0, 0.0, "8gaussians")
-    assert far["log_q"] < out["log_q"] - 5  # the empty centre is far less likely
+    assert far.log_q < out["log_q"] - 5  # the empty centre is far less likely
+
+
+@pytest.mark.parametrize("view", ["density", "layers", "point"])
+def test_a_request_resolves_the_registry_entry_once(view, monkeypatch):
+    from playground.core import registry
+    from playground.flow import inference
+
+    register_models()
+    calls = []
+    real = registry.resolve
+    monkeypatch.setattr(registry, "resolve", lambda *a: calls.append(a) or real(*a))
+    if view == "density":
+        out = inference.density_view("rings", "flow-rings", n_samples=50, resolution=16)
+        assert isinstance(out, inference.DensityView) and out.metrics["flow"] == "flow-rings"
+        assert out.metrics["record"]["model"] == "flow-rings"
+    elif view == "layers":
+        out = inference.layers_view("flow-rings", n_samples=20)
+        assert isinstance(out, inference.LayersView) and len(out.layers) == 6
+        assert out.table()[0] == {"step": 1, "layer": "6: spline (autoregressive)",
+                                  "mean_log_det": out.layers[0].mean_log_det}
+    else:
+        out = inference.log_prob_at("flow-rings", 1.0, 0.0)
+        assert out.log_p_target is None and set(out.as_dict()) == {"x", "y", "log_q"}
+    assert calls == [("flow", "flow-rings")]

@@ -18,7 +18,7 @@ from playground.flow.model import (
     layer_outputs,
 )
 from playground.flow.targets import TARGETS, Target, sample_8gaussians
-from playground.flow.train import build_task, lr_at, resolve_config
+from playground.flow.train import build_task, learning_rate, resolve_config
 
 torch.set_num_threads(1)
 
@@ -133,11 +133,35 @@ def test_analytic_targets_are_normalised(name):
     assert torch.isfinite(target.log_prob(samples)).all()  # samples lie in the support
 
 
+def _old_lr_at(step: int, total: int, cfg) -> float:
+    """The flow's own schedule before it moved to playground.core.schedules (kept to compare)."""
+    if step <= cfg.warmup:
+        return cfg.lr * step / max(1, cfg.warmup)
+    progress = min(1.0, (step - cfg.warmup) / max(1, total - cfg.warmup))
+    floor = cfg.final_lr_frac
+    return cfg.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
 def test_learning_rate_schedule():
     cfg = resolve_config("ship")
-    assert lr_at(1, 1000, cfg) < cfg.lr / 10
-    assert lr_at(cfg.warmup, 1000, cfg) == pytest.approx(cfg.lr)
-    assert lr_at(1000, 1000, cfg) == pytest.approx(cfg.lr * cfg.final_lr_frac)
+    assert learning_rate(0, 1000, cfg) == 0.0
+    assert learning_rate(1, 1000, cfg) < cfg.lr / 10
+    assert learning_rate(cfg.warmup, 1000, cfg) == pytest.approx(cfg.lr)
+    assert learning_rate(1000, 1000, cfg) == pytest.approx(cfg.lr * cfg.final_lr_frac)
+
+
+@pytest.mark.parametrize("preset", ["tiny", "live", "ship", "ship-cuda"])
+def test_learning_rate_matches_the_old_schedule(preset):
+    cfg = resolve_config(preset)
+    for total in (cfg.steps, 2 * cfg.steps + 7):
+        for step in sorted({0, 1, cfg.warmup - 1, cfg.warmup, cfg.warmup + 1, total // 2,
+                            total - 1, total, total + 5}):
+            assert learning_rate(step, total, cfg) == pytest.approx(
+                _old_lr_at(step, total, cfg), rel=1e-12, abs=1e-15), (preset, total, step)
+    no_warmup = resolve_config(preset, {"warmup": 0})
+    for step in (0, 1, 10):
+        assert learning_rate(step, 100, no_warmup) == pytest.approx(
+            _old_lr_at(step, 100, no_warmup), rel=1e-12, abs=1e-15)
 
 
 def _train(seed: int, steps: int = 30, flow_type: str = "nsf"):

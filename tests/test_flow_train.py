@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from playground.core.errors import UserInputError
 from playground.core.registry import REPO_ROOT, WEIGHTS_DIR
 from playground.flow import SHIPPED_TARGETS, shipped_name
 from playground.flow.metrics import kl_estimate, nll
 from playground.flow.model import FlowModel
 from playground.flow.targets import TARGETS
+from playground.flow.train import PRESETS, resolve_config
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PLAYGROUND_DEVICE": "cpu"}
 
@@ -23,6 +25,21 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PLAYGROUND_DEVICE": "cpu"}
 def _summary(out: Path) -> dict:
     assert (out / "model.safetensors").is_file() and (out / "config.json").is_file()
     return json.loads((out / "training_summary.json").read_text())
+
+
+@pytest.mark.parametrize("preset,overrides,message", [
+    ("nope", {}, "Unknown preset 'nope'"), ("tiny", {"depht": 3}, "Unknown flow setting"),
+    ("tiny", {"flow_type": "maf"}, "Unknown flow type 'maf'"),
+])
+def test_resolve_config_refuses_bad_settings(preset, overrides, message):
+    with pytest.raises(UserInputError, match=message):
+        resolve_config(preset, overrides)
+
+
+def test_resolve_config_applies_overrides_to_a_fresh_copy():
+    cfg = resolve_config("ship", {"target": "rings", "steps": 7})
+    assert (cfg.target, cfg.steps, cfg.depth) == ("rings", 7, PRESETS["ship"].depth)
+    assert PRESETS["ship"].steps == 4000 and PRESETS["ship"].target == "8gaussians"
 
 
 def test_cli_tiny_preset(tmp_path):

@@ -1,31 +1,34 @@
-"""Training a flow in the browser: validate the settings, start a LiveRun, turn its progress into
-pictures, a loss table and a status line (plain values; the tab streams them).
+"""Training a flow in the browser: validate the settings, start a LiveRun (trained and registered
+by ``core.live.train_and_register``), turn its progress into ``LiveFrame``s of pictures, a loss
+table and a status line (plain values; the tab streams them with ``ui.stream_live_run``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
+from PIL import Image
 
 from playground.core import registry
 from playground.core.errors import UserInputError, check_range
-from playground.core.live import LiveRun
-from playground.core.training import LoopConfig, train_loop
+from playground.core.live import LiveRun, train_and_register
+from playground.core.training import LoopConfig
 from playground.flow import FAMILY
 from playground.flow.model import FLOW_TYPES
 from playground.flow.render import density_image, draw_points, scatter_image
 from playground.flow.targets import TARGETS, get_target
-from playground.flow.train import resolve_config
+from playground.flow.train import FlowConfig, build_task, resolve_config
 
 RUNS_DIR = registry.REPO_ROOT / "runs" / "flow"
 LIVE_IMAGE = 320
 
 
-def live_config(flow_type: str, depth, width, lr, steps, batch_size, target: str | None):
+def live_config(flow_type: str, depth, width, lr, steps, batch_size,
+                target: str | None) -> FlowConfig:
     """Validated FlowConfig for an in-browser run (the 'live' preset, with the user's values)."""
     if flow_type not in FLOW_TYPES:
         raise UserInputError(f"Flow type must be one of {', '.join(FLOW_TYPES)}, "
@@ -45,38 +48,26 @@ def live_config(flow_type: str, depth, width, lr, steps, batch_size, target: str
     return resolve_config("live", overrides)
 
 
-def start_run(cfg, points: torch.Tensor | None, seed: int) -> LiveRun:
-    """Start training in a thread; the result (when not cancelled) is saved under runs/flow/."""
-    from playground.flow.train import build_task
+def run_label(run_id: str, cfg: FlowConfig) -> str:
+    """The model-dropdown name of a flow trained in this session."""
+    return f"my-flow-{run_id[:6]} ({cfg.flow_type}, {cfg.target})"
 
+
+def start_run(cfg: FlowConfig, points: torch.Tensor | None, seed: int) -> LiveRun:
+    """Start training in a thread; unless cancelled, the result is saved under runs/flow/ and
+    registered (``run.result`` is then its model name, selectable in this session)."""
     if points is None and cfg.target not in TARGETS:
         raise UserInputError(f"Unknown target {cfg.target!r}.")
+    torch.set_num_threads(1)  # leave the other core to the server and other users
     run = LiveRun(fn=lambda *a: None)
-    out = RUNS_DIR / f"{run.run_id}"
-    loop = LoopConfig(max_steps=cfg.steps, out_dir=str(out), log_every=max(10, cfg.steps // 40),
-                      sample_every=max(20, cfg.steps // 20), sample_at_start=True, seed=seed,
-                      progress=False,
-                      device="cpu", checkpoint_dir=str(RUNS_DIR / ".ckpt" / run.run_id))
-
-    def fn(on_log, on_sample, cancel):
-        torch.set_num_threads(1)  # leave the other core to the server and other users
-        task = build_task(cfg, loop, points)
-        return train_loop(loop, task, on_log=on_log, on_sample=on_sample, cancel=cancel)
-
-    run.fn = fn
+    loop = LoopConfig(max_steps=cfg.steps, out_dir=str(RUNS_DIR / run.run_id),
+                      log_every=max(10, cfg.steps // 40), sample_every=max(20, cfg.steps // 20),
+                      sample_at_start=True, seed=seed, progress=False, device="cpu",
+                      checkpoint_dir=str(RUNS_DIR / ".ckpt" / run.run_id))
+    task = build_task(cfg, loop, points)
+    run.fn = train_and_register(loop, task, FAMILY, run_label(run.run_id, cfg),
+                                extra={"config": dataclasses.asdict(cfg)})
     return run.start()
-
-
-def register_result(run: LiveRun, cfg) -> str | None:
-    """Make a finished run selectable in the model dropdown; returns its name."""
-    result = run.result
-    if result is None or result.cancelled or result.out_dir is None:
-        return None
-    name = f"my-flow-{run.run_id[:6]} ({cfg.flow_type}, {cfg.target})"
-    registry.register(registry.ModelEntry(name, FAMILY, path=Path(result.out_dir),
-                                          description="trained in this session",
-                                          extra={"config": dataclasses.asdict(cfg)}))
-    return name
 
 
 def loss_frame(history: list[dict]) -> pd.DataFrame:
@@ -98,8 +89,9 @@ def progress_pictures(run: LiveRun, points: torch.Tensor | None, index: int = -1
     return heat, scatter_image(latest["samples"], LIVE_IMAGE)
 
 
-def status_line(run: LiveRun, cfg, seed: int, name: str | None = None) -> str:
-    last = run.history[-1] if run.history else {}
+def progress_text(history: list[dict], cfg: FlowConfig, seed: int) -> str:
+    """'step 120/400 · 3.1 s · train NLL 2.912 · ... · seed 0' from the latest logged row."""
+    last = history[-1] if history else {}
     parts = [f"step {last.get('step', 0)}/{cfg.steps}"]
     if "time_s" in last:
         parts.append(f"{last['time_s']:.1f} s")
@@ -107,11 +99,51 @@ def status_line(run: LiveRun, cfg, seed: int, name: str | None = None) -> str:
         if key in last:
             parts.append(f"{label} {last[key]:.3f}")
     parts.append(f"seed {seed}")
-    text = " · ".join(parts)
-    if run.done.is_set():
-        if run.error is not None:
-            raise run.error
-        if run.result is not None and run.result.cancelled:
-            return f"Stopped at {text}."
-        return f"Done: {text}." + (f" Saved as **{name}** (pick it above)." if name else "")
-    return f"Training: {text}"
+    return " · ".join(parts)
+
+
+@dataclass
+class LiveFrame:
+    """One update of the live view: pictures (PIL, None before the first sample), the NLL
+    table, the status line, and the registered model name once the run has saved."""
+
+    heatmap: Image.Image | None
+    samples: Image.Image | None
+    losses: pd.DataFrame
+    status: str
+    model_name: str | None = None
+
+
+@dataclass
+class LiveView:
+    """Turns a run's progress into frames; the three methods are ``stream_live_run``'s
+    ``progress``, ``finished`` and ``stopped``.
+
+    The first picture shown is the untrained flow (step 0), so the run visibly starts from
+    N(0, I); later frames show the latest sample, and a poll with no picture keeps the last one.
+    """
+
+    cfg: FlowConfig
+    seed: int
+    points: torch.Tensor | None = None
+    heatmap: Image.Image | None = None
+    samples: Image.Image | None = None
+
+    def _frame(self, run: LiveRun, index: int, status: str, name: str | None = None):
+        heat, samples = progress_pictures(run, self.points, index)
+        self.heatmap, self.samples = heat or self.heatmap, samples or self.samples
+        return LiveFrame(self.heatmap, self.samples, loss_frame(run.history), status, name)
+
+    def _text(self, run: LiveRun) -> str:
+        return progress_text(run.history, self.cfg, self.seed)
+
+    def progress(self, run: LiveRun) -> LiveFrame:
+        return self._frame(run, 0 if self.heatmap is None else -1, f"Training: {self._text(run)}")
+
+    def finished(self, run: LiveRun) -> LiveFrame:
+        """The run saved and registered itself: ``run.result`` is its model name."""
+        return self._frame(run, -1, f"Done: {self._text(run)}. Saved as **{run.result}** "
+                           "(pick it above).", run.result)
+
+    def stopped(self, run: LiveRun) -> LiveFrame:
+        return self._frame(run, -1, f"Stopped at {self._text(run)}.")

@@ -37,8 +37,8 @@ def show_density(target, flow, n_samples, seed, randomize):
     from playground.flow.inference import density_view
 
     used = resolve_seed(seed, randomize)
-    heat, samples, metrics = density_view(target, flow, n_samples=n_samples, seed=used)
-    return heat, samples, metrics, used
+    view = density_view(target, flow, n_samples=n_samples, seed=used)
+    return view.heatmap, view.samples, view.metrics, used
 
 
 @ui.friendly
@@ -50,7 +50,7 @@ def click_log_prob(flow, target, evt: gr.SelectData):
         raise UserInputError("Click on the heatmap to pick a point.")
     col, row = evt.index[:2]
     x, y = pixel_to_point(col, row, HEAT_SIZE)
-    return log_prob_at(flow, x, y, target)
+    return log_prob_at(flow, x, y, target).as_dict()
 
 
 @ui.friendly
@@ -60,8 +60,8 @@ def show_layers(flow, seed, randomize):
     from playground.flow.inference import layers_view
 
     used = resolve_seed(seed, randomize)
-    image, rows = layers_view(flow, seed=used)
-    return image, pd.DataFrame(rows), used
+    view = layers_view(flow, seed=used)
+    return view.image, pd.DataFrame(view.table()), used
 
 
 def _user_points(source, sketch, csv_file, seed):
@@ -90,15 +90,15 @@ def train_live(source, target, sketch, csv_file, flow_type, depth, width, lr, st
     cfg = live.live_config(flow_type, depth, width, lr, steps, batch,
                            target if points is None else "custom")
     run = live.start_run(cfg, points, used)
-    heat = samples = None
-    for r in run.poll(0.5):
-        # the first picture is the untrained flow (step 0): the run visibly starts from N(0, I)
-        index = 0 if heat is None and not r.done.is_set() else -1
-        new_heat, new_samples = live.progress_pictures(r, points, index)
-        heat, samples = new_heat or heat, new_samples or samples
-        name = live.register_result(r, cfg) if r.done.is_set() else None
-        status = live.status_line(r, cfg, used, name)
-        yield heat, samples, live.loss_frame(r.history), status, r.run_id, name
+    view = live.LiveView(cfg, used, points)
+
+    def show(frame):
+        return (frame.heatmap, frame.samples, frame.losses, frame.status, run.run_id,
+                frame.model_name)
+
+    yield from ui.stream_live_run(run, lambda r: show(view.progress(r)),
+                                  lambda r: show(view.finished(r)),
+                                  lambda r: show(view.stopped(r)))
 
 
 def select_trained(name):

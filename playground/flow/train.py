@@ -12,14 +12,15 @@ clipping, and test NLL (plus KL(p‖q) for analytic targets) logged as it trains
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from playground.core.config import resolve_preset
 from playground.core.errors import UserInputError
+from playground.core.schedules import warmup_cosine
 from playground.core.training import LoopConfig, StepContext, TrainResult, TrainTask, train_loop
 from playground.flow.metrics import density_grid, log_prob_batched
 from playground.flow.model import FLOW_TYPES, FlowModel, init_actnorm
@@ -58,25 +59,17 @@ DEFAULT_PRESET = "ship"
 
 
 def resolve_config(preset: str, overrides: dict | None = None) -> FlowConfig:
-    if preset not in PRESETS:
-        raise UserInputError(f"Unknown preset {preset!r}; choose from {sorted(PRESETS)}.")
-    fields = {f.name for f in dataclasses.fields(FlowConfig)}
-    unknown = set(overrides or {}) - fields
-    if unknown:
-        raise UserInputError(f"Unknown flow setting(s) {sorted(unknown)}; known: {sorted(fields)}.")
-    cfg = dataclasses.replace(PRESETS[preset], **(overrides or {}))
+    """``PRESETS[preset]`` with ``--set`` overrides, then the flow's own value checks."""
+    cfg = resolve_preset(PRESETS, preset, overrides, family="flow")
     if cfg.flow_type not in FLOW_TYPES:
         raise UserInputError(f"Unknown flow type {cfg.flow_type!r}; choose from {FLOW_TYPES}.")
     return cfg
 
 
-def lr_at(step: int, total: int, cfg: FlowConfig) -> float:
-    """Linear warm-up for ``cfg.warmup`` steps, then cosine decay to ``lr * final_lr_frac``."""
-    if step <= cfg.warmup:
-        return cfg.lr * step / max(1, cfg.warmup)
-    progress = min(1.0, (step - cfg.warmup) / max(1, total - cfg.warmup))
-    floor = cfg.final_lr_frac
-    return cfg.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+def learning_rate(step: int, total: int, cfg: FlowConfig) -> float:
+    """Linear warm-up for ``cfg.warmup`` steps, then cosine decay to ``lr * final_lr_frac``
+    (computed from the step, so a resumed run continues the same schedule)."""
+    return cfg.lr * warmup_cosine(step, total, cfg.warmup, cfg.final_lr_frac)
 
 
 def split_points(points: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,6 +77,16 @@ def split_points(points: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.T
     order = torch.randperm(len(points), generator=torch.Generator().manual_seed(seed))
     n_test = max(1, len(points) // 5)
     return points[order[n_test:]], points[order[:n_test]]
+
+
+def split_data(cfg: FlowConfig, points: torch.Tensor | None, seed: int):
+    """(train points or None for fresh target samples, (M, 2) test points, the target's exact
+    log p of the test points or None where it has no closed form / the points are the user's)."""
+    if points is not None:
+        return *split_points(points.float(), seed), None
+    target = get_target(cfg.target)
+    test_pts = target.sample(cfg.n_test, torch.Generator().manual_seed(TEST_SEED))
+    return None, test_pts, target.log_prob(test_pts) if target.log_prob else None
 
 
 def batches(cfg: FlowConfig, seed: int, train_points: torch.Tensor | None):
@@ -113,23 +116,17 @@ def build_task(cfg: FlowConfig, loop: LoopConfig, points: torch.Tensor | None = 
         points: (N, 2) user points (drawn or uploaded); None = the built-in ``cfg.target``.
         init: a flow to continue training; a new one otherwise.
     """
-    if points is not None:
-        train_pts, test_pts = split_points(points.float(), loop.seed)
-    else:
-        train_pts, test_pts = None, get_target(cfg.target).sample(
-            cfg.n_test, torch.Generator().manual_seed(TEST_SEED))
+    train_pts, test_pts, test_logp = split_data(cfg, points, loop.seed)
     rank = int(os.environ.get("RANK", "0"))  # DDP workers each draw their own batches
     data = batches(cfg, loop.seed + 1 + 1000 * rank, train_pts)
     first = next(data)
     model = init if init is not None else build_model(cfg, loop.seed, first)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     total = loop.max_steps or cfg.steps
-    target = get_target(cfg.target) if points is None else None
-    test_logp = target.log_prob(test_pts) if target is not None and target.log_prob else None
 
     def step(ctx: StepContext, x: torch.Tensor) -> dict[str, float]:
         acc, optimizer = ctx.accelerator, ctx.optimizers["flow"]
-        lr = lr_at(ctx.step, total, cfg)
+        lr = learning_rate(ctx.step, total, cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
         loss = -ctx.models["flow"](x.to(acc.device)).mean()
