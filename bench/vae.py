@@ -17,7 +17,7 @@ def interpolation() -> dict:
     vae.register_models()
     labels, images = heldout_faces()
     if not labels:
-        raise RuntimeError("needs ../shared/data/faces/olivettifaces.mat (or $PLAYGROUND_FACES)")
+        raise RuntimeError("needs assets/olivetti_faces.npz (or $PLAYGROUND_FACES)")
     model = load_codec(vae.SHIPPED).model
     x = torch.from_numpy(images[[0, 10]])[:, None]  # (2, 1, 64, 64)
     ts = torch.linspace(0, 1, FRAMES)[:, None]

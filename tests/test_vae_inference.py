@@ -202,3 +202,14 @@ def test_autoencoderkl_through_the_same_functions(tmp_path, faces_folder, photo)
     rec = inf.reconstruct_face("tiny-kl-test", upload=photo)
     assert rec["bits_per_dim"] is None and rec["mse"] > 0
     assert inf.sample_faces("tiny-kl-test", seed=0, n=2)["images"][0].size == (64, 64)  # 2x
+
+
+def test_heldout_faces_come_from_the_bundled_file_without_shared_data(monkeypatch):
+    from playground.data.faces import BUNDLED_FACES
+
+    monkeypatch.delenv("PLAYGROUND_FACES", raising=False)
+    assert inf.faces_source() == BUNDLED_FACES
+    labels, images = inf.heldout_faces()
+    assert len(labels) == 50 and images.shape == (50, 64, 64)  # 5 held-out people × 10
+    assert labels[0] == "person 10 · photo 0" and labels[-1] == "person 30 · photo 9"
+    assert len(inf.all_faces()) == 400

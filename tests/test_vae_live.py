@@ -53,3 +53,18 @@ def test_live_training_bad_input_and_cancel(faces):
     run = start_training(5000, "cpu", 4)
     assert live.cancel_run(run.run_id)
     assert run.done.wait(60) and run.result is None
+
+
+def test_live_training_reads_the_bundled_faces(monkeypatch):
+    from playground.vae.live import start_training
+
+    monkeypatch.delenv("PLAYGROUND_FACES", raising=False)
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run = start_training(2, "cpu", 4)
+        assert run.done.wait(120) and run.error is None, run.error
+    finally:
+        torch.set_num_threads(n)
+    assert run.result in registry.choices(FAMILY)
+    assert "val_bits_per_dim" in run.history[-1]  # the 50 held-out photos were evaluated

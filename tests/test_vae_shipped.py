@@ -1,7 +1,7 @@
 """The shipped weights/vae-olivetti: held-out -ELBO recomputed, smooth interpolations.
 
-Needs the Olivetti file (../shared/data/faces/olivettifaces.mat beside the repo, or
-$PLAYGROUND_FACES); skipped where it is absent.
+Reads the bundled faces (assets/olivetti_faces.npz, the same pixels as olivettifaces.mat) or
+$PLAYGROUND_FACES.
 """
 
 from __future__ import annotations
@@ -13,14 +13,13 @@ import pytest
 import torch
 
 from playground.core import registry
+from playground.data.faces import faces_source
 from playground.vae import SHIPPED
-from playground.vae.inference import faces_source
 
 FOLDER = registry.WEIGHTS_DIR / SHIPPED
 pytestmark = [
     pytest.mark.skipif(not (FOLDER / "model.safetensors").is_file(), reason="no shipped weights"),
-    pytest.mark.skipif(faces_source() is None or faces_source().suffix != ".mat",
-                       reason="olivettifaces.mat not on this machine"),
+    pytest.mark.skipif(faces_source() is None, reason="no face data on this machine"),
 ]
 
 

@@ -1,6 +1,7 @@
 """Measure a trained VAE on the held-out people and write its model card.
 
-`python -m playground.vae.card weights/vae-olivetti --data ../shared/data/faces/olivettifaces.mat`
+`python -m playground.vae.card weights/vae-olivetti [--data FACES]` (the bundled
+``assets/olivetti_faces.npz`` by default: the same pixels as olivettifaces.mat)
 [--checkpoint weights/vae-olivetti-ckpt --preset olivetti] (export an unfinished run's latest
 checkpoint first). Writes ``metrics.json`` (read back by the shipped-weights test) and the
 model card ``README.md``.
@@ -145,7 +146,8 @@ def write_card(folder: Path, data: str, command: str) -> dict:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder")
-    parser.add_argument("--data", required=True)
+    parser.add_argument("--data", default=None, help="faces (.npz/.mat/folder); default: the "
+                        "bundled assets/olivetti_faces.npz or $PLAYGROUND_FACES")
     parser.add_argument("--checkpoint", default=None)
     parser.add_argument("--preset", default="olivetti")
     parser.add_argument("--command", default="python -m playground.train vae --preset olivetti "
@@ -153,10 +155,13 @@ def main(argv: list[str] | None = None) -> None:
                         "--log-every 100 --checkpoint-every 250")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    from playground.vae.train import default_data
+
     folder = Path(args.folder)
+    data = args.data or default_data()
     if args.checkpoint:
         export_checkpoint(Path(args.checkpoint), args.preset, folder)
-    print(json.dumps(write_card(folder, args.data, args.command), indent=1))
+    print(json.dumps(write_card(folder, data, args.command), indent=1))
 
 
 if __name__ == "__main__":

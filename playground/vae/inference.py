@@ -7,10 +7,8 @@ uploads. A face's code is its posterior mean ``mu(x)``; paths between two codes 
 
 from __future__ import annotations
 
-import os
 import re
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,6 +18,7 @@ from PIL import Image
 from playground.core import registry, repro
 from playground.core.errors import UserInputError, check_range
 from playground.core.seeding import make_generator, resolve_seed
+from playground.data.faces import FACES_ENV, faces_source
 from playground.vae import FAMILY
 from playground.vae.codec import Codec, load_codec
 from playground.vae.images import (
@@ -33,8 +32,6 @@ from playground.vae.images import (
     write_gif,
 )
 
-FACES_ENV = "PLAYGROUND_FACES"
-DEFAULT_FACES = registry.REPO_ROOT.parent / "shared" / "data" / "faces" / "olivettifaces.mat"
 MAX_FRAMES = 64
 MAX_SAMPLES = 64
 TEMPERATURE_RANGE = (0.0, 2.0)
@@ -44,12 +41,6 @@ FACE_LABEL = re.compile(r"^person (\d+) · photo (\d+)$")
 
 
 # ---- faces: held-out people and uploads --------------------------------------------------
-
-def faces_source() -> Path | None:
-    """$PLAYGROUND_FACES, else ../shared/data/faces/olivettifaces.mat beside the repo."""
-    path = Path(os.environ.get(FACES_ENV) or DEFAULT_FACES)
-    return path if path.exists() else None
-
 
 @lru_cache(maxsize=2)
 def _split(source: str):
@@ -101,8 +92,9 @@ def load_face(codec: Codec, choice: str | None, upload: str | None, which: str
         return to_tensor(array), f"upload {pixels_hash(array)}"
     labels, images = heldout_faces()
     if not labels:
-        raise UserInputError(f"Face {which}: the held-out faces are not on this machine (set "
-                             f"{FACES_ENV} to olivettifaces.mat); upload a photo instead.")
+        raise UserInputError(f"Face {which}: the held-out faces are not on this machine ("
+                             f"assets/olivetti_faces.npz is missing, or {FACES_ENV} points to "
+                             "nothing); upload a photo instead.")
     if not choice or choice not in labels:
         raise UserInputError(f"Face {which}: choose a held-out face (e.g. '{labels[0]}') or "
                              "upload a photo.")

@@ -22,7 +22,7 @@ def device_choices() -> list[str]:
 
 def start_training(steps, device: str = "cpu", latent_dim=32) -> LiveRun:
     """Train a fresh VAE on the faces (held-out people excluded); ``result`` = its model name."""
-    from playground.vae.inference import faces_source
+    from playground.data.faces import faces_source
     from playground.vae.train import build_task, load_split, resolve_config
 
     steps = check_range("Steps", steps, 1, MAX_LIVE_STEPS, integer=True)
@@ -33,8 +33,9 @@ def start_training(steps, device: str = "cpu", latent_dim=32) -> LiveRun:
         raise UserInputError("CUDA is not available on this machine; train on the CPU.")
     source = faces_source()
     if source is None:
-        raise UserInputError("The face data is not on this machine; set PLAYGROUND_FACES to "
-                             "olivettifaces.mat or a folder of face images.")
+        raise UserInputError("The face data is not on this machine (assets/olivetti_faces.npz "
+                             "is missing); set PLAYGROUND_FACES to a .npz/.mat file or a folder "
+                             "of face images.")
     cfg = dataclasses.replace(resolve_config("olivetti-quick"), steps=steps,
                               latent_dim=latent_dim, kl_warmup=min(500, max(1, steps // 6)))
     train, val, _ = load_split(str(source))

@@ -1,7 +1,8 @@
 """Train the convolutional VAE on faces with the shared loop.
 
-`python -m playground.train vae --preset olivetti --data ../shared/data/faces/olivettifaces.mat
---out weights/vae-olivetti`
+`python -m playground.train vae --preset olivetti --out weights/vae-olivetti` (faces: the bundled
+``assets/olivetti_faces.npz``, ``$PLAYGROUND_FACES``, or ``--data`` a .npz/.mat file or an image
+folder)
 
 Loss: the negative ELBO (discretized-logistic reconstruction NLL + beta * KL), with beta ramped
 from 0 to its final value over the first ``kl_warmup`` steps so the decoder learns to use z
@@ -192,7 +193,8 @@ def load_split(data: str | None) -> tuple[torch.Tensor, torch.Tensor, list[int]]
 
 
 def default_data() -> str | None:
-    from playground.vae.inference import faces_source
+    """The bundled faces (or $PLAYGROUND_FACES); None (scikit-learn's copy) if neither exists."""
+    from playground.data.faces import faces_source
 
     source = faces_source()
     return str(source) if source is not None else None
