@@ -13,11 +13,12 @@ from playground.vae.likelihood import (
     bits_per_dim,
     discretized_logistic_log_prob,
     elbo_terms,
+    evaluate_elbo,
     gaussian_kl,
     quantize,
 )
 from playground.vae.model import ConvVAE, reparameterize
-from playground.vae.train import PRESETS, augment, build_task, evaluate_elbo
+from playground.vae.train import PRESETS, augment, build_task
 
 
 def tiny_vae() -> ConvVAE:

@@ -25,21 +25,21 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def shipped():
-    from playground.data.faces import load_faces, split_by_person
+    from playground.data.faces import load_faces
     from playground.vae.model import ConvVAE
-    from playground.vae.train import N_VAL_PERSONS, SPLIT_SEED, faces_to_tensor
+    from playground.vae.split import faces_to_tensor, split_faces
 
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     model = ConvVAE.from_pretrained(str(FOLDER)).eval()
-    _, val = split_by_person(load_faces(faces_source()), N_VAL_PERSONS, SPLIT_SEED)
+    _, val = split_faces(load_faces(faces_source()))
     yield model, faces_to_tensor(val.images), val.persons
     torch.set_num_threads(n)
 
 
 def test_heldout_bits_per_dim_matches_the_model_card(shipped):
     from playground.vae.card import EVAL_SAMPLES, EVAL_SEED
-    from playground.vae.train import evaluate_elbo
+    from playground.vae.likelihood import evaluate_elbo
 
     model, x, _ = shipped
     stated = json.loads((FOLDER / "metrics.json").read_text())

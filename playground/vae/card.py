@@ -16,7 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from playground.data.faces import load_faces
+from playground.vae.likelihood import evaluate_elbo
 from playground.vae.model import ConvVAE
+from playground.vae.split import faces_to_tensor, split_faces
 
 EVAL_SAMPLES = 16  # z draws per held-out face for the ELBO
 EVAL_SEED = 0
@@ -25,10 +28,7 @@ SMOOTH_FRAMES = 16
 
 def heldout_metrics(model: ConvVAE, data: str) -> dict:
     """Held-out ELBO terms and the interpolation smoothness between the held-out people."""
-    from playground.data.faces import load_faces, split_by_person
-    from playground.vae.train import N_VAL_PERSONS, SPLIT_SEED, evaluate_elbo, faces_to_tensor
-
-    _, val = split_by_person(load_faces(data), N_VAL_PERSONS, SPLIT_SEED)
+    _, val = split_faces(load_faces(data))
     x = faces_to_tensor(val.images)
     metrics = evaluate_elbo(model, x, samples=EVAL_SAMPLES, seed=EVAL_SEED)
     metrics["smoothness_max_over_median_step"] = worst_step_ratio(model, x, val.persons)

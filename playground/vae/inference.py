@@ -31,6 +31,8 @@ from playground.vae.images import (
     to_tensor,
     write_gif,
 )
+from playground.vae.likelihood import evaluate_elbo
+from playground.vae.split import cached_split
 
 MAX_FRAMES = 64
 MAX_SAMPLES = 64
@@ -42,20 +44,12 @@ FACE_LABEL = re.compile(r"^person (\d+) · photo (\d+)$")
 
 # ---- faces: held-out people and uploads --------------------------------------------------
 
-@lru_cache(maxsize=2)
-def _split(source: str):
-    from playground.data.faces import load_faces, split_by_person
-    from playground.vae.train import N_VAL_PERSONS, SPLIT_SEED
-
-    return split_by_person(load_faces(source), N_VAL_PERSONS, SPLIT_SEED)
-
-
 def heldout_faces() -> tuple[list[str], np.ndarray]:
     """Labels ("person 3 · photo 0") and images (N, 64, 64) of the held-out people."""
     source = faces_source()
     if source is None:
         return [], np.zeros((0, 64, 64), np.float32)
-    _, val = _split(str(source))
+    _, val = cached_split(str(source))
     labels, seen = [], {}
     for p in val.persons:
         seen[p] = seen.get(p, -1) + 1
@@ -68,7 +62,7 @@ def all_faces() -> np.ndarray:
     source = faces_source()
     if source is None:
         return np.zeros((0, 64, 64), np.float32)
-    train, val = _split(str(source))
+    train, val = cached_split(str(source))
     return np.concatenate([train.images, val.images])
 
 
@@ -204,8 +198,6 @@ def reconstruct_face(model_name: str, face: str | None = None, upload: str | Non
     mse = float(((recon - x) ** 2).mean())
     bpd = None
     if codec.kind == "conv":
-        from playground.vae.train import evaluate_elbo
-
         bpd = evaluate_elbo(codec.model, x, samples=8, seed=0)["bits_per_dim"]
     panel = torch.stack([as_rgb(x[0]), as_rgb(recon[0]), error_map(x[0], recon[0])])
     record = _record(model_name, {"face": desc, "mse": round(mse, 6),

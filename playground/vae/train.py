@@ -15,17 +15,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from playground.core.errors import UserInputError
 from playground.core.training import LoopConfig, StepContext, TrainResult, TrainTask, train_loop
-from playground.vae.likelihood import bits_per_dim, elbo_terms, quantize
+from playground.vae.likelihood import bits_per_dim, elbo_terms, evaluate_elbo
 from playground.vae.model import ConvVAE
-
-N_VAL_PERSONS = 5
-SPLIT_SEED = 0
+from playground.vae.split import SPLIT_NAME, load_split
 
 
 @dataclass
@@ -96,33 +93,6 @@ def batches(data: torch.Tensor, cfg: VAEConfig, seed: int):
             yield augment(data[order[i:i + cfg.batch_size]], gen, cfg.max_shift)
 
 
-@torch.no_grad()
-def evaluate_elbo(model: ConvVAE, x: torch.Tensor, samples: int = 4, seed: int = 0,
-                  batch_size: int = 100) -> dict[str, float]:
-    """Held-out ELBO (beta = 1) averaged over faces and ``samples`` draws of z (fixed seed).
-
-    Returns:
-        ``bits_per_dim`` (-ELBO per pixel in bits), ``nll_bits_per_dim``, ``kl_nats`` (per face)
-        and ``mse`` (decoder mean from the posterior mean vs the input, pixels in [0, 1]).
-    """
-    model.eval()
-    device = next(model.parameters()).device
-    gen = torch.Generator().manual_seed(seed)
-    nll, kl, mse = 0.0, 0.0, 0.0
-    dims = x[0].numel()
-    for i in range(0, len(x), batch_size):
-        chunk = quantize(x[i:i + batch_size]).to(device)
-        for _ in range(samples):
-            terms = elbo_terms(chunk, model(chunk, gen))
-            nll += terms["nll"].sum().item() / samples
-            kl += terms["kl"].sum().item() / samples
-        mu, _ = model.encode(chunk)
-        mse += ((model.decode(mu) - chunk) ** 2).flatten(1).mean(1).sum().item()
-    n = len(x)
-    return {"bits_per_dim": bits_per_dim((nll + kl) / n, dims),
-            "nll_bits_per_dim": bits_per_dim(nll / n, dims), "kl_nats": kl / n, "mse": mse / n}
-
-
 def build_task(cfg: VAEConfig, loop: LoopConfig, train: torch.Tensor,
                val: torch.Tensor | None = None, init: ConvVAE | None = None) -> TrainTask:
     """The TrainTask: the VAE, Adam, augmented batches, held-out ELBO at each log.
@@ -170,28 +140,6 @@ def build_task(cfg: VAEConfig, loop: LoopConfig, train: torch.Tensor,
                      sample=sample, evaluate=evaluate, summary=summary)
 
 
-def faces_to_tensor(images: np.ndarray) -> torch.Tensor:
-    """(N, 64, 64) floats in [0, 1] → (N, 1, 64, 64) on the 8-bit grid."""
-    return quantize(torch.from_numpy(np.asarray(images, dtype=np.float32))[:, None])
-
-
-def load_split(data: str | None) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
-    """(train, held-out, held-out person ids): whole persons held out by ``split_by_person``."""
-    from playground.data.faces import load_faces, split_by_person
-
-    try:
-        faces = load_faces(data)
-    except (OSError, ValueError) as exc:
-        raise UserInputError(f"Could not read face data {data!r}: {exc}") from exc
-    if faces.images.shape[1:] != (64, 64):
-        raise UserInputError(f"Faces must be 64×64, got {faces.images.shape[1:]}.")
-    train, val = split_by_person(faces, N_VAL_PERSONS, SPLIT_SEED)
-    if len(val) == 0 or len(train) == 0:  # no person labels: everything trains
-        return faces_to_tensor(faces.images), faces_to_tensor(faces.images[:0]), []
-    held = sorted(int(p) for p in np.unique(val.persons))
-    return faces_to_tensor(train.images), faces_to_tensor(val.images), held
-
-
 def default_data() -> str | None:
     """The bundled faces (or $PLAYGROUND_FACES); None (scikit-learn's copy) if neither exists."""
     from playground.data.faces import faces_source
@@ -205,10 +153,9 @@ def train_cli(preset: str, loop: LoopConfig, data: str | None, overrides: dict) 
     cfg = resolve_config(preset, overrides)
     torch.set_num_threads(max(1, torch.get_num_threads()))  # honours OMP_NUM_THREADS
     data = data or default_data()
-    train, val, held = load_split(data)
+    split = load_split(data)
     loop = dataclasses.replace(loop, max_steps=loop.max_steps or cfg.steps)
-    task = build_task(cfg, loop, train, val)
-    task.summary.update({"data": str(data), "held_out_persons": held,
-                         "split": f"split_by_person(n_val_persons={N_VAL_PERSONS}, "
-                                  f"seed={SPLIT_SEED})"})
+    task = build_task(cfg, loop, split.train, split.val)
+    task.summary.update({"data": str(data), "held_out_persons": split.held_out_persons,
+                         "split": SPLIT_NAME})
     return train_loop(loop, task)
