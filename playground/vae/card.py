@@ -10,16 +10,20 @@ model card ``README.md``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from playground.core.training import export_checkpoint as core_export
 from playground.data.faces import load_faces
+from playground.vae.inference import frame_steps, interpolate_latents
 from playground.vae.likelihood import evaluate_elbo
 from playground.vae.model import ConvVAE
 from playground.vae.split import faces_to_tensor, split_faces
+from playground.vae.train import PRESETS, build_model, default_data, resolve_config, save_models
 
 EVAL_SAMPLES = 16  # z draws per held-out face for the ELBO
 EVAL_SEED = 0
@@ -41,8 +45,6 @@ def heldout_metrics(model: ConvVAE, data: str) -> dict:
 @torch.no_grad()
 def worst_step_ratio(model: ConvVAE, x: torch.Tensor, persons: np.ndarray) -> float:
     """Max over pairs of held-out people (first photos) and both paths of max/median step."""
-    from playground.vae.inference import frame_steps, interpolate_latents
-
     firsts = [int(np.flatnonzero(persons == p)[0]) for p in np.unique(persons)]
     mu, _ = model.encode(x[firsts])
     worst = 0.0
@@ -55,19 +57,11 @@ def worst_step_ratio(model: ConvVAE, x: torch.Tensor, persons: np.ndarray) -> fl
     return worst
 
 
-def export_checkpoint(checkpoint: Path, preset: str, out: Path) -> None:
-    """Save the model weights of an accelerate checkpoint as an HF-format folder."""
-    from safetensors.torch import load_file
-
-    from playground.vae.train import build_model, resolve_config
-
-    model = build_model(resolve_config(preset))
-    model.load_state_dict(load_file(str(checkpoint / "state" / "model.safetensors")))
-    model.save_pretrained(out)
-    progress = json.loads((checkpoint / "progress.json").read_text())
-    (out / "training_summary.json").write_text(json.dumps(
-        {"steps": progress["step"], "exported_from_checkpoint": str(checkpoint),
-         "preset": preset}, indent=1))
+def export_checkpoint(checkpoint: Path, preset: str, out: Path) -> int:
+    """Save the VAE of an accelerate checkpoint as an HF-format folder; returns its step."""
+    cfg = resolve_config(preset)
+    return core_export(checkpoint, {"vae": build_model(cfg)}, save_models, out, names=["vae"],
+                       summary={"preset": preset, "vae_config": dataclasses.asdict(cfg)})
 
 
 CARD = """---
@@ -121,7 +115,6 @@ def write_card(folder: Path, data: str, command: str) -> dict:
     summary_path = folder / "training_summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     cfg = summary.get("vae_config") or {}
-    from playground.vae.train import PRESETS
     cfg = {**PRESETS["olivetti"].__dict__, **cfg}
     wall = summary.get("wall_time_s")
     n_val = metrics["heldout_images"]
@@ -155,8 +148,6 @@ def main(argv: list[str] | None = None) -> None:
                         "--log-every 100 --checkpoint-every 250")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    from playground.vae.train import default_data
-
     folder = Path(args.folder)
     data = args.data or default_data()
     if args.checkpoint:

@@ -2,7 +2,8 @@
 
 Faces come from the held-out people of the Olivetti split (whom the model never saw) or from
 uploads. A face's code is its posterior mean ``mu(x)``; paths between two codes are straight
-(linear) or along the great circle (spherical, ``slerp``), optionally through the mean code 0.
+(linear) or along the great circle (spherical, ``playground.core.latent.slerp``), optionally
+through the mean code 0.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from PIL import Image
 
 from playground.core import registry, repro
 from playground.core.errors import UserInputError, check_range
+from playground.core.latent import slerp
 from playground.core.seeding import make_generator, resolve_seed
 from playground.data.faces import FACES_ENV, faces_source
 from playground.vae import FAMILY
@@ -96,20 +98,6 @@ def load_face(codec: Codec, choice: str | None, upload: str | None, which: str
 
 
 # ---- latent paths ------------------------------------------------------------------------
-
-def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
-    """Spherical interpolation of two vectors (D,): the direction moves along the great circle
-    at constant angular speed and the length changes linearly from |a| to |b|."""
-    na, nb = a.norm(), b.norm()
-    if na < 1e-12 or nb < 1e-12:
-        return torch.lerp(a, b, t)
-    ua, ub = a / na, b / nb
-    omega = torch.arccos(torch.dot(ua, ub).clamp(-1, 1))
-    if omega < 1e-4 or torch.pi - omega < 1e-4:  # (anti)parallel: no unique great circle
-        return torch.lerp(a, b, t)
-    direction = (torch.sin((1 - t) * omega) * ua + torch.sin(t * omega) * ub) / torch.sin(omega)
-    return direction * torch.lerp(na, nb, t)
-
 
 def interpolate_latents(za: torch.Tensor, zb: torch.Tensor, frames: int, mode: str,
                         through_mean: bool = False) -> torch.Tensor:

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from playground.core.errors import UserInputError
+from playground.core.config import resolve_preset
+from playground.core.errors import UserInputError, check_range
 from playground.core.training import LoopConfig, StepContext, TrainResult, TrainTask, train_loop
 from playground.vae.likelihood import bits_per_dim, elbo_terms, evaluate_elbo
 from playground.vae.model import ConvVAE
@@ -50,14 +51,28 @@ PRESETS: dict[str, VAEConfig] = {
 DEFAULT_PRESET = "olivetti"
 
 
+# field: (lowest, highest, whole number) for the values a preset or --set may give
+LIMITS: dict[str, tuple[float, float, bool]] = {
+    "latent_dim": (1, 1024, True), "base_width": (1, 1024, True), "max_width": (1, 4096, True),
+    "batch_size": (1, 4096, True), "steps": (1, 10**7, True), "lr": (1e-8, 1.0, False),
+    "beta": (0.0, 100.0, False), "kl_warmup": (0, 10**7, True), "max_shift": (0, 16, True),
+    "eval_samples": (1, 1024, True),
+}
+
+
 def resolve_config(preset: str, overrides: dict | None = None) -> VAEConfig:
-    if preset not in PRESETS:
-        raise UserInputError(f"Unknown preset {preset!r}; choose from {sorted(PRESETS)}.")
-    fields = {f.name for f in dataclasses.fields(VAEConfig)}
-    unknown = set(overrides or {}) - fields
-    if unknown:
-        raise UserInputError(f"Unknown VAE setting(s) {sorted(unknown)}; known: {sorted(fields)}.")
-    return dataclasses.replace(PRESETS[preset], **(overrides or {}))
+    """A preset with ``--set`` overrides (core ``resolve_preset``), then the VAE's value checks."""
+    cfg = resolve_preset(PRESETS, preset, overrides, family="VAE")
+    checked = {name: check_range(name, getattr(cfg, name), low, high, integer=integer)
+               for name, (low, high, integer) in LIMITS.items()}
+    if not isinstance(cfg.per_image_scale, bool):
+        raise UserInputError(f"per_image_scale must be true or false, got {cfg.per_image_scale!r}.")
+    return dataclasses.replace(cfg, **checked)
+
+
+def save_models(models: dict[str, torch.nn.Module], folder) -> None:
+    """The task's artefact: the VAE alone, in HF format (config.json + model.safetensors)."""
+    models["vae"].save_pretrained(folder)
 
 
 def build_model(cfg: VAEConfig) -> ConvVAE:
@@ -136,7 +151,7 @@ def build_task(cfg: VAEConfig, loop: LoopConfig, train: torch.Tensor,
                "likelihood": "discretized logistic over 256 grey levels"}
     return TrainTask(models={"vae": model}, optimizers={"vae": opt},
                      batches=batches(train, cfg, loop.seed + 1), step=step,
-                     save=lambda models, folder: models["vae"].save_pretrained(folder),
+                     save=save_models,
                      sample=sample, evaluate=evaluate, summary=summary)
 
 
