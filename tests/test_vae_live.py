@@ -68,3 +68,15 @@ def test_live_training_reads_the_bundled_faces(monkeypatch):
         torch.set_num_threads(n)
     assert run.result in registry.choices(FAMILY)
     assert "val_bits_per_dim" in run.history[-1]  # the 50 held-out photos were evaluated
+
+
+def test_tab_handler_streams_the_run_and_selects_the_new_model(faces):
+    from playground.vae.tab import on_train
+
+    updates = list(on_train(4, "cpu", 4))
+    run_id, curve, grid, status, dropdown = updates[-1]
+    assert run_id is None and "is now in the model list" in status
+    assert dropdown["value"] in registry.choices(FAMILY) and dropdown["value"] in status
+    assert set(curve["series"]) == {"train -ELBO", "held-out -ELBO"}
+    assert grid is not None and grid.size == (8 * 66 - 2, 2 * 66 - 2)  # 16 codes, 8 a row
+    assert all(u[0] is not None for u in updates[:-1])  # the run id while it trains

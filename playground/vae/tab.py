@@ -5,7 +5,14 @@ from __future__ import annotations
 import gradio as gr
 
 from playground.core import registry
-from playground.ui import friendly, model_dropdown, model_event, seed_controls, stop_live_run
+from playground.ui import (
+    friendly,
+    model_dropdown,
+    model_event,
+    seed_controls,
+    stop_live_run,
+    stream_live_run,
+)
 from playground.vae import FAMILY
 
 INTRO = """The VAE turns a face into a **code** of 32 numbers (the mean of its posterior) and turns
@@ -94,24 +101,33 @@ def _plot(history: list[dict]):
     return pd.DataFrame(rows or {"step": [], "value": [], "series": []})
 
 
+def _grid(run):
+    """The latest decoded fixed codes as one grid (or None before the first sample)."""
+    from playground.vae.images import strip_image
+
+    return strip_image(run.samples[-1][1], columns=8) if run.samples else None
+
+
 @friendly
 def on_train(steps, device, latent_dim):
-    from playground.vae.images import strip_image
+    """Train in a thread and stream (run id, curve, grid, status, model dropdown)."""
     from playground.vae.live import start_training
 
     run = start_training(steps, device, latent_dim)
-    grid = None
-    for r in run.poll(0.5):
-        grid = strip_image(r.samples[-1][1], columns=8) if r.samples else grid
+
+    def progress(r):
         step = r.history[-1]["step"] if r.history else 0
-        yield run.run_id, _plot(r.history), grid, f"Training: step {step} / {steps}", gr.update()
-    if run.error is not None:
-        raise run.error
-    if run.result is None:
-        yield None, _plot(run.history), grid, "Stopped: nothing was saved.", gr.update()
-        return
-    yield (None, _plot(run.history), grid, f"Done: '{run.result}' is now in the model list.",
-           gr.update(choices=registry.choices(FAMILY), value=run.result))
+        return (r.run_id, _plot(r.history), _grid(r), f"Training: step {step} / {steps}",
+                gr.update())
+
+    def finished(r):
+        return (None, _plot(r.history), _grid(r), f"Done: '{r.result}' is now in the model list.",
+                gr.update(choices=registry.choices(FAMILY), value=r.result))
+
+    def stopped(r):
+        return None, _plot(r.history), _grid(r), "Stopped: nothing was saved.", gr.update()
+
+    yield from stream_live_run(run, progress, finished, stopped)
 
 
 on_stop = stop_live_run  # shared Stop-button handler (playground.ui)
