@@ -38,7 +38,7 @@ def test_live_training_registers_a_selectable_model(faces):
     assert run.result in registry.choices(FAMILY) and run.history
     assert "val_bits_per_dim" in run.history[-1]
     assert run.samples and run.samples[-1][1].shape == (16, 1, 64, 64)
-    assert len(sample_faces(run.result, seed=0, n=2)["images"]) == 2
+    assert len(sample_faces(run.result, seed=0, n=2).images) == 2
 
 
 def test_live_training_bad_input_and_cancel(faces):

@@ -62,7 +62,7 @@ def test_decoded_prior_sample(model):
 def test_sample_request_pixels():
     from playground.vae.inference import sample_faces
 
-    image = np.asarray(sample_faces(SHIPPED, seed=0, n=2, temperature=1.0)["images"][0])
+    image = np.asarray(sample_faces(SHIPPED, seed=0, n=2, temperature=1.0).images[0])
     assert image.shape == (128, 128)  # 64 px shown at 2x
     row = image[64, 56:68:2].astype(int)
     assert np.abs(row - [110, 112, 114, 116, 118, 117]).max() <= 1
@@ -72,15 +72,15 @@ def test_sample_request_pixels():
 def test_spherical_interpolation_and_reconstruction_requests():
     from playground.vae.inference import heldout_faces, interpolate_faces, reconstruct_face
 
-    labels, _ = heldout_faces()
+    labels = heldout_faces().labels
     assert labels[0] == "person 10 · photo 0" and labels[10] == "person 12 · photo 0"
     out = interpolate_faces(SHIPPED, labels[0], labels[10], frames=5, mode="spherical")
-    frames, steps = out["frames"], out["steps"]
+    frames, steps = out.frames, out.steps
     expected = [0.71827, 0.71842, 0.71380, 0.70013, 0.67879, 0.65499]
     assert frames[2, 0, 32, 28:34].tolist() == pytest.approx(expected, abs=ATOL)
     assert frames[2].mean().item() == pytest.approx(0.53218, abs=ATOL)
     assert steps.tolist() == pytest.approx([0.049135, 0.046883, 0.043373, 0.042732], abs=ATOL)
     rec = reconstruct_face(SHIPPED, face=labels[0])
-    mse, bpd = rec["mse"], rec["bits_per_dim"]
+    mse, bpd = rec.mse, rec.bits_per_dim
     assert mse == pytest.approx(0.0080717, abs=2e-5)
     assert bpd == pytest.approx(6.68481, abs=5e-3)

@@ -31,8 +31,9 @@ def _faces_update():
     from playground.vae.images import to_pil, to_tensor
     from playground.vae.inference import heldout_faces
 
-    labels, images = heldout_faces()
-    gallery = [(to_pil(to_tensor(img)[0], 1), label) for img, label in zip(images, labels,
+    faces = heldout_faces()
+    labels = faces.labels
+    gallery = [(to_pil(to_tensor(img)[0], 1), label) for img, label in zip(faces.images, labels,
                                                                             strict=True)]
     first, second = (labels[0], labels[10 % len(labels)]) if labels else (None, None)
     return (gallery, gr.update(choices=labels, value=first), gr.update(choices=labels,
@@ -55,14 +56,11 @@ def on_interpolate(model, face_a, upload_a, face_b, upload_b, frames, mode, thro
 
     out = interpolate_faces(model, face_a, face_b, upload_a, upload_b, frames, mode,
                             bool(through_mean))
-    steps = out["steps"]
-    ratio = float(steps.max() / max(float(sorted(steps)[len(steps) // 2]), 1e-9))
-    info = (f"{out['record']['params']['face_a']} → {out['record']['params']['face_b']}, "
-            f"{len(out['frames'])} frames, {mode} path. Largest frame-to-frame change "
-            f"{steps.max():.3f} = {ratio:.2f}× the median (RMS pixel change; 1 = perfectly "
-            "even).")
-    return (out["strip_png"], out["gif"], out["preview_a"], out["preview_b"],
-            out["mean_strip_png"], info)
+    info = (f"{out.record['params']['face_a']} → {out.record['params']['face_b']}, "
+            f"{len(out.frames)} frames, {mode} path. Largest frame-to-frame change "
+            f"{out.steps.max():.3f} = {out.unevenness:.2f}× the median (RMS pixel change; "
+            "1 = perfectly even).")
+    return (out.strip_png, out.gif, out.preview_a, out.preview_b, out.mean_strip_png, info)
 
 
 @friendly
@@ -70,10 +68,10 @@ def on_reconstruct(model, face, upload):
     from playground.vae.inference import reconstruct_face
 
     out = reconstruct_face(model, face, upload)
-    info = f"Input | reconstruction | error (black = exact). MSE {out['mse']:.4f}"
-    if out["bits_per_dim"] is not None:
-        info += f", -ELBO {out['bits_per_dim']:.3f} bits/dim (8 = no better than uniform noise)"
-    return out["image_png"], info + "."
+    info = f"Input | reconstruction | error (black = exact). MSE {out.mse:.4f}"
+    if out.bits_per_dim is not None:
+        info += f", -ELBO {out.bits_per_dim:.3f} bits/dim (8 = no better than uniform noise)"
+    return out.image_png, info + "."
 
 
 @friendly
@@ -81,15 +79,16 @@ def on_sample(model, seed, randomize, n, temperature):
     from playground.vae.inference import sample_faces
 
     out = sample_faces(model, seed, randomize, n, temperature)
-    return (out["images"], out["grid_png"],
-            f"Seed used: {out['seed']} (temperature {temperature}).", out["seed"])
+    return (out.images, out.grid_png, f"Seed used: {out.seed} (temperature {temperature}).",
+            out.seed)
 
 
 @friendly
 def on_explore(model, *coefficients):
     from playground.vae.inference import explore
 
-    return explore(model, *coefficients)
+    out = explore(model, *coefficients)
+    return out.image, out.info
 
 
 def _plot(history: list[dict]):
