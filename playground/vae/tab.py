@@ -135,6 +135,19 @@ on_stop = stop_live_run  # shared Stop-button handler (playground.ui)
 def build_tab() -> None:
     gr.Markdown(INTRO)
     model = model_dropdown(FAMILY)
+    gallery, face_a, face_b = _interpolate_section(model)
+    face_r = _reconstruct_section(model)
+    _sample_section(model)
+    _explorer_section(model)
+    _training_section(model)
+    root = gr.context.Context.root_block
+    if root is not None:
+        root.load(_faces_update, None, [gallery, face_a, face_b, face_r],
+                  api_visibility="private")
+
+
+def _interpolate_section(model):
+    """Pick (gallery click, dropdown or upload) two faces and walk between their codes."""
     target = gr.State("A")
     with gr.Accordion("Interpolate between two faces", open=True):
         gallery = gr.Gallery(label="Held-out faces (click: sets face A, then face B)", columns=10,
@@ -163,6 +176,15 @@ def build_tab() -> None:
         mean_strip = gr.Image(label="Through the mean code (when ticked)", type="filepath",
                               height=170)
         interp_info = gr.Markdown(elem_id="vae-interp-info")
+    gallery.select(on_pick, target, [face_a, face_b, target])
+    interp.click(on_interpolate, [model, face_a, upload_a, face_b, upload_b, frames, mode,
+                                  through_mean],
+                 [strip, gif, preview_a, preview_b, mean_strip, interp_info],
+                 **model_event("vae_interpolate"))
+    return gallery, face_a, face_b
+
+
+def _reconstruct_section(model):
     with gr.Accordion("Reconstruct a face", open=False):
         with gr.Row():
             face_r = gr.Dropdown(label="Held-out face")
@@ -170,6 +192,12 @@ def build_tab() -> None:
             recon_btn = gr.Button("Reconstruct")
         recon = gr.Image(label="Input | reconstruction | error", type="filepath")
         recon_info = gr.Markdown()
+    recon_btn.click(on_reconstruct, [model, face_r, upload_r], [recon, recon_info],
+                    **model_event("vae_reconstruct"))
+    return face_r
+
+
+def _sample_section(model) -> None:
     with gr.Accordion("Sample new faces from the prior", open=False):
         with gr.Row():
             seed, randomize = seed_controls()
@@ -181,6 +209,11 @@ def build_tab() -> None:
                              elem_id="vae-samples")
         grid_file = gr.File(label="Grid PNG (with reproducibility record)")
         sample_info = gr.Markdown()
+    sample_btn.click(on_sample, [model, seed, randomize, n, temperature],
+                     [samples, grid_file, sample_info, seed], **model_event("vae_sample"))
+
+
+def _explorer_section(model) -> None:
     with gr.Accordion("Latent explorer: slide along the main directions", open=False):
         sliders = [gr.Slider(-3, 3, value=0, step=0.1, label=f"Direction {k + 1} (std units)")
                    for k in range(N_SLIDERS)]
@@ -189,9 +222,18 @@ def build_tab() -> None:
             reset = gr.Button("Reset to the average code")
         explored = gr.Image(label="Decoded code", type="pil", height=256)
         explore_info = gr.Markdown()
-    with gr.Accordion("Train a VAE here (live)", open=False):
-        from playground.vae.live import device_choices
+    explore_inputs = [model, *sliders]
+    explore_btn.click(on_explore, explore_inputs, [explored, explore_info], **model_event(None))
+    for slider in sliders:
+        slider.release(on_explore, explore_inputs, [explored, explore_info], **model_event(None))
+    reset.click(lambda: [0.0] * N_SLIDERS, None, sliders).then(
+        on_explore, explore_inputs, [explored, explore_info], **model_event(None))
 
+
+def _training_section(model) -> None:
+    from playground.vae.live import device_choices
+
+    with gr.Accordion("Train a VAE here (live)", open=False):
         with gr.Row():
             steps = gr.Number(value=300, precision=0, label="Steps (batches of 32)")
             device = gr.Dropdown(device_choices(), value="cpu", label="Device")
@@ -202,25 +244,6 @@ def build_tab() -> None:
         status = gr.Markdown()
         curve = gr.LinePlot(x="step", y="value", color="series", label="-ELBO (bits/dim)")
         fixed = gr.Image(label="Decoded fixed codes as training goes", type="pil")
-    root = gr.context.Context.root_block
-    if root is not None:
-        root.load(_faces_update, None, [gallery, face_a, face_b, face_r],
-                  api_visibility="private")
-    gallery.select(on_pick, target, [face_a, face_b, target])
-    interp.click(on_interpolate, [model, face_a, upload_a, face_b, upload_b, frames, mode,
-                                  through_mean],
-                 [strip, gif, preview_a, preview_b, mean_strip, interp_info],
-                 **model_event("vae_interpolate"))
-    recon_btn.click(on_reconstruct, [model, face_r, upload_r], [recon, recon_info],
-                    **model_event("vae_reconstruct"))
-    sample_btn.click(on_sample, [model, seed, randomize, n, temperature],
-                     [samples, grid_file, sample_info, seed], **model_event("vae_sample"))
-    explore_inputs = [model, *sliders]
-    explore_btn.click(on_explore, explore_inputs, [explored, explore_info], **model_event(None))
-    for slider in sliders:
-        slider.release(on_explore, explore_inputs, [explored, explore_info], **model_event(None))
     start.click(on_train, [steps, device, latent], [run_id, curve, fixed, status, model],
                 **model_event(None))
     stop.click(on_stop, run_id, status)
-    reset.click(lambda: [0.0] * N_SLIDERS, None, sliders).then(
-        on_explore, explore_inputs, [explored, explore_info], **model_event(None))
