@@ -15,11 +15,12 @@ def interpolation() -> dict:
     from playground.vae.inference import heldout_faces, interpolate_faces, load_codec
 
     vae.register_models()
-    labels, images = heldout_faces()
+    faces = heldout_faces()
+    labels = faces.labels
     if not labels:
-        raise RuntimeError("needs ../shared/data/faces/olivettifaces.mat (or $PLAYGROUND_FACES)")
+        raise RuntimeError("needs assets/olivetti_faces.npz (or $PLAYGROUND_FACES)")
     model = load_codec(vae.SHIPPED).model
-    x = torch.from_numpy(images[[0, 10]])[:, None]  # (2, 1, 64, 64)
+    x = torch.from_numpy(faces.images[[0, 10]])[:, None]  # (2, 1, 64, 64)
     ts = torch.linspace(0, 1, FRAMES)[:, None]
 
     def raw():

@@ -64,22 +64,27 @@ def photo(tmp_path_factory) -> str:
 
 
 def test_interpolation_from_uploads_and_heldout_faces(tiny_model, faces_folder, photo):
-    labels, images = inf.heldout_faces()
-    assert len(labels) == 15 and images.shape == (15, 64, 64)
+    faces = inf.heldout_faces()
+    labels = faces.labels
+    assert len(labels) == 15 and faces.images.shape == (15, 64, 64)
     out = inf.interpolate_faces(tiny_model, labels[0], None, None, photo, frames=7,
                                 mode="linear", through_mean=True)
-    assert out["frames"].shape == (7, 1, 64, 64) and out["steps"].shape == (6,)
-    assert out["preview_b"].size == (128, 128) and out["preview_b"].mode == "L"
-    gif = Image.open(out["gif"])
+    assert isinstance(out, inf.Interpolation)
+    assert out.frames.shape == (7, 1, 64, 64) and out.steps.shape == (6,)
+    assert out.preview_b.size == (128, 128) and out.preview_b.mode == "L"
+    assert out.unevenness >= 1
+    gif = Image.open(out.gif)
     assert gif.format == "GIF" and gif.n_frames == 12  # there and back
-    strip = Image.open(out["strip_png"])
+    strip = Image.open(out.strip_png)
     assert strip.width > 6 * strip.height and json.loads(strip.text["playground"])["params"][
         "face_b"].startswith("upload sha256:")
-    assert Image.open(out["mean_strip_png"]).size == strip.size
+    assert Image.open(out.mean_strip_png).size == strip.size
     # linear path between two codes: the decoded ends are the reconstructions of A and B
     codec = inf.load_codec(tiny_model)
-    mu, _ = codec.encode(inf.load_face(codec, labels[0], None, "A")[0])
-    assert torch.allclose(out["frames"][0], codec.decode(mu)[0], atol=1e-6)
+    face = inf.load_face(codec, labels[0], None, "A")
+    assert face.description == labels[0]
+    mu, _ = codec.encode(face.x)
+    assert torch.allclose(out.frames[0], codec.decode(mu)[0], atol=1e-6)
 
 
 def test_paths_linear_spherical_and_through_the_mean():
@@ -96,20 +101,22 @@ def test_paths_linear_spherical_and_through_the_mean():
 
 def test_reconstruct_sample_explore(tiny_model, faces_folder, photo):
     out = inf.reconstruct_face(tiny_model, upload=photo)
-    panel = Image.open(out["image_png"])
+    panel = Image.open(out.image_png)
     assert panel.mode == "RGB" and panel.width > 2.5 * panel.height
-    assert 0 < out["mse"] < 1 and 0 < out["bits_per_dim"] < 1e4  # (weights scaled x4: big KL)
+    assert 0 < out.mse < 1 and 0 < out.bits_per_dim < 1e4  # (weights scaled x4: big KL)
     a = inf.sample_faces(tiny_model, seed=5, n=3, temperature=0.8)
     b = inf.sample_faces(tiny_model, seed=5, n=3, temperature=0.8)
-    assert a["seed"] == 5 and len(a["images"]) == 3
+    assert a.seed == 5 and len(a.images) == 3 and Path(a.grid_png).is_file()
     assert all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in
-               zip(a["images"], b["images"], strict=True))
+               zip(a.images, b.images, strict=True))
     c = inf.sample_faces(tiny_model, seed=6, n=3, temperature=0.8)
-    assert not np.array_equal(np.asarray(a["images"][0]), np.asarray(c["images"][0]))
+    assert not np.array_equal(np.asarray(a.images[0]), np.asarray(c.images[0]))
     zero = inf.sample_faces(tiny_model, seed=1, n=2, temperature=0)  # the mean code, twice
-    assert np.array_equal(np.asarray(zero["images"][0]), np.asarray(zero["images"][1]))
-    image, info = inf.explore(tiny_model, 1.0, -2.0)
-    assert image.size == (256, 256) and "PCA of 18 encoded faces" in info
+    assert np.array_equal(np.asarray(zero.images[0]), np.asarray(zero.images[1]))
+    explored = inf.explore(tiny_model, 1.0, -2.0)
+    assert explored.image.size == (256, 256) and "PCA of 18 encoded faces" in explored.info
+    centre = inf.explore(tiny_model)  # no coefficients: the mean code of the encoded faces
+    assert not np.array_equal(np.asarray(centre.image), np.asarray(explored.image))
 
 
 def _save(tmp_path, name, image: Image.Image, **kw) -> str:
@@ -159,7 +166,7 @@ def test_bad_uploads_are_refused_with_clear_messages(tmp_path, tiny_model, faces
     ({"face_b": None}, "Face B"),
 ])
 def test_interpolate_bad_input(kwargs, message, tiny_model, faces_folder):
-    labels, _ = inf.heldout_faces()
+    labels = inf.heldout_faces().labels
     args = {"face_a": labels[0], "face_b": labels[1]} | kwargs
     with pytest.raises(UserInputError, match=message):
         inf.interpolate_faces(tiny_model, **args)
@@ -196,9 +203,40 @@ def test_autoencoderkl_through_the_same_functions(tmp_path, faces_folder, photo)
     codec = inf.load_codec("tiny-kl-test")
     assert (codec.kind, codec.size, codec.channels, codec.latent_shape) == (
         "autoencoderkl", 32, 3, (4, 16, 16))
-    labels, _ = inf.heldout_faces()
+    labels = inf.heldout_faces().labels
     out = inf.interpolate_faces("tiny-kl-test", labels[0], None, None, photo, frames=4)
-    assert out["frames"].shape == (4, 3, 32, 32) and out["preview_b"].mode == "RGB"
+    assert out.frames.shape == (4, 3, 32, 32) and out.preview_b.mode == "RGB"
     rec = inf.reconstruct_face("tiny-kl-test", upload=photo)
-    assert rec["bits_per_dim"] is None and rec["mse"] > 0
-    assert inf.sample_faces("tiny-kl-test", seed=0, n=2)["images"][0].size == (64, 64)  # 2x
+    assert rec.bits_per_dim is None and rec.mse > 0
+    assert inf.sample_faces("tiny-kl-test", seed=0, n=2).images[0].size == (64, 64)  # 2x
+
+
+def test_heldout_faces_come_from_the_bundled_file_without_shared_data(monkeypatch):
+    from playground.data.faces import BUNDLED_FACES
+
+    monkeypatch.delenv("PLAYGROUND_FACES", raising=False)
+    assert inf.faces_source() == BUNDLED_FACES
+    faces = inf.heldout_faces()
+    labels = faces.labels
+    assert len(labels) == 50 and faces.images.shape == (50, 64, 64)  # 5 held-out people × 10
+    assert labels[0] == "person 10 · photo 0" and labels[-1] == "person 30 · photo 9"
+    assert len(inf.all_faces()) == 400
+
+
+def test_each_request_resolves_its_model_once(tiny_model, faces_folder, photo, monkeypatch):
+    calls = []
+    original = registry.resolve
+
+    def counting(family, name):
+        calls.append(name)
+        return original(family, name)
+
+    monkeypatch.setattr(registry, "resolve", counting)
+    labels = inf.heldout_faces().labels
+    for request in (lambda: inf.sample_faces(tiny_model, seed=0, n=1),
+                    lambda: inf.reconstruct_face(tiny_model, upload=photo),
+                    lambda: inf.interpolate_faces(tiny_model, labels[0], labels[1], frames=3),
+                    lambda: inf.explore(tiny_model, 0.5)):
+        calls.clear()
+        request()
+        assert calls == [tiny_model]

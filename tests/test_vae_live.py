@@ -38,7 +38,7 @@ def test_live_training_registers_a_selectable_model(faces):
     assert run.result in registry.choices(FAMILY) and run.history
     assert "val_bits_per_dim" in run.history[-1]
     assert run.samples and run.samples[-1][1].shape == (16, 1, 64, 64)
-    assert len(sample_faces(run.result, seed=0, n=2)["images"]) == 2
+    assert len(sample_faces(run.result, seed=0, n=2).images) == 2
 
 
 def test_live_training_bad_input_and_cancel(faces):
@@ -53,3 +53,30 @@ def test_live_training_bad_input_and_cancel(faces):
     run = start_training(5000, "cpu", 4)
     assert live.cancel_run(run.run_id)
     assert run.done.wait(60) and run.result is None
+
+
+def test_live_training_reads_the_bundled_faces(monkeypatch):
+    from playground.vae.live import start_training
+
+    monkeypatch.delenv("PLAYGROUND_FACES", raising=False)
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run = start_training(2, "cpu", 4)
+        assert run.done.wait(120) and run.error is None, run.error
+    finally:
+        torch.set_num_threads(n)
+    assert run.result in registry.choices(FAMILY)
+    assert "val_bits_per_dim" in run.history[-1]  # the 50 held-out photos were evaluated
+
+
+def test_tab_handler_streams_the_run_and_selects_the_new_model(faces):
+    from playground.vae.tab import on_train
+
+    updates = list(on_train(4, "cpu", 4))
+    run_id, curve, grid, status, dropdown = updates[-1]
+    assert run_id is None and "is now in the model list" in status
+    assert dropdown["value"] in registry.choices(FAMILY) and dropdown["value"] in status
+    assert set(curve["series"]) == {"train -ELBO", "held-out -ELBO"}
+    assert grid is not None and grid.size == (8 * 66 - 2, 2 * 66 - 2)  # 16 codes, 8 a row
+    assert all(u[0] is not None for u in updates[:-1])  # the run id while it trains

@@ -3,6 +3,7 @@ determinism, save/load, a few training steps."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -13,11 +14,12 @@ from playground.vae.likelihood import (
     bits_per_dim,
     discretized_logistic_log_prob,
     elbo_terms,
+    evaluate_elbo,
     gaussian_kl,
     quantize,
 )
 from playground.vae.model import ConvVAE, reparameterize
-from playground.vae.train import PRESETS, augment, build_task, evaluate_elbo
+from playground.vae.train import PRESETS, augment, build_task
 
 
 def tiny_vae() -> ConvVAE:
@@ -140,3 +142,49 @@ def test_training_lowers_the_loss_and_reaches_every_parameter(one_thread):
     first, last = result.history[0], result.history[-1]
     assert last["train_elbo_bpd"] < first["train_elbo_bpd"] - 0.05
     assert "val_bits_per_dim" in last and math.isfinite(last["val_bits_per_dim"])
+
+
+@pytest.mark.parametrize("preset,overrides,message", [
+    ("nope", {}, "Unknown preset 'nope'"),
+    ("tiny", {"depth": 3}, r"Unknown VAE setting\(s\) \['depth'\]"),
+    ("tiny", {"latent_dim": 0}, "latent_dim must be between 1"),
+    ("tiny", {"lr": -1e-3}, "lr must be between"),
+    ("tiny", {"beta": "big"}, "beta must be a number"),
+    ("tiny", {"steps": 2.5}, "steps must be a whole number"),
+    ("tiny", {"max_shift": 99}, "max_shift must be between 0 and 16"),
+    ("tiny", {"per_image_scale": "yes"}, "per_image_scale must be true or false"),
+])
+def test_resolve_config_refuses_unknown_names_and_bad_values(preset, overrides, message):
+    from playground.core.errors import UserInputError
+    from playground.vae.train import resolve_config
+
+    with pytest.raises(UserInputError, match=message):
+        resolve_config(preset, overrides)
+
+
+def test_resolve_config_applies_overrides_to_every_preset():
+    from playground.vae.train import resolve_config
+
+    for name, cfg in PRESETS.items():
+        assert resolve_config(name) == cfg
+    cfg = resolve_config("tiny", {"latent_dim": 6, "lr": 1})
+    assert (cfg.latent_dim, cfg.lr, cfg.base_width) == (6, 1, PRESETS["tiny"].base_width)
+
+
+def test_export_checkpoint_writes_the_checkpointed_vae(tmp_path, one_thread):
+    from playground.vae.card import export_checkpoint
+
+    data = quantize(torch.rand(10, 1, 64, 64, generator=torch.Generator().manual_seed(0)))
+    loop = LoopConfig(max_steps=4, log_every=2, progress=False, device="cpu",
+                      out_dir=str(tmp_path / "run"), checkpoint_every=2)
+    task = build_task(PRESETS["tiny"], loop, data[:8], data[8:])
+    train_loop(loop, task)
+    out = tmp_path / "export"
+    assert export_checkpoint(tmp_path / "run-ckpt", "tiny", out) == 4
+    exported = ConvVAE.from_pretrained(str(out)).eval()
+    final = ConvVAE.from_pretrained(str(tmp_path / "run")).eval()
+    z = torch.randn(2, 4)
+    assert torch.equal(exported.decode(z), final.decode(z))
+    summary = json.loads((out / "training_summary.json").read_text())
+    assert summary["steps"] == 4 and summary["preset"] == "tiny"
+    assert summary["vae_config"]["latent_dim"] == 4

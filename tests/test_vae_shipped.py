@@ -1,7 +1,7 @@
 """The shipped weights/vae-olivetti: held-out -ELBO recomputed, smooth interpolations.
 
-Needs the Olivetti file (../shared/data/faces/olivettifaces.mat beside the repo, or
-$PLAYGROUND_FACES); skipped where it is absent.
+Reads the bundled faces (assets/olivetti_faces.npz, the same pixels as olivettifaces.mat) or
+$PLAYGROUND_FACES.
 """
 
 from __future__ import annotations
@@ -13,34 +13,33 @@ import pytest
 import torch
 
 from playground.core import registry
+from playground.data.faces import faces_source
 from playground.vae import SHIPPED
-from playground.vae.inference import faces_source
 
 FOLDER = registry.WEIGHTS_DIR / SHIPPED
 pytestmark = [
     pytest.mark.skipif(not (FOLDER / "model.safetensors").is_file(), reason="no shipped weights"),
-    pytest.mark.skipif(faces_source() is None or faces_source().suffix != ".mat",
-                       reason="olivettifaces.mat not on this machine"),
+    pytest.mark.skipif(faces_source() is None, reason="no face data on this machine"),
 ]
 
 
 @pytest.fixture(scope="module")
 def shipped():
-    from playground.data.faces import load_faces, split_by_person
+    from playground.data.faces import load_faces
     from playground.vae.model import ConvVAE
-    from playground.vae.train import N_VAL_PERSONS, SPLIT_SEED, faces_to_tensor
+    from playground.vae.split import faces_to_tensor, split_faces
 
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     model = ConvVAE.from_pretrained(str(FOLDER)).eval()
-    _, val = split_by_person(load_faces(faces_source()), N_VAL_PERSONS, SPLIT_SEED)
+    _, val = split_faces(load_faces(faces_source()))
     yield model, faces_to_tensor(val.images), val.persons
     torch.set_num_threads(n)
 
 
 def test_heldout_bits_per_dim_matches_the_model_card(shipped):
     from playground.vae.card import EVAL_SAMPLES, EVAL_SEED
-    from playground.vae.train import evaluate_elbo
+    from playground.vae.likelihood import evaluate_elbo
 
     model, x, _ = shipped
     stated = json.loads((FOLDER / "metrics.json").read_text())

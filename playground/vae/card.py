@@ -1,6 +1,7 @@
 """Measure a trained VAE on the held-out people and write its model card.
 
-`python -m playground.vae.card weights/vae-olivetti --data ../shared/data/faces/olivettifaces.mat`
+`python -m playground.vae.card weights/vae-olivetti [--data FACES]` (the bundled
+``assets/olivetti_faces.npz`` by default: the same pixels as olivettifaces.mat)
 [--checkpoint weights/vae-olivetti-ckpt --preset olivetti] (export an unfinished run's latest
 checkpoint first). Writes ``metrics.json`` (read back by the shipped-weights test) and the
 model card ``README.md``.
@@ -9,13 +10,20 @@ model card ``README.md``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from playground.core.training import export_checkpoint as core_export
+from playground.data.faces import load_faces
+from playground.vae.inference import frame_steps, interpolate_latents
+from playground.vae.likelihood import evaluate_elbo
 from playground.vae.model import ConvVAE
+from playground.vae.split import faces_to_tensor, split_faces
+from playground.vae.train import PRESETS, build_model, default_data, resolve_config, save_models
 
 EVAL_SAMPLES = 16  # z draws per held-out face for the ELBO
 EVAL_SEED = 0
@@ -24,10 +32,7 @@ SMOOTH_FRAMES = 16
 
 def heldout_metrics(model: ConvVAE, data: str) -> dict:
     """Held-out ELBO terms and the interpolation smoothness between the held-out people."""
-    from playground.data.faces import load_faces, split_by_person
-    from playground.vae.train import N_VAL_PERSONS, SPLIT_SEED, evaluate_elbo, faces_to_tensor
-
-    _, val = split_by_person(load_faces(data), N_VAL_PERSONS, SPLIT_SEED)
+    _, val = split_faces(load_faces(data))
     x = faces_to_tensor(val.images)
     metrics = evaluate_elbo(model, x, samples=EVAL_SAMPLES, seed=EVAL_SEED)
     metrics["smoothness_max_over_median_step"] = worst_step_ratio(model, x, val.persons)
@@ -40,8 +45,6 @@ def heldout_metrics(model: ConvVAE, data: str) -> dict:
 @torch.no_grad()
 def worst_step_ratio(model: ConvVAE, x: torch.Tensor, persons: np.ndarray) -> float:
     """Max over pairs of held-out people (first photos) and both paths of max/median step."""
-    from playground.vae.inference import frame_steps, interpolate_latents
-
     firsts = [int(np.flatnonzero(persons == p)[0]) for p in np.unique(persons)]
     mu, _ = model.encode(x[firsts])
     worst = 0.0
@@ -54,19 +57,11 @@ def worst_step_ratio(model: ConvVAE, x: torch.Tensor, persons: np.ndarray) -> fl
     return worst
 
 
-def export_checkpoint(checkpoint: Path, preset: str, out: Path) -> None:
-    """Save the model weights of an accelerate checkpoint as an HF-format folder."""
-    from safetensors.torch import load_file
-
-    from playground.vae.train import build_model, resolve_config
-
-    model = build_model(resolve_config(preset))
-    model.load_state_dict(load_file(str(checkpoint / "state" / "model.safetensors")))
-    model.save_pretrained(out)
-    progress = json.loads((checkpoint / "progress.json").read_text())
-    (out / "training_summary.json").write_text(json.dumps(
-        {"steps": progress["step"], "exported_from_checkpoint": str(checkpoint),
-         "preset": preset}, indent=1))
+def export_checkpoint(checkpoint: Path, preset: str, out: Path) -> int:
+    """Save the VAE of an accelerate checkpoint as an HF-format folder; returns its step."""
+    cfg = resolve_config(preset)
+    return core_export(checkpoint, {"vae": build_model(cfg)}, save_models, out, names=["vae"],
+                       summary={"preset": preset, "vae_config": dataclasses.asdict(cfg)})
 
 
 CARD = """---
@@ -120,7 +115,6 @@ def write_card(folder: Path, data: str, command: str) -> dict:
     summary_path = folder / "training_summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     cfg = summary.get("vae_config") or {}
-    from playground.vae.train import PRESETS
     cfg = {**PRESETS["olivetti"].__dict__, **cfg}
     wall = summary.get("wall_time_s")
     n_val = metrics["heldout_images"]
@@ -145,7 +139,8 @@ def write_card(folder: Path, data: str, command: str) -> dict:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder")
-    parser.add_argument("--data", required=True)
+    parser.add_argument("--data", default=None, help="faces (.npz/.mat/folder); default: the "
+                        "bundled assets/olivetti_faces.npz or $PLAYGROUND_FACES")
     parser.add_argument("--checkpoint", default=None)
     parser.add_argument("--preset", default="olivetti")
     parser.add_argument("--command", default="python -m playground.train vae --preset olivetti "
@@ -154,9 +149,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     folder = Path(args.folder)
+    data = args.data or default_data()
     if args.checkpoint:
         export_checkpoint(Path(args.checkpoint), args.preset, folder)
-    print(json.dumps(write_card(folder, args.data, args.command), indent=1))
+    print(json.dumps(write_card(folder, data, args.command), indent=1))
 
 
 if __name__ == "__main__":

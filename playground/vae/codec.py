@@ -103,7 +103,8 @@ def load_codec_source(source: str) -> Codec:
     return load_autoencoderkl(source) if _is_autoencoderkl(source) else load_conv(source)
 
 
-def load_codec(name: str) -> Codec:
+def load_codec(model: str | registry.ModelEntry) -> Codec:
+    """The cached codec of a registry name or hub id, or of an entry the request resolved."""
     from playground.vae import FAMILY
 
-    return registry.load_model(FAMILY, name, load_codec_source)
+    return registry.load_model(FAMILY, model, load_codec_source)

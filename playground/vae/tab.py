@@ -5,7 +5,14 @@ from __future__ import annotations
 import gradio as gr
 
 from playground.core import registry
-from playground.ui import friendly, model_dropdown, model_event, seed_controls, stop_live_run
+from playground.ui import (
+    friendly,
+    model_dropdown,
+    model_event,
+    seed_controls,
+    stop_live_run,
+    stream_live_run,
+)
 from playground.vae import FAMILY
 
 INTRO = """The VAE turns a face into a **code** of 32 numbers (the mean of its posterior) and turns
@@ -24,8 +31,9 @@ def _faces_update():
     from playground.vae.images import to_pil, to_tensor
     from playground.vae.inference import heldout_faces
 
-    labels, images = heldout_faces()
-    gallery = [(to_pil(to_tensor(img)[0], 1), label) for img, label in zip(images, labels,
+    faces = heldout_faces()
+    labels = faces.labels
+    gallery = [(to_pil(to_tensor(img)[0], 1), label) for img, label in zip(faces.images, labels,
                                                                             strict=True)]
     first, second = (labels[0], labels[10 % len(labels)]) if labels else (None, None)
     return (gallery, gr.update(choices=labels, value=first), gr.update(choices=labels,
@@ -48,14 +56,11 @@ def on_interpolate(model, face_a, upload_a, face_b, upload_b, frames, mode, thro
 
     out = interpolate_faces(model, face_a, face_b, upload_a, upload_b, frames, mode,
                             bool(through_mean))
-    steps = out["steps"]
-    ratio = float(steps.max() / max(float(sorted(steps)[len(steps) // 2]), 1e-9))
-    info = (f"{out['record']['params']['face_a']} → {out['record']['params']['face_b']}, "
-            f"{len(out['frames'])} frames, {mode} path. Largest frame-to-frame change "
-            f"{steps.max():.3f} = {ratio:.2f}× the median (RMS pixel change; 1 = perfectly "
-            "even).")
-    return (out["strip_png"], out["gif"], out["preview_a"], out["preview_b"],
-            out["mean_strip_png"], info)
+    info = (f"{out.record['params']['face_a']} → {out.record['params']['face_b']}, "
+            f"{len(out.frames)} frames, {mode} path. Largest frame-to-frame change "
+            f"{out.steps.max():.3f} = {out.unevenness:.2f}× the median (RMS pixel change; "
+            "1 = perfectly even).")
+    return (out.strip_png, out.gif, out.preview_a, out.preview_b, out.mean_strip_png, info)
 
 
 @friendly
@@ -63,10 +68,10 @@ def on_reconstruct(model, face, upload):
     from playground.vae.inference import reconstruct_face
 
     out = reconstruct_face(model, face, upload)
-    info = f"Input | reconstruction | error (black = exact). MSE {out['mse']:.4f}"
-    if out["bits_per_dim"] is not None:
-        info += f", -ELBO {out['bits_per_dim']:.3f} bits/dim (8 = no better than uniform noise)"
-    return out["image_png"], info + "."
+    info = f"Input | reconstruction | error (black = exact). MSE {out.mse:.4f}"
+    if out.bits_per_dim is not None:
+        info += f", -ELBO {out.bits_per_dim:.3f} bits/dim (8 = no better than uniform noise)"
+    return out.image_png, info + "."
 
 
 @friendly
@@ -74,15 +79,16 @@ def on_sample(model, seed, randomize, n, temperature):
     from playground.vae.inference import sample_faces
 
     out = sample_faces(model, seed, randomize, n, temperature)
-    return (out["images"], out["grid_png"],
-            f"Seed used: {out['seed']} (temperature {temperature}).", out["seed"])
+    return (out.images, out.grid_png, f"Seed used: {out.seed} (temperature {temperature}).",
+            out.seed)
 
 
 @friendly
 def on_explore(model, *coefficients):
     from playground.vae.inference import explore
 
-    return explore(model, *coefficients)
+    out = explore(model, *coefficients)
+    return out.image, out.info
 
 
 def _plot(history: list[dict]):
@@ -94,24 +100,33 @@ def _plot(history: list[dict]):
     return pd.DataFrame(rows or {"step": [], "value": [], "series": []})
 
 
+def _grid(run):
+    """The latest decoded fixed codes as one grid (or None before the first sample)."""
+    from playground.vae.images import strip_image
+
+    return strip_image(run.samples[-1][1], columns=8) if run.samples else None
+
+
 @friendly
 def on_train(steps, device, latent_dim):
-    from playground.vae.images import strip_image
+    """Train in a thread and stream (run id, curve, grid, status, model dropdown)."""
     from playground.vae.live import start_training
 
     run = start_training(steps, device, latent_dim)
-    grid = None
-    for r in run.poll(0.5):
-        grid = strip_image(r.samples[-1][1], columns=8) if r.samples else grid
+
+    def progress(r):
         step = r.history[-1]["step"] if r.history else 0
-        yield run.run_id, _plot(r.history), grid, f"Training: step {step} / {steps}", gr.update()
-    if run.error is not None:
-        raise run.error
-    if run.result is None:
-        yield None, _plot(run.history), grid, "Stopped: nothing was saved.", gr.update()
-        return
-    yield (None, _plot(run.history), grid, f"Done: '{run.result}' is now in the model list.",
-           gr.update(choices=registry.choices(FAMILY), value=run.result))
+        return (r.run_id, _plot(r.history), _grid(r), f"Training: step {step} / {steps}",
+                gr.update())
+
+    def finished(r):
+        return (None, _plot(r.history), _grid(r), f"Done: '{r.result}' is now in the model list.",
+                gr.update(choices=registry.choices(FAMILY), value=r.result))
+
+    def stopped(r):
+        return None, _plot(r.history), _grid(r), "Stopped: nothing was saved.", gr.update()
+
+    yield from stream_live_run(run, progress, finished, stopped)
 
 
 on_stop = stop_live_run  # shared Stop-button handler (playground.ui)
@@ -120,6 +135,19 @@ on_stop = stop_live_run  # shared Stop-button handler (playground.ui)
 def build_tab() -> None:
     gr.Markdown(INTRO)
     model = model_dropdown(FAMILY)
+    gallery, face_a, face_b = _interpolate_section(model)
+    face_r = _reconstruct_section(model)
+    _sample_section(model)
+    _explorer_section(model)
+    _training_section(model)
+    root = gr.context.Context.root_block
+    if root is not None:
+        root.load(_faces_update, None, [gallery, face_a, face_b, face_r],
+                  api_visibility="private")
+
+
+def _interpolate_section(model):
+    """Pick (gallery click, dropdown or upload) two faces and walk between their codes."""
     target = gr.State("A")
     with gr.Accordion("Interpolate between two faces", open=True):
         gallery = gr.Gallery(label="Held-out faces (click: sets face A, then face B)", columns=10,
@@ -148,6 +176,15 @@ def build_tab() -> None:
         mean_strip = gr.Image(label="Through the mean code (when ticked)", type="filepath",
                               height=170)
         interp_info = gr.Markdown(elem_id="vae-interp-info")
+    gallery.select(on_pick, target, [face_a, face_b, target])
+    interp.click(on_interpolate, [model, face_a, upload_a, face_b, upload_b, frames, mode,
+                                  through_mean],
+                 [strip, gif, preview_a, preview_b, mean_strip, interp_info],
+                 **model_event("vae_interpolate"))
+    return gallery, face_a, face_b
+
+
+def _reconstruct_section(model):
     with gr.Accordion("Reconstruct a face", open=False):
         with gr.Row():
             face_r = gr.Dropdown(label="Held-out face")
@@ -155,6 +192,12 @@ def build_tab() -> None:
             recon_btn = gr.Button("Reconstruct")
         recon = gr.Image(label="Input | reconstruction | error", type="filepath")
         recon_info = gr.Markdown()
+    recon_btn.click(on_reconstruct, [model, face_r, upload_r], [recon, recon_info],
+                    **model_event("vae_reconstruct"))
+    return face_r
+
+
+def _sample_section(model) -> None:
     with gr.Accordion("Sample new faces from the prior", open=False):
         with gr.Row():
             seed, randomize = seed_controls()
@@ -166,6 +209,11 @@ def build_tab() -> None:
                              elem_id="vae-samples")
         grid_file = gr.File(label="Grid PNG (with reproducibility record)")
         sample_info = gr.Markdown()
+    sample_btn.click(on_sample, [model, seed, randomize, n, temperature],
+                     [samples, grid_file, sample_info, seed], **model_event("vae_sample"))
+
+
+def _explorer_section(model) -> None:
     with gr.Accordion("Latent explorer: slide along the main directions", open=False):
         sliders = [gr.Slider(-3, 3, value=0, step=0.1, label=f"Direction {k + 1} (std units)")
                    for k in range(N_SLIDERS)]
@@ -174,9 +222,18 @@ def build_tab() -> None:
             reset = gr.Button("Reset to the average code")
         explored = gr.Image(label="Decoded code", type="pil", height=256)
         explore_info = gr.Markdown()
-    with gr.Accordion("Train a VAE here (live)", open=False):
-        from playground.vae.live import device_choices
+    explore_inputs = [model, *sliders]
+    explore_btn.click(on_explore, explore_inputs, [explored, explore_info], **model_event(None))
+    for slider in sliders:
+        slider.release(on_explore, explore_inputs, [explored, explore_info], **model_event(None))
+    reset.click(lambda: [0.0] * N_SLIDERS, None, sliders).then(
+        on_explore, explore_inputs, [explored, explore_info], **model_event(None))
 
+
+def _training_section(model) -> None:
+    from playground.vae.live import device_choices
+
+    with gr.Accordion("Train a VAE here (live)", open=False):
         with gr.Row():
             steps = gr.Number(value=300, precision=0, label="Steps (batches of 32)")
             device = gr.Dropdown(device_choices(), value="cpu", label="Device")
@@ -187,25 +244,6 @@ def build_tab() -> None:
         status = gr.Markdown()
         curve = gr.LinePlot(x="step", y="value", color="series", label="-ELBO (bits/dim)")
         fixed = gr.Image(label="Decoded fixed codes as training goes", type="pil")
-    root = gr.context.Context.root_block
-    if root is not None:
-        root.load(_faces_update, None, [gallery, face_a, face_b, face_r],
-                  api_visibility="private")
-    gallery.select(on_pick, target, [face_a, face_b, target])
-    interp.click(on_interpolate, [model, face_a, upload_a, face_b, upload_b, frames, mode,
-                                  through_mean],
-                 [strip, gif, preview_a, preview_b, mean_strip, interp_info],
-                 **model_event("vae_interpolate"))
-    recon_btn.click(on_reconstruct, [model, face_r, upload_r], [recon, recon_info],
-                    **model_event("vae_reconstruct"))
-    sample_btn.click(on_sample, [model, seed, randomize, n, temperature],
-                     [samples, grid_file, sample_info, seed], **model_event("vae_sample"))
-    explore_inputs = [model, *sliders]
-    explore_btn.click(on_explore, explore_inputs, [explored, explore_info], **model_event(None))
-    for slider in sliders:
-        slider.release(on_explore, explore_inputs, [explored, explore_info], **model_event(None))
     start.click(on_train, [steps, device, latent], [run_id, curve, fixed, status, model],
                 **model_event(None))
     stop.click(on_stop, run_id, status)
-    reset.click(lambda: [0.0] * N_SLIDERS, None, sliders).then(
-        on_explore, explore_inputs, [explored, explore_info], **model_event(None))

@@ -1,7 +1,8 @@
 """Train the convolutional VAE on faces with the shared loop.
 
-`python -m playground.train vae --preset olivetti --data ../shared/data/faces/olivettifaces.mat
---out weights/vae-olivetti`
+`python -m playground.train vae --preset olivetti --out weights/vae-olivetti` (faces: the bundled
+``assets/olivetti_faces.npz``, ``$PLAYGROUND_FACES``, or ``--data`` a .npz/.mat file or an image
+folder)
 
 Loss: the negative ELBO (discretized-logistic reconstruction NLL + beta * KL), with beta ramped
 from 0 to its final value over the first ``kl_warmup`` steps so the decoder learns to use z
@@ -14,17 +15,15 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from playground.core.errors import UserInputError
+from playground.core.config import resolve_preset
+from playground.core.errors import UserInputError, check_range
 from playground.core.training import LoopConfig, StepContext, TrainResult, TrainTask, train_loop
-from playground.vae.likelihood import bits_per_dim, elbo_terms, quantize
+from playground.vae.likelihood import bits_per_dim, elbo_terms, evaluate_elbo
 from playground.vae.model import ConvVAE
-
-N_VAL_PERSONS = 5
-SPLIT_SEED = 0
+from playground.vae.split import SPLIT_NAME, load_split
 
 
 @dataclass
@@ -52,14 +51,28 @@ PRESETS: dict[str, VAEConfig] = {
 DEFAULT_PRESET = "olivetti"
 
 
+# field: (lowest, highest, whole number) for the values a preset or --set may give
+LIMITS: dict[str, tuple[float, float, bool]] = {
+    "latent_dim": (1, 1024, True), "base_width": (1, 1024, True), "max_width": (1, 4096, True),
+    "batch_size": (1, 4096, True), "steps": (1, 10**7, True), "lr": (1e-8, 1.0, False),
+    "beta": (0.0, 100.0, False), "kl_warmup": (0, 10**7, True), "max_shift": (0, 16, True),
+    "eval_samples": (1, 1024, True),
+}
+
+
 def resolve_config(preset: str, overrides: dict | None = None) -> VAEConfig:
-    if preset not in PRESETS:
-        raise UserInputError(f"Unknown preset {preset!r}; choose from {sorted(PRESETS)}.")
-    fields = {f.name for f in dataclasses.fields(VAEConfig)}
-    unknown = set(overrides or {}) - fields
-    if unknown:
-        raise UserInputError(f"Unknown VAE setting(s) {sorted(unknown)}; known: {sorted(fields)}.")
-    return dataclasses.replace(PRESETS[preset], **(overrides or {}))
+    """A preset with ``--set`` overrides (core ``resolve_preset``), then the VAE's value checks."""
+    cfg = resolve_preset(PRESETS, preset, overrides, family="VAE")
+    checked = {name: check_range(name, getattr(cfg, name), low, high, integer=integer)
+               for name, (low, high, integer) in LIMITS.items()}
+    if not isinstance(cfg.per_image_scale, bool):
+        raise UserInputError(f"per_image_scale must be true or false, got {cfg.per_image_scale!r}.")
+    return dataclasses.replace(cfg, **checked)
+
+
+def save_models(models: dict[str, torch.nn.Module], folder) -> None:
+    """The task's artefact: the VAE alone, in HF format (config.json + model.safetensors)."""
+    models["vae"].save_pretrained(folder)
 
 
 def build_model(cfg: VAEConfig) -> ConvVAE:
@@ -93,33 +106,6 @@ def batches(data: torch.Tensor, cfg: VAEConfig, seed: int):
         order = torch.randperm(len(data), generator=gen)
         for i in range(0, len(order) - cfg.batch_size + 1, cfg.batch_size):
             yield augment(data[order[i:i + cfg.batch_size]], gen, cfg.max_shift)
-
-
-@torch.no_grad()
-def evaluate_elbo(model: ConvVAE, x: torch.Tensor, samples: int = 4, seed: int = 0,
-                  batch_size: int = 100) -> dict[str, float]:
-    """Held-out ELBO (beta = 1) averaged over faces and ``samples`` draws of z (fixed seed).
-
-    Returns:
-        ``bits_per_dim`` (-ELBO per pixel in bits), ``nll_bits_per_dim``, ``kl_nats`` (per face)
-        and ``mse`` (decoder mean from the posterior mean vs the input, pixels in [0, 1]).
-    """
-    model.eval()
-    device = next(model.parameters()).device
-    gen = torch.Generator().manual_seed(seed)
-    nll, kl, mse = 0.0, 0.0, 0.0
-    dims = x[0].numel()
-    for i in range(0, len(x), batch_size):
-        chunk = quantize(x[i:i + batch_size]).to(device)
-        for _ in range(samples):
-            terms = elbo_terms(chunk, model(chunk, gen))
-            nll += terms["nll"].sum().item() / samples
-            kl += terms["kl"].sum().item() / samples
-        mu, _ = model.encode(chunk)
-        mse += ((model.decode(mu) - chunk) ** 2).flatten(1).mean(1).sum().item()
-    n = len(x)
-    return {"bits_per_dim": bits_per_dim((nll + kl) / n, dims),
-            "nll_bits_per_dim": bits_per_dim(nll / n, dims), "kl_nats": kl / n, "mse": mse / n}
 
 
 def build_task(cfg: VAEConfig, loop: LoopConfig, train: torch.Tensor,
@@ -165,34 +151,13 @@ def build_task(cfg: VAEConfig, loop: LoopConfig, train: torch.Tensor,
                "likelihood": "discretized logistic over 256 grey levels"}
     return TrainTask(models={"vae": model}, optimizers={"vae": opt},
                      batches=batches(train, cfg, loop.seed + 1), step=step,
-                     save=lambda models, folder: models["vae"].save_pretrained(folder),
+                     save=save_models,
                      sample=sample, evaluate=evaluate, summary=summary)
 
 
-def faces_to_tensor(images: np.ndarray) -> torch.Tensor:
-    """(N, 64, 64) floats in [0, 1] → (N, 1, 64, 64) on the 8-bit grid."""
-    return quantize(torch.from_numpy(np.asarray(images, dtype=np.float32))[:, None])
-
-
-def load_split(data: str | None) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
-    """(train, held-out, held-out person ids): whole persons held out by ``split_by_person``."""
-    from playground.data.faces import load_faces, split_by_person
-
-    try:
-        faces = load_faces(data)
-    except (OSError, ValueError) as exc:
-        raise UserInputError(f"Could not read face data {data!r}: {exc}") from exc
-    if faces.images.shape[1:] != (64, 64):
-        raise UserInputError(f"Faces must be 64×64, got {faces.images.shape[1:]}.")
-    train, val = split_by_person(faces, N_VAL_PERSONS, SPLIT_SEED)
-    if len(val) == 0 or len(train) == 0:  # no person labels: everything trains
-        return faces_to_tensor(faces.images), faces_to_tensor(faces.images[:0]), []
-    held = sorted(int(p) for p in np.unique(val.persons))
-    return faces_to_tensor(train.images), faces_to_tensor(val.images), held
-
-
 def default_data() -> str | None:
-    from playground.vae.inference import faces_source
+    """The bundled faces (or $PLAYGROUND_FACES); None (scikit-learn's copy) if neither exists."""
+    from playground.data.faces import faces_source
 
     source = faces_source()
     return str(source) if source is not None else None
@@ -203,10 +168,9 @@ def train_cli(preset: str, loop: LoopConfig, data: str | None, overrides: dict) 
     cfg = resolve_config(preset, overrides)
     torch.set_num_threads(max(1, torch.get_num_threads()))  # honours OMP_NUM_THREADS
     data = data or default_data()
-    train, val, held = load_split(data)
+    split = load_split(data)
     loop = dataclasses.replace(loop, max_steps=loop.max_steps or cfg.steps)
-    task = build_task(cfg, loop, train, val)
-    task.summary.update({"data": str(data), "held_out_persons": held,
-                         "split": f"split_by_person(n_val_persons={N_VAL_PERSONS}, "
-                                  f"seed={SPLIT_SEED})"})
+    task = build_task(cfg, loop, split.train, split.val)
+    task.summary.update({"data": str(data), "held_out_persons": split.held_out_persons,
+                         "split": SPLIT_NAME})
     return train_loop(loop, task)
