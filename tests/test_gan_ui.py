@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from playground.core import live, registry
 from playground.core.errors import UserInputError
+from playground.data.faces import BUNDLED_FACES, faces_source
 from playground.gan import FAMILY, SHIPPED, register_models
-from playground.gan.inference import faces_source, interpolate_faces, sample_faces
+from playground.gan.inference import interpolate_faces, sample_faces
 from tests.conftest import assert_image_in_view, open_tab
 
 register_models()
@@ -85,6 +88,22 @@ def test_live_training_registers_a_selectable_model(tiny_faces):
     assert cont.done.wait(120) and cont.error is None and cont.result
 
 
+def test_bundled_faces_serve_the_gallery_and_live_training(monkeypatch):
+    """No $PLAYGROUND_FACES and no ../shared: the nearest photos and live training use
+    assets/olivetti_faces.npz."""
+    from playground.gan.live import start_training
+
+    monkeypatch.delenv("PLAYGROUND_FACES", raising=False)
+    assert faces_source() == BUNDLED_FACES
+    out = sample_faces(SHIPPED, seed=0, n=2)
+    assert out["nearest"] is not None and len(out["nearest"]) == 2
+    assert 0.05 < min(out["distances"]) < 0.3 and 0.1 < out["same_person"] < 0.15
+    run = start_training("scratch", SHIPPED, 32, "cpu", 2)
+    assert run.done.wait(120) and run.error is None, run.error
+    folder = registry.resolve(FAMILY, run.result).path
+    assert json.loads((folder / "training_summary.json").read_text())["train_images"] == 400
+
+
 def test_live_training_bad_input_and_cancel(tiny_faces):
     from playground.gan.live import start_training
 
@@ -140,6 +159,5 @@ def test_browser_shows_a_lone_face_whole(page):
     _one_face(page, "#gan-samples")
 
 
-@pytest.mark.skipif(faces_source() is None, reason="no training faces: no nearest photo")
 def test_browser_shows_a_lone_nearest_photo_whole(page):
     _one_face(page, "#gan-nearest")

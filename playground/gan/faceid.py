@@ -103,14 +103,16 @@ def accuracy(model: FaceIdNet, images: torch.Tensor, labels: torch.Tensor) -> fl
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description="Train the face-identity feature network.")
-    parser.add_argument("--data", required=True)
+    parser.add_argument("--data", default=None,
+                        help="faces (.npz/.mat/folder); default: the bundled Olivetti faces")
     parser.add_argument("--out", required=True)
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--val-per-person", type=int, default=2)
     args = parser.parse_args(argv)
-    from playground.data.faces import load_faces
+    from playground.data.faces import faces_source, load_faces
 
     t0 = time.perf_counter()
+    args.data = args.data or str(faces_source())
     faces = load_faces(args.data)
     images, labels = faces_to_tensor(faces.images, 64), torch.from_numpy(faces.persons).long()
     val = torch.from_numpy(split_photos(faces.persons, args.val_per_person))

@@ -7,7 +7,6 @@ typical, less varied faces) and ``psi = 0`` gives the same "mean face" ``G(0)`` 
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -20,6 +19,7 @@ from PIL import Image
 from playground.core import registry, repro
 from playground.core.errors import UserInputError, check_range
 from playground.core.seeding import MAX_SEED, make_generator, resolve_seed
+from playground.data.faces import faces_source, load_faces
 from playground.gan import FAMILY
 from playground.gan.augment import faces_to_tensor, to_unit
 from playground.gan.metrics import nearest, rms_distance, same_person_distances
@@ -27,8 +27,6 @@ from playground.gan.metrics import nearest, rms_distance, same_person_distances
 MAX_SAMPLES = 64
 PSI_RANGE = (0.0, 2.0)
 MAX_FRAMES = 32
-FACES_ENV = "PLAYGROUND_FACES"
-DEFAULT_FACES = registry.REPO_ROOT.parent / "shared" / "data" / "faces" / "olivettifaces.mat"
 
 
 def load_generator_source(source: str):
@@ -122,12 +120,6 @@ def grid_image(images: torch.Tensor, columns: int) -> Image.Image:
 
 # ---- training faces (for "nearest training face") ----------------------------------------
 
-def faces_source() -> Path | None:
-    """$PLAYGROUND_FACES, else ../shared/data/faces/olivettifaces.mat beside the repo."""
-    path = Path(os.environ.get(FACES_ENV) or DEFAULT_FACES)
-    return path if path.exists() else None
-
-
 @dataclass
 class TrainingFaces:
     images: np.ndarray  # (N, S, S) in [0, 1]
@@ -136,15 +128,16 @@ class TrainingFaces:
     same_person_p05: float  # 5th percentile: "as close as two photos of a person get"
 
 
-@lru_cache(maxsize=4)
-def training_faces(size: int, source: str | None = None) -> TrainingFaces | None:
-    """The Olivetti photos at ``size`` px (None when the data file is not present)."""
+def training_faces(size: int, source: str | Path | None = None) -> TrainingFaces | None:
+    """The training photos at ``size`` px: ``source``, else ``faces_source()`` (the bundled
+    Olivetti faces or ``$PLAYGROUND_FACES``); None when there are none."""
     path = source or faces_source()
-    if path is None:
-        return None
-    from playground.data.faces import load_faces
+    return None if path is None else _training_faces(size, str(path))
 
-    faces = load_faces(path)
+
+@lru_cache(maxsize=4)
+def _training_faces(size: int, source: str) -> TrainingFaces:
+    faces = load_faces(source)
     images = to_unit(faces_to_tensor(faces.images, size))[:, 0].numpy()
     same = same_person_distances(images, faces.persons)
     return TrainingFaces(images, faces.persons, float(np.median(same)),

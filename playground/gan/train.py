@@ -200,9 +200,14 @@ def save_gan(g: Generator, d: Discriminator | None, folder: Path) -> None:
         d.save_pretrained(Path(folder) / "discriminator")
 
 
-def load_training_faces(data: str | None, size: int) -> torch.Tensor:
-    from playground.data.faces import load_faces
+def load_training_faces(data: str | Path | None, size: int) -> torch.Tensor:
+    """Faces (N, 1, size, size) in [-1, 1] from ``data`` (a .npz/.mat file, an image folder or
+    "sklearn"), or from ``faces_source()`` (the bundled Olivetti faces) when None."""
+    from playground.data.faces import faces_source, load_faces
 
+    data = data or faces_source()
+    if data is None:
+        raise UserInputError("No face data: pass --data (a .npz/.mat file or an image folder).")
     try:
         faces = load_faces(data)
     except (OSError, ValueError) as exc:
@@ -211,11 +216,16 @@ def load_training_faces(data: str | None, size: int) -> torch.Tensor:
 
 
 def train_cli(preset: str, loop: LoopConfig, data: str | None, overrides: dict) -> TrainResult:
-    """`python -m playground.train gan ...`: train (or --resume) and save to --out."""
+    """`python -m playground.train gan ...`: train (or --resume) and save to --out.
+
+    ``data`` defaults to the bundled Olivetti faces (``$PLAYGROUND_FACES`` if set).
+    """
     cfg = resolve_config(preset, overrides)
     torch.set_num_threads(max(1, torch.get_num_threads()))  # honours OMP_NUM_THREADS
+    from playground.data.faces import faces_source
+
     images = load_training_faces(data, cfg.image_size)
     loop = dataclasses.replace(loop, max_steps=loop.max_steps or cfg.steps)
     task = build_task(cfg, loop, images)
-    task.summary["data"] = str(data)
+    task.summary["data"] = str(data or faces_source())
     return train_loop(loop, task)
