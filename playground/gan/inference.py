@@ -18,6 +18,7 @@ from PIL import Image
 
 from playground.core import registry, repro
 from playground.core.errors import UserInputError, check_range
+from playground.core.latent import slerp
 from playground.core.seeding import MAX_SEED, make_generator, resolve_seed
 from playground.data.faces import faces_source, load_faces
 from playground.gan import FAMILY
@@ -82,15 +83,6 @@ def grid_seeds(seed, randomize: bool, n, seed_list: str | None = None) -> list[i
 def latent(seed: int, nz: int) -> torch.Tensor:
     """The latent z (nz,) of one seed, drawn on CPU."""
     return torch.randn(nz, generator=make_generator(seed))
-
-
-def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
-    """Spherical interpolation between latents (falls back to linear when nearly parallel)."""
-    cos = torch.dot(a, b) / (a.norm() * b.norm())
-    omega = torch.arccos(cos.clamp(-1, 1))
-    if omega.abs() < 1e-4:
-        return torch.lerp(a, b, t)
-    return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
 
 
 @torch.no_grad()

@@ -20,10 +20,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from playground.core.config import resolve_preset
+from playground.core.ema import update_ema
 from playground.core.errors import UserInputError
 from playground.core.training import LoopConfig, StepContext, TrainResult, TrainTask, train_loop
 from playground.gan.augment import augment_real, diff_augment, faces_to_tensor, to_unit
-from playground.gan.model import Discriminator, Generator
+from playground.gan.model import SIZES, Discriminator, Generator
 
 N_FIXED = 16  # fixed-noise grid shown while training
 
@@ -65,15 +67,13 @@ DEFAULT_PRESET = "olivetti"
 
 
 def resolve_config(preset: str, overrides: dict | None = None) -> GANConfig:
-    if preset not in PRESETS:
-        raise UserInputError(f"Unknown preset {preset!r}; choose from {sorted(PRESETS)}.")
-    if (overrides or {}).get("export", "ema") not in ("ema", "raw"):
+    """``PRESETS[preset]`` with ``--set`` overrides, then the GAN's own value checks."""
+    cfg = resolve_preset(PRESETS, preset, overrides, family="GAN")
+    if cfg.export not in ("ema", "raw"):
         raise UserInputError("export must be 'ema' or 'raw'.")
-    fields = {f.name for f in dataclasses.fields(GANConfig)}
-    unknown = set(overrides or {}) - fields
-    if unknown:
-        raise UserInputError(f"Unknown GAN setting(s) {sorted(unknown)}; known: {sorted(fields)}.")
-    return dataclasses.replace(PRESETS[preset], **(overrides or {}))
+    if cfg.image_size not in SIZES:
+        raise UserInputError(f"image_size must be one of {SIZES}, got {cfg.image_size!r}.")
+    return cfg
 
 
 def real_batches(data: torch.Tensor, cfg: GANConfig, seed: int):
@@ -87,14 +87,6 @@ def real_batches(data: torch.Tensor, cfg: GANConfig, seed: int):
         if len(order) < cfg.batch_size:  # tiny data: sample with replacement
             yield augment_real(data[torch.randint(len(data), (cfg.batch_size,), generator=gen)],
                                gen, shift_px)
-
-
-@torch.no_grad()
-def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    for e, p in zip(ema.parameters(), model.parameters(), strict=True):
-        e.lerp_(p, 1 - decay)
-    for e, b in zip(ema.buffers(), model.buffers(), strict=True):
-        e.copy_(b)  # batch-norm running statistics follow G directly
 
 
 @torch.no_grad()
@@ -167,7 +159,9 @@ def build_task(cfg: GANConfig, loop: LoopConfig, data: torch.Tensor,
         acc.backward(loss_g)
         ctx.optimizers["g"].step()
         decay = cfg.ema_decay if ctx.step > cfg.ema_start else 0.0
-        update_ema(acc.unwrap_model(ctx.models["g_ema"]), acc.unwrap_model(G), decay)
+        # batch-norm running statistics follow G directly (re-estimated at export)
+        update_ema(acc.unwrap_model(ctx.models["g_ema"]), acc.unwrap_model(G), decay,
+                   copy_buffers=True)
         return {"loss_d": loss_d.item(), "loss_g": loss_g.item(),
                 "d_x": torch.sigmoid(d_real).mean().item(),
                 "d_g_z": torch.sigmoid(d_fake).mean().item()}
