@@ -118,6 +118,22 @@ def test_live_training_bad_input_and_cancel(tiny_faces):
     assert run.done.wait(60) and run.result is None  # cancelled: nothing registered
 
 
+def test_train_handler_streams_then_registers_or_stops(tiny_faces):
+    from playground.gan.tab import on_stop, on_train
+
+    frames = list(on_train("scratch", SHIPPED, 32, "cpu", 3))
+    run_id, _, _, grid, status, dropdown = frames[-1]
+    assert run_id is None and status.startswith("Done: 'trained here: 32px scratch 3 steps")
+    assert dropdown["value"] in registry.choices(FAMILY) and dropdown["value"] in status
+    assert grid.size == (4 * (8 * 34 - 2), 4 * (2 * 34 - 2))  # 2x8 grid of 32 px, 4x enlarged
+    stream = on_train("scratch", SHIPPED, 32, "cpu", 5000)
+    run_id, *_, status, _ = next(stream)
+    assert run_id and status.startswith("Training (scratch, 32 px, cpu): step")
+    assert on_stop(run_id).startswith("Stopping")
+    *_, (last_id, _, _, _, status, _) = stream
+    assert last_id is None and status == "Stopped: nothing was saved."
+
+
 def test_api_sample_and_interpolate(client):
     gallery, nearest, info, grid, seed_a = client.predict(
         SHIPPED, 5, False, 4, 1.0, "", api_name="/gan_sample")

@@ -6,7 +6,14 @@ import gradio as gr
 
 from playground.core import registry
 from playground.gan import FAMILY
-from playground.ui import friendly, model_dropdown, model_event, seed_controls, stop_live_run
+from playground.ui import (
+    friendly,
+    model_dropdown,
+    model_event,
+    seed_controls,
+    stop_live_run,
+    stream_live_run,
+)
 
 INTRO = """Each face comes from its own seed (noise vector z). **Truncation ψ** scales z towards
 the mean latent 0: ψ = 1 is the plain generator, smaller ψ gives more typical faces, ψ = 0 the
@@ -79,20 +86,22 @@ def on_train(mode, model, size, device, steps):
     from playground.gan.live import start_training
 
     run = start_training(mode, model, size, device, steps)
-    for r in run.poll(0.5):
-        losses, probs = _plots(r.history)
-        grid = _fixed_grid(r.samples)
+
+    def progress(r):
         step = r.history[-1]["step"] if r.history else 0
-        status = f"Training ({mode}, {size} px, {device}): step {step} / {steps}"
-        yield run.run_id, losses, probs, grid, status, gr.update()
-    if run.error is not None:
-        raise run.error
-    if run.result is None:
-        yield None, *_plots(run.history), grid, "Stopped: nothing was saved.", gr.update()
-        return
-    yield (None, *_plots(run.history), grid,
-           f"Done: '{run.result}' is now in the model list.",
-           gr.update(choices=registry.choices(FAMILY), value=run.result))
+        return (r.run_id, *_plots(r.history), _fixed_grid(r.samples),
+                f"Training ({mode}, {size} px, {device}): step {step} / {steps}", gr.update())
+
+    def stopped(r):
+        return (None, *_plots(r.history), _fixed_grid(r.samples), "Stopped: nothing was saved.",
+                gr.update())
+
+    def finished(r):
+        return (None, *_plots(r.history), _fixed_grid(r.samples),
+                f"Done: '{r.result}' is now in the model list.",
+                gr.update(choices=registry.choices(FAMILY), value=r.result))
+    # outputs: run id, loss plot, D(x) plot, fixed-noise grid, status, model dropdown
+    yield from stream_live_run(run, progress, finished, stopped)
 
 
 on_stop = stop_live_run  # shared Stop-button handler (playground.ui)
