@@ -50,7 +50,7 @@ def test_shipped_generator_pinned(generator, psi):
 def test_shipped_sampling_request_pinned():
     register_models()
     out = sample_faces(SHIPPED, seed=0, n=2)
-    np.testing.assert_allclose(out["distances"], EXPECTED_NEAREST, atol=1e-5)
+    np.testing.assert_allclose(out.nearest.distances, EXPECTED_NEAREST, atol=1e-5)
 
 
 def test_shipped_face_id_embedding_pinned():

@@ -57,9 +57,9 @@ def test_unknown_model_and_paths_are_refused():
 
 def test_shipped_model_samples_64px_grey_faces():
     out = sample_faces(SHIPPED, seed=0, n=3)
-    assert [img.size for img in out["images"]] == [(128, 128)] * 3
-    assert out["images"][0].mode == "L"
-    assert Image.open(out["grid_png"]).text.get("playground")
+    assert [img.size for img in out.images] == [(128, 128)] * 3
+    assert out.images[0].mode == "L"
+    assert Image.open(out.grid_png).text.get("playground")
 
 
 @pytest.fixture
@@ -83,7 +83,7 @@ def test_live_training_registers_a_selectable_model(tiny_faces):
     assert run.result in registry.choices(FAMILY) and len(run.history) >= 1
     assert run.samples and run.samples[-1][1].shape[-1] == 32
     out = sample_faces(run.result, seed=1, n=2)  # the result is usable at once
-    assert out["images"][0].size == (64, 64)
+    assert out.images[0].size == (64, 64)
     cont = start_training("continue", run.result, 32, "cpu", 2)
     assert cont.done.wait(120) and cont.error is None and cont.result
 
@@ -96,8 +96,9 @@ def test_bundled_faces_serve_the_gallery_and_live_training(monkeypatch):
     monkeypatch.delenv("PLAYGROUND_FACES", raising=False)
     assert faces_source() == BUNDLED_FACES
     out = sample_faces(SHIPPED, seed=0, n=2)
-    assert out["nearest"] is not None and len(out["nearest"]) == 2
-    assert 0.05 < min(out["distances"]) < 0.3 and 0.1 < out["same_person"] < 0.15
+    assert out.nearest is not None and len(out.nearest.images) == 2
+    assert 0.05 < min(out.nearest.distances) < 0.3
+    assert 0.1 < out.nearest.same_person_median < 0.15 and out.nearest.closer_than_p05 == 0
     run = start_training("scratch", SHIPPED, 32, "cpu", 2)
     assert run.done.wait(120) and run.error is None, run.error
     folder = registry.resolve(FAMILY, run.result).path

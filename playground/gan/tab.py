@@ -27,19 +27,19 @@ def on_sample(model, seed, randomize, n, psi, seed_list):
     from playground.gan.inference import sample_faces
 
     out = sample_faces(model, seed, randomize, n, psi, seed_list)
-    faces = [(img, f"seed {s}") for img, s in zip(out["images"], out["seeds"], strict=True)]
-    if out["nearest"] is None:
+    faces = [(img, f"seed {s}") for img, s in zip(out.images, out.seeds, strict=True)]
+    near_out = out.nearest
+    if near_out is None:
         near, note = [], "Nearest training photos: not available for this model / machine."
     else:
-        near = [(img, f"d = {d:.3f}") for img, d in zip(out["nearest"], out["distances"],
+        near = [(img, f"d = {d:.3f}") for img, d in zip(near_out.images, near_out.distances,
                                                          strict=True)]
-        copies = sum(d < out["same_person_p05"] for d in out["distances"])
-        note = (f"Nearest training photo distances: min {min(out['distances']):.3f}, typical "
-                f"two photos of one person {out['same_person']:.3f} (closest 5%: "
-                f"{out['same_person_p05']:.3f}); {copies} of {len(near)} samples are closer "
-                "than that 5% mark.")
-    info = f"Seeds used: {', '.join(map(str, out['seeds']))} (ψ = {psi}).\n\n{note}"
-    return faces, near, info, out["seeds"], out["grid_png"], out["seeds"][0]
+        note = (f"Nearest training photo distances: min {min(near_out.distances):.3f}, typical "
+                f"two photos of one person {near_out.same_person_median:.3f} (closest 5%: "
+                f"{near_out.same_person_p05:.3f}); {near_out.closer_than_p05} of {len(near)} "
+                "samples are closer than that 5% mark.")
+    info = f"Seeds used: {', '.join(map(str, out.seeds))} (ψ = {psi}).\n\n{note}"
+    return faces, near, info, out.seeds, out.grid_png, out.seeds[0]
 
 
 def on_select(seeds, evt: gr.SelectData):
@@ -52,7 +52,7 @@ def on_interpolate(model, seed_a, seed_b, frames, mode, psi):
     from playground.gan.inference import interpolate_faces
 
     out = interpolate_faces(model, seed_a, seed_b, frames, mode, psi)
-    return out["strip_png"], out["gif"], out["strip_png"]
+    return out.strip_png, out.gif, out.strip_png
 
 
 def _plots(history: list[dict]):
