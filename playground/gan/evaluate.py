@@ -1,7 +1,7 @@
 """Measure a face generator against the Olivetti photos; writes metrics.json beside the model.
 
-`python -m playground.gan.evaluate --model weights/gan-olivetti --face-id weights/gan-face-id
---data ../shared/data/faces/olivettifaces.mat`
+`python -m playground.gan.evaluate --model weights/gan-olivetti --face-id weights/gan-face-id`
+(faces: the bundled assets/olivetti_faces.npz, the same pixels as olivettifaces.mat; or --data)
 
 What is measured (Inception is not available offline):
 - feature space = the 64-d penultimate layer of our face-identity CNN (weights/gan-face-id);

@@ -4,8 +4,8 @@ Inception weights are not available offline, so the Fréchet distance and precis
 the GAN are measured on the 64-d penultimate features of this classifier instead: a space where
 distances mean "how different are these identities/faces", learned from the same 40 people.
 
-`python -m playground.gan.faceid --data ../shared/data/faces/olivettifaces.mat
---out weights/gan-face-id`
+`python -m playground.gan.faceid --out weights/gan-face-id` (faces: the bundled
+assets/olivetti_faces.npz, or ``--data`` a .npz/.mat file or an image folder)
 """
 
 from __future__ import annotations

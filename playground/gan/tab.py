@@ -110,7 +110,7 @@ on_stop = stop_live_run  # shared Stop-button handler (playground.ui)
 def build_tab() -> None:
     gr.Markdown(INTRO)
     model = model_dropdown(FAMILY)
-    seeds_state, run_id = gr.State([]), gr.State(None)
+    seeds_state = gr.State([])
     with gr.Row():
         with gr.Column(scale=1):
             seed, randomize = seed_controls()
@@ -137,9 +137,20 @@ def build_tab() -> None:
         with gr.Row():
             gif = gr.Image(label="Animation (GIF)", type="filepath")
             strip_file = gr.File(label="Strip PNG")
-    with gr.Accordion("Train a GAN here (live)", open=False):
-        from playground.gan.live import device_choices
+    go.click(on_sample, [model, seed, randomize, n, psi, seed_list],
+             [gallery, nearest, info, seeds_state, grid_file, seed_a], **model_event("gan_sample"))
+    gallery.select(on_select, seeds_state, [seed, randomize, seed_list, seed_a])
+    interp.click(on_interpolate, [model, seed_a, seed_b, frames, mode, psi],
+                 [strip, gif, strip_file], **model_event("gan_interpolate"))
+    _build_training(model)
 
+
+def _build_training(model: gr.Dropdown) -> None:
+    """The "Train a GAN here (live)" accordion; a finished run is selected in ``model``."""
+    from playground.gan.live import device_choices
+
+    run_id = gr.State(None)
+    with gr.Accordion("Train a GAN here (live)", open=False):
         with gr.Row():
             train_mode = gr.Radio(["scratch", "continue"], value="scratch",
                                   label="From scratch, or continue the selected model")
@@ -154,11 +165,6 @@ def build_tab() -> None:
             prob_plot = gr.LinePlot(x="step", y="value", color="series",
                                     label="D(x) and D(G(z))", y_lim=[0, 1])
         fixed = gr.Image(label="Fixed-noise samples as training goes", type="pil")
-    go.click(on_sample, [model, seed, randomize, n, psi, seed_list],
-             [gallery, nearest, info, seeds_state, grid_file, seed_a], **model_event("gan_sample"))
-    gallery.select(on_select, seeds_state, [seed, randomize, seed_list, seed_a])
-    interp.click(on_interpolate, [model, seed_a, seed_b, frames, mode, psi],
-                 [strip, gif, strip_file], **model_event("gan_interpolate"))
     start.click(on_train, [train_mode, model, size, device, steps],
                 [run_id, loss_plot, prob_plot, fixed, status, model], **model_event(None))
     stop.click(on_stop, run_id, status)

@@ -1,7 +1,7 @@
 """Train the DCGAN on faces with the shared loop.
 
-`python -m playground.train gan --preset olivetti --data ../shared/data/faces/olivettifaces.mat
---out weights/gan-olivetti`
+`python -m playground.train gan --preset olivetti --out weights/gan-olivetti` (faces: the
+bundled assets/olivetti_faces.npz unless ``--data`` names a .npz/.mat file or an image folder)
 
 Non-saturating GAN loss with one-sided label smoothing (real label 0.9), DiffAugment
 (translation + cutout) on every image D sees, mirrored/shifted real photos, and an EMA copy of G
@@ -121,21 +121,9 @@ def build_models(cfg: GANConfig) -> tuple[Generator, Discriminator]:
     return g, d
 
 
-def build_task(cfg: GANConfig, loop: LoopConfig, data: torch.Tensor,
-               init: tuple[Generator, Discriminator] | None = None) -> TrainTask:
-    """The TrainTask: G, D, EMA-G, Adam(0.5, 0.999) for each, augmented real batches.
-
-    Args:
-        data: (N, 1, S, S) real faces in [-1, 1].
-        init: (G, D) to continue from; new DCGAN-initialised models otherwise.
-    """
-    torch.manual_seed(loop.seed)
-    g, d = init if init is not None else build_models(cfg)
-    g_ema = copy.deepcopy(g).requires_grad_(False)
-    opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, 0.999))
-    opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, 0.999))
-    fixed = torch.randn(N_FIXED, g.nz, generator=torch.Generator().manual_seed(1234))
-
+def _gan_step(cfg: GANConfig):
+    """One D step then one G step (non-saturating loss, DiffAugment on all D inputs), then the
+    EMA of G; the ``TrainTask.step`` of ``build_task``."""
     def aug(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         if not cfg.diff_augment:
             return x
@@ -144,7 +132,8 @@ def build_task(cfg: GANConfig, loop: LoopConfig, data: torch.Tensor,
     def step(ctx: StepContext, real: torch.Tensor) -> dict[str, float]:
         G, D, acc = ctx.models["g"], ctx.models["d"], ctx.accelerator
         real = real.to(acc.device)
-        z = torch.randn(real.shape[0], g.nz, generator=ctx.generator).to(acc.device)
+        z = torch.randn(real.shape[0], acc.unwrap_model(G).nz,
+                        generator=ctx.generator).to(acc.device)
         fake = G(z)  # (B, 1, S, S)
         d_real, d_fake = D(aug(real, ctx.generator)), D(aug(fake.detach(), ctx.generator))
         bce = F.binary_cross_entropy_with_logits
@@ -165,25 +154,45 @@ def build_task(cfg: GANConfig, loop: LoopConfig, data: torch.Tensor,
         return {"loss_d": loss_d.item(), "loss_g": loss_g.item(),
                 "d_x": torch.sigmoid(d_real).mean().item(),
                 "d_g_z": torch.sigmoid(d_fake).mean().item()}
+    return step
+
+
+def exported_generator(cfg: GANConfig, models: dict, batches: int = 16) -> Generator:
+    """The G that is saved and shown: G itself (``export="raw"``) or the EMA of G with its
+    batch-norm statistics re-estimated on ``batches`` batches."""
+    if cfg.export == "raw":
+        return copy.deepcopy(models["g"]).eval()
+    return recalibrate_batch_norm(models["g_ema"], batches=batches)
+
+
+def build_task(cfg: GANConfig, loop: LoopConfig, data: torch.Tensor,
+               init: tuple[Generator, Discriminator] | None = None) -> TrainTask:
+    """The TrainTask: G, D, EMA-G, Adam(0.5, 0.999) for each, augmented real batches.
+
+    Args:
+        data: (N, 1, S, S) real faces in [-1, 1].
+        init: (G, D) to continue from; new DCGAN-initialised models otherwise.
+    """
+    torch.manual_seed(loop.seed)
+    g, d = init if init is not None else build_models(cfg)
+    g_ema = copy.deepcopy(g).requires_grad_(False)
+    opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, 0.999))
+    opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, 0.999))
+    fixed = torch.randn(N_FIXED, g.nz, generator=torch.Generator().manual_seed(1234))
 
     def sample(models, step_no: int) -> torch.Tensor:
-        g_out = exported(models, batches=2)
+        g_out = exported_generator(cfg, models, batches=2)
         return to_unit(g_out(fixed.to(next(g_out.parameters()).device))).cpu()  # (16, 1, S, S)
 
-    def exported(models, batches: int = 16) -> Generator:
-        if cfg.export == "raw":
-            return copy.deepcopy(models["g"]).eval()
-        return recalibrate_batch_norm(models["g_ema"], batches=batches)
-
     def save(models, folder: Path) -> None:
-        save_gan(exported(models).cpu(), models["d"], folder)
+        save_gan(exported_generator(cfg, models).cpu(), models["d"], folder)
 
     summary = {"gan_config": dataclasses.asdict(cfg), "train_images": len(data),
                "what_is_saved": f"{cfg.export} generator (top level) + discriminator/ for "
                                 "continuing"}
     return TrainTask(models={"g": g, "d": d, "g_ema": g_ema}, optimizers={"g": opt_g, "d": opt_d},
-                     batches=real_batches(data, cfg, loop.seed + 1), step=step, save=save,
-                     sample=sample, summary=summary)
+                     batches=real_batches(data, cfg, loop.seed + 1), step=_gan_step(cfg),
+                     save=save, sample=sample, summary=summary)
 
 
 def save_gan(g: Generator, d: Discriminator | None, folder: Path) -> None:
