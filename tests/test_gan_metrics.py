@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from playground.core.registry import WEIGHTS_DIR
+from playground.data.faces import BUNDLED_FACES
 from playground.gan.faceid import FaceIdNet, accuracy, split_photos, train_face_id
-from playground.gan.inference import faces_source, parse_seed_list
+from playground.gan.inference import parse_seed_list
 from playground.gan.metrics import (
     frechet_distance,
     nearest,
@@ -73,30 +74,24 @@ def test_face_id_learns_separable_people():
     assert split_photos(np.repeat(np.arange(3), 4), 1).sum() == 3
 
 
-needs_data = pytest.mark.skipif(faces_source() is None,
-                                reason="Olivetti file not present (../shared/data/faces)")
-
-
-@needs_data
 def test_shipped_face_id_recognises_held_out_photos():
     from playground.data.faces import load_faces
     from playground.gan.augment import faces_to_tensor
 
-    faces = load_faces(faces_source())
+    faces = load_faces(BUNDLED_FACES)  # the 400 photos the card's figures were measured on
     val = split_photos(faces.persons, 2)  # the photos it did not train on
     model = FaceIdNet.from_pretrained(str(FACE_ID))
     images = faces_to_tensor(faces.images[val], 64)
     assert accuracy(model, images, torch.from_numpy(faces.persons[val]).long()) >= 0.9
 
 
-@needs_data
 def test_shipped_gan_metrics_recompute():
     from playground.data.faces import load_faces
     from playground.gan.evaluate import evaluate_generator
     from playground.gan.model import Generator
 
     shipped = json.loads((SHIPPED / "metrics.json").read_text())
-    faces = load_faces(faces_source())
+    faces = load_faces(BUNDLED_FACES)  # the 400 photos the card's figures were measured on
     torch.set_num_threads(1)
     got = evaluate_generator(Generator.from_pretrained(str(SHIPPED)).eval(),
                              FaceIdNet.from_pretrained(str(FACE_ID)).eval(),

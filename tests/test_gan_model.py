@@ -10,12 +10,15 @@ import torch
 from torch import nn
 
 from playground.core import registry
+from playground.core.ema import update_ema
+from playground.core.errors import UserInputError
+from playground.core.latent import slerp
 from playground.core.training import LoopConfig, train_loop
 from playground.gan import FAMILY, PRETRAINED_NAME, pretrained_package_dir, register_models
 from playground.gan.augment import augment_real, diff_augment, faces_to_tensor, shift
-from playground.gan.inference import generate, interpolate_faces, latent, sample_faces, slerp
+from playground.gan.inference import generate, interpolate_faces, latent, sample_faces
 from playground.gan.model import Discriminator, Generator, generator_from_tutorial_state_dict
-from playground.gan.train import PRESETS, build_task
+from playground.gan.train import PRESETS, build_task, resolve_config
 
 
 @pytest.mark.parametrize("size,nc", [(32, 1), (64, 1), (64, 3)])
@@ -68,8 +71,8 @@ def test_tutorial_state_dict_loads_into_our_generator():
 def test_pretrained_package_samples_colour_faces():
     register_models()
     out = sample_faces(PRETRAINED_NAME, seed=1, n=2)
-    assert out["images"][0].mode == "RGB" and out["images"][0].size == (128, 128)
-    assert out["nearest"] is None  # no Olivetti neighbours for a colour DigiFace model
+    assert out.images[0].mode == "RGB" and out.images[0].size == (128, 128)
+    assert out.nearest is None  # no Olivetti neighbours for a colour DigiFace model
 
 
 def test_save_load_round_trip(tmp_path):
@@ -95,39 +98,82 @@ def tiny_model(tmp_path):
 def test_sampling_is_deterministic_and_seed_dependent(tiny_model):
     a = sample_faces(tiny_model, seed=7, n=4)
     b = sample_faces(tiny_model, seed=7, n=4)
-    assert a["seeds"] == [7, 8, 9, 10]
-    for x, y in zip(a["images"], b["images"], strict=True):
+    assert a.seeds == [7, 8, 9, 10]
+    for x, y in zip(a.images, b.images, strict=True):
         assert np.array_equal(np.asarray(x), np.asarray(y))
-    assert not np.array_equal(np.asarray(a["images"][0]), np.asarray(a["images"][1]))
+    assert not np.array_equal(np.asarray(a.images[0]), np.asarray(a.images[1]))
     # a face from a grid is reproduced alone from its own seed (what 'click to reuse' does)
     alone = sample_faces(tiny_model, seed=0, n=1, seed_list="9")
-    assert np.array_equal(np.asarray(alone["images"][0]), np.asarray(a["images"][2]))
-    assert a["record"]["seed"] == 7 and a["record"]["params"]["seeds"] == [7, 8, 9, 10]
+    assert np.array_equal(np.asarray(alone.images[0]), np.asarray(a.images[2]))
+    assert a.record["seed"] == 7 and a.record["params"]["seeds"] == [7, 8, 9, 10]
+
+
+def test_a_request_resolves_its_model_once(tiny_model, monkeypatch):
+    calls = []
+    resolve = registry.resolve
+    monkeypatch.setattr(registry, "resolve", lambda *args: calls.append(args) or resolve(*args))
+    sample_faces(tiny_model, seed=0, n=2)
+    interpolate_faces(tiny_model, 0, 1, frames=2)
+    assert calls == [(FAMILY, tiny_model)] * 2  # one per request, passed down to the loader
 
 
 def test_psi_zero_gives_the_mean_face_for_every_seed(tiny_model):
     out = sample_faces(tiny_model, seed_list="0 1 2 99 123456789", psi=0.0)
     g = Generator.from_pretrained(str(registry.resolve(FAMILY, tiny_model).path)).eval()
     mean_face = generate(g, torch.zeros(1, 16))[0]
-    first = np.asarray(out["images"][0])
-    for img in out["images"]:
+    first = np.asarray(out.images[0])
+    for img in out.images:
         assert np.array_equal(np.asarray(img), first)
     expected = (mean_face[0].numpy() * 255).round().astype(np.uint8)
     assert np.array_equal(first[::2, ::2], expected)
     half = sample_faces(tiny_model, seed_list="0 1", psi=0.5)
-    assert not np.array_equal(np.asarray(half["images"][0]), np.asarray(half["images"][1]))
+    assert not np.array_equal(np.asarray(half.images[0]), np.asarray(half.images[1]))
 
 
 def test_interpolation_endpoints_are_the_seeds_faces(tiny_model):
     for mode in ("linear", "spherical"):
         out = interpolate_faces(tiny_model, 3, 5, frames=5, mode=mode)
         grid = sample_faces(tiny_model, seed_list="3 5")
-        assert len(out["frames"]) == 5 and out["gif"].endswith(".gif")
-        assert np.array_equal(np.asarray(out["frames"][0]), np.asarray(grid["images"][0]))
-        assert np.array_equal(np.asarray(out["frames"][-1]), np.asarray(grid["images"][1]))
+        assert len(out.frames) == 5 and out.gif.endswith(".gif")
+        assert np.array_equal(np.asarray(out.frames[0]), np.asarray(grid.images[0]))
+        assert np.array_equal(np.asarray(out.frames[-1]), np.asarray(grid.images[1]))
     za, zb = latent(1, 16), latent(2, 16)
-    mid = slerp(za, zb, 0.5)
-    assert abs(mid.norm() - (za.norm() + zb.norm()) / 2) < 0.2 * za.norm()  # stays on the shell
+    mid = slerp(za, zb, 0.5)  # core's slerp: the length moves linearly from |za| to |zb|
+    assert mid.norm() == pytest.approx(float(za.norm() + zb.norm()) / 2, rel=1e-5)
+    out = interpolate_faces(tiny_model, 1, 2, frames=3, mode="spherical")
+    g = Generator.from_pretrained(str(registry.resolve(FAMILY, tiny_model).path)).eval()
+    expected = (generate(g, mid[None])[0, 0].numpy() * 255).round().astype(np.uint8)
+    assert np.array_equal(np.asarray(out.frames[1])[::2, ::2], expected)
+
+
+@pytest.mark.parametrize("preset,overrides,message", [
+    ("huge", {}, "Unknown preset"),
+    ("tiny", {"width": 3}, "Unknown GAN setting"),
+    ("tiny", {"export": "best"}, "'ema' or 'raw'"),
+    ("tiny", {"image_size": 48}, "image_size must be one of"),
+])
+def test_resolve_config_refuses_bad_settings(preset, overrides, message):
+    with pytest.raises(UserInputError, match=message):
+        resolve_config(preset, overrides)
+
+
+def test_resolve_config_applies_overrides():
+    cfg = resolve_config("olivetti", {"steps": 7, "export": "ema"})
+    assert (cfg.steps, cfg.export, cfg.image_size) == (7, "ema", 64)
+    assert PRESETS["olivetti"].steps == 2500  # the preset itself is untouched
+
+
+def test_ema_follows_g_and_copies_its_batch_norm_statistics():
+    g = Generator(nz=16, ngf=8, nc=1, image_size=32)
+    ema = Generator(nz=16, ngf=8, nc=1, image_size=32)
+    with torch.no_grad():
+        for p in g.parameters():
+            p.add_(1.0)
+        g.main[1].running_mean.fill_(0.5)
+    before = ema.main[0].weight.clone()
+    update_ema(ema, g, 0.9, copy_buffers=True)
+    assert torch.allclose(ema.main[0].weight, 0.9 * before + 0.1 * g.main[0].weight)
+    assert torch.equal(ema.main[1].running_mean, g.main[1].running_mean)
 
 
 def test_augmentations():

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from playground.core import live, registry
 from playground.core.errors import UserInputError
+from playground.data.faces import BUNDLED_FACES, faces_source
 from playground.gan import FAMILY, SHIPPED, register_models
-from playground.gan.inference import faces_source, interpolate_faces, sample_faces
+from playground.gan.inference import interpolate_faces, sample_faces
 from tests.conftest import assert_image_in_view, open_tab
 
 register_models()
@@ -54,9 +57,9 @@ def test_unknown_model_and_paths_are_refused():
 
 def test_shipped_model_samples_64px_grey_faces():
     out = sample_faces(SHIPPED, seed=0, n=3)
-    assert [img.size for img in out["images"]] == [(128, 128)] * 3
-    assert out["images"][0].mode == "L"
-    assert Image.open(out["grid_png"]).text.get("playground")
+    assert [img.size for img in out.images] == [(128, 128)] * 3
+    assert out.images[0].mode == "L"
+    assert Image.open(out.grid_png).text.get("playground")
 
 
 @pytest.fixture
@@ -80,9 +83,26 @@ def test_live_training_registers_a_selectable_model(tiny_faces):
     assert run.result in registry.choices(FAMILY) and len(run.history) >= 1
     assert run.samples and run.samples[-1][1].shape[-1] == 32
     out = sample_faces(run.result, seed=1, n=2)  # the result is usable at once
-    assert out["images"][0].size == (64, 64)
+    assert out.images[0].size == (64, 64)
     cont = start_training("continue", run.result, 32, "cpu", 2)
     assert cont.done.wait(120) and cont.error is None and cont.result
+
+
+def test_bundled_faces_serve_the_gallery_and_live_training(monkeypatch):
+    """No $PLAYGROUND_FACES and no ../shared: the nearest photos and live training use
+    assets/olivetti_faces.npz."""
+    from playground.gan.live import start_training
+
+    monkeypatch.delenv("PLAYGROUND_FACES", raising=False)
+    assert faces_source() == BUNDLED_FACES
+    out = sample_faces(SHIPPED, seed=0, n=2)
+    assert out.nearest is not None and len(out.nearest.images) == 2
+    assert 0.05 < min(out.nearest.distances) < 0.3
+    assert 0.1 < out.nearest.same_person_median < 0.15 and out.nearest.closer_than_p05 == 0
+    run = start_training("scratch", SHIPPED, 32, "cpu", 2)
+    assert run.done.wait(120) and run.error is None, run.error
+    folder = registry.resolve(FAMILY, run.result).path
+    assert json.loads((folder / "training_summary.json").read_text())["train_images"] == 400
 
 
 def test_live_training_bad_input_and_cancel(tiny_faces):
@@ -97,6 +117,22 @@ def test_live_training_bad_input_and_cancel(tiny_faces):
     run = start_training("scratch", SHIPPED, 32, "cpu", 5000)
     assert live.cancel_run(run.run_id)
     assert run.done.wait(60) and run.result is None  # cancelled: nothing registered
+
+
+def test_train_handler_streams_then_registers_or_stops(tiny_faces):
+    from playground.gan.tab import on_stop, on_train
+
+    frames = list(on_train("scratch", SHIPPED, 32, "cpu", 3))
+    run_id, _, _, grid, status, dropdown = frames[-1]
+    assert run_id is None and status.startswith("Done: 'trained here: 32px scratch 3 steps")
+    assert dropdown["value"] in registry.choices(FAMILY) and dropdown["value"] in status
+    assert grid.size == (4 * (8 * 34 - 2), 4 * (2 * 34 - 2))  # 2x8 grid of 32 px, 4x enlarged
+    stream = on_train("scratch", SHIPPED, 32, "cpu", 5000)
+    run_id, *_, status, _ = next(stream)
+    assert run_id and status.startswith("Training (scratch, 32 px, cpu): step")
+    assert on_stop(run_id).startswith("Stopping")
+    *_, (last_id, _, _, _, status, _) = stream
+    assert last_id is None and status == "Stopped: nothing was saved."
 
 
 def test_api_sample_and_interpolate(client):
@@ -140,6 +176,5 @@ def test_browser_shows_a_lone_face_whole(page):
     _one_face(page, "#gan-samples")
 
 
-@pytest.mark.skipif(faces_source() is None, reason="no training faces: no nearest photo")
 def test_browser_shows_a_lone_nearest_photo_whole(page):
     _one_face(page, "#gan-nearest")

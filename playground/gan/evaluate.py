@@ -1,7 +1,7 @@
 """Measure a face generator against the Olivetti photos; writes metrics.json beside the model.
 
-`python -m playground.gan.evaluate --model weights/gan-olivetti --face-id weights/gan-face-id
---data ../shared/data/faces/olivettifaces.mat`
+`python -m playground.gan.evaluate --model weights/gan-olivetti --face-id weights/gan-face-id`
+(faces: the bundled assets/olivetti_faces.npz, the same pixels as olivettifaces.mat; or --data)
 
 What is measured (Inception is not available offline):
 - feature space = the 64-d penultimate layer of our face-identity CNN (weights/gan-face-id);
@@ -109,16 +109,17 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="generator folder (HF format)")
     parser.add_argument("--face-id", default="weights/gan-face-id")
-    parser.add_argument("--data", required=True)
+    parser.add_argument("--data", default=None,
+                        help="faces (.npz/.mat/folder); default: the bundled Olivetti faces")
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
-    from playground.data.faces import load_faces
+    from playground.data.faces import faces_source, load_faces
     from playground.gan.faceid import FaceIdNet
     from playground.gan.model import Generator
 
     torch.set_num_threads(1)
-    faces = load_faces(args.data)
+    faces = load_faces(args.data or faces_source())
     metrics = evaluate_generator(Generator.from_pretrained(args.model).eval(),
                                  FaceIdNet.from_pretrained(args.face_id).eval(),
                                  faces.images, faces.persons, n=args.n)

@@ -4,8 +4,8 @@ Inception weights are not available offline, so the Fréchet distance and precis
 the GAN are measured on the 64-d penultimate features of this classifier instead: a space where
 distances mean "how different are these identities/faces", learned from the same 40 people.
 
-`python -m playground.gan.faceid --data ../shared/data/faces/olivettifaces.mat
---out weights/gan-face-id`
+`python -m playground.gan.faceid --out weights/gan-face-id` (faces: the bundled
+assets/olivetti_faces.npz, or ``--data`` a .npz/.mat file or an image folder)
 """
 
 from __future__ import annotations
@@ -103,14 +103,16 @@ def accuracy(model: FaceIdNet, images: torch.Tensor, labels: torch.Tensor) -> fl
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description="Train the face-identity feature network.")
-    parser.add_argument("--data", required=True)
+    parser.add_argument("--data", default=None,
+                        help="faces (.npz/.mat/folder); default: the bundled Olivetti faces")
     parser.add_argument("--out", required=True)
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--val-per-person", type=int, default=2)
     args = parser.parse_args(argv)
-    from playground.data.faces import load_faces
+    from playground.data.faces import faces_source, load_faces
 
     t0 = time.perf_counter()
+    args.data = args.data or str(faces_source())
     faces = load_faces(args.data)
     images, labels = faces_to_tensor(faces.images, 64), torch.from_numpy(faces.persons).long()
     val = torch.from_numpy(split_photos(faces.persons, args.val_per_person))

@@ -7,7 +7,6 @@ typical, less varied faces) and ``psi = 0`` gives the same "mean face" ``G(0)`` 
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -19,7 +18,9 @@ from PIL import Image
 
 from playground.core import registry, repro
 from playground.core.errors import UserInputError, check_range
+from playground.core.latent import slerp
 from playground.core.seeding import MAX_SEED, make_generator, resolve_seed
+from playground.data.faces import faces_source, load_faces
 from playground.gan import FAMILY
 from playground.gan.augment import faces_to_tensor, to_unit
 from playground.gan.metrics import nearest, rms_distance, same_person_distances
@@ -27,8 +28,6 @@ from playground.gan.metrics import nearest, rms_distance, same_person_distances
 MAX_SAMPLES = 64
 PSI_RANGE = (0.0, 2.0)
 MAX_FRAMES = 32
-FACES_ENV = "PLAYGROUND_FACES"
-DEFAULT_FACES = registry.REPO_ROOT.parent / "shared" / "data" / "faces" / "olivettifaces.mat"
 
 
 def load_generator_source(source: str):
@@ -42,8 +41,9 @@ def load_generator_source(source: str):
     return Generator.from_pretrained(source).eval()
 
 
-def load_generator(name: str):
-    return registry.load_model(FAMILY, name, load_generator_source)
+def load_generator(model: str | registry.ModelEntry):
+    """The cached generator of a registry name / hub id, or of an entry already resolved."""
+    return registry.load_model(FAMILY, model, load_generator_source)
 
 
 # ---- parsing and validation -------------------------------------------------------------
@@ -86,15 +86,6 @@ def latent(seed: int, nz: int) -> torch.Tensor:
     return torch.randn(nz, generator=make_generator(seed))
 
 
-def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
-    """Spherical interpolation between latents (falls back to linear when nearly parallel)."""
-    cos = torch.dot(a, b) / (a.norm() * b.norm())
-    omega = torch.arccos(cos.clamp(-1, 1))
-    if omega.abs() < 1e-4:
-        return torch.lerp(a, b, t)
-    return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
-
-
 @torch.no_grad()
 def generate(model, latents: torch.Tensor, psi: float = 1.0) -> torch.Tensor:
     """latents (B, nz) -> images (B, C, S, S) in [0, 1] on CPU, truncated by ``psi``."""
@@ -122,12 +113,6 @@ def grid_image(images: torch.Tensor, columns: int) -> Image.Image:
 
 # ---- training faces (for "nearest training face") ----------------------------------------
 
-def faces_source() -> Path | None:
-    """$PLAYGROUND_FACES, else ../shared/data/faces/olivettifaces.mat beside the repo."""
-    path = Path(os.environ.get(FACES_ENV) or DEFAULT_FACES)
-    return path if path.exists() else None
-
-
 @dataclass
 class TrainingFaces:
     images: np.ndarray  # (N, S, S) in [0, 1]
@@ -136,92 +121,116 @@ class TrainingFaces:
     same_person_p05: float  # 5th percentile: "as close as two photos of a person get"
 
 
-@lru_cache(maxsize=4)
-def training_faces(size: int, source: str | None = None) -> TrainingFaces | None:
-    """The Olivetti photos at ``size`` px (None when the data file is not present)."""
+def training_faces(size: int, source: str | Path | None = None) -> TrainingFaces | None:
+    """The training photos at ``size`` px: ``source``, else ``faces_source()`` (the bundled
+    Olivetti faces or ``$PLAYGROUND_FACES``); None when there are none."""
     path = source or faces_source()
-    if path is None:
-        return None
-    from playground.data.faces import load_faces
+    return None if path is None else _training_faces(size, str(path))
 
-    faces = load_faces(path)
+
+@lru_cache(maxsize=4)
+def _training_faces(size: int, source: str) -> TrainingFaces:
+    faces = load_faces(source)
     images = to_unit(faces_to_tensor(faces.images, size))[:, 0].numpy()
     same = same_person_distances(images, faces.persons)
     return TrainingFaces(images, faces.persons, float(np.median(same)),
                          float(np.percentile(same, 5)))
 
 
-def nearest_faces(samples: torch.Tensor) -> tuple[list[Image.Image], list[float], TrainingFaces
-                                                  ] | None:
-    """For grey samples (B, 1, S, S) in [0, 1]: the nearest training photo of each, distance."""
+@dataclass
+class NearestPhotos:
+    """The nearest training photo of each sample, against same-person photo distances."""
+
+    images: list[Image.Image]  # one per sample, upscaled like the samples
+    distances: list[float]  # RMS pixel distance in [0, 1] (0 = identical)
+    same_person_median: float  # typical distance between two photos of one person
+    same_person_p05: float  # the closest 5% of same-person pairs
+
+    @property
+    def closer_than_p05(self) -> int:
+        """How many samples are closer to a photo than the closest 5% of same-person pairs."""
+        return sum(d < self.same_person_p05 for d in self.distances)
+
+
+def nearest_faces(samples: torch.Tensor) -> NearestPhotos | None:
+    """For grey samples (B, 1, S, S) in [0, 1]: the nearest training photo of each (None for
+    colour samples or when no training faces are on this machine)."""
     if samples.shape[1] != 1:
         return None
     faces = training_faces(samples.shape[-1])
     if faces is None:
         return None
     idx, dist = nearest(samples[:, 0].numpy(), faces.images, rms_distance)
-    pics = [to_pil(torch.from_numpy(faces.images[i])[None]) for i in idx]
-    return pics, [float(d) for d in dist], faces
+    return NearestPhotos([to_pil(torch.from_numpy(faces.images[i])[None]) for i in idx],
+                         [float(d) for d in dist], faces.same_person_median,
+                         faces.same_person_p05)
 
 
 # ---- the two requests the tab and the API serve -------------------------------------------
 
-def _record(model_name: str, params: dict, seed) -> dict:
-    return repro.make_record(FAMILY, model_name, registry.resolve(FAMILY, model_name).source,
-                             params, seed)
+@dataclass
+class FaceSamples:
+    """What ``sample_faces`` returns: one face per seed."""
+
+    images: list[Image.Image]  # grey or RGB, upscaled 2x for display
+    seeds: list[int]
+    grid_png: str  # path of the grid PNG carrying ``record``
+    record: dict  # reproducibility record
+    nearest: NearestPhotos | None  # None for colour models / no training faces
+
+
+@dataclass
+class Interpolation:
+    """What ``interpolate_faces`` returns: the faces along the latent path."""
+
+    frames: list[Image.Image]
+    strip_png: str  # all frames side by side, carrying ``record``
+    gif: str  # there and back
+    record: dict
+
+
+def _record(entry: registry.ModelEntry, params: dict, seed) -> dict:
+    return repro.make_record(FAMILY, entry.name, entry.source, params, seed)
 
 
 def sample_faces(model_name: str, seed=0, randomize: bool = False, n=8, psi=1.0,
-                 seed_list: str | None = None) -> dict:
-    """A grid of faces, one seed per face, with each face's nearest training photo.
-
-    Returns:
-        dict with ``images`` (PIL list), ``seeds``, ``nearest`` (PIL list or None),
-        ``distances`` (RMS pixel distance in [0, 1] or None), ``same_person`` (typical
-        same-person distance), ``grid_png`` (path of the grid with its record) and ``record``.
-    """
+                 seed_list: str | None = None) -> FaceSamples:
+    """A grid of faces, one seed per face (``seed, seed+1, ...`` or the listed seeds), each with
+    its nearest training photo."""
     psi = check_range("Truncation psi", psi, *PSI_RANGE)
     seeds = grid_seeds(seed, randomize, n, seed_list)
-    model = load_generator(model_name)
+    entry = registry.resolve(FAMILY, model_name)
+    model = load_generator(entry)
     latents = torch.stack([latent(s, model.nz) for s in seeds])  # (B, nz)
     images = generate(model, latents, psi)  # (B, C, S, S)
-    record = _record(model_name, {"psi": psi, "n": len(seeds), "seeds": seeds}, seeds[0])
+    record = _record(entry, {"psi": psi, "n": len(seeds), "seeds": seeds}, seeds[0])
     grid = repro.save_png(grid_image(images, min(8, len(seeds))), record)
-    found = nearest_faces(images)
-    out = {"images": [to_pil(img) for img in images], "seeds": seeds, "grid_png": str(grid),
-           "record": record, "nearest": None, "distances": None, "same_person": None,
-           "same_person_p05": None}
-    if found is not None:
-        out["nearest"], out["distances"], faces = found
-        out["same_person"] = faces.same_person_median
-        out["same_person_p05"] = faces.same_person_p05
-    return out
+    return FaceSamples([to_pil(img) for img in images], seeds, str(grid), record,
+                       nearest_faces(images))
 
 
 def interpolate_faces(model_name: str, seed_a, seed_b, frames=8, mode: str = "spherical",
-                      psi=1.0, frame_ms=120) -> dict:
-    """Faces along the path from seed_a's latent to seed_b's: a strip PNG and a GIF.
-
-    Returns:
-        dict with ``frames`` (PIL list), ``strip_png``, ``gif`` (paths) and ``record``.
-    """
+                      psi=1.0, frame_ms=120) -> Interpolation:
+    """Faces along the path from seed_a's latent to seed_b's (``core.latent.slerp`` or a
+    straight line): a strip PNG and a GIF."""
     a, b = resolve_seed(seed_a), resolve_seed(seed_b)
     frames = check_range("Frames", frames, 2, MAX_FRAMES, integer=True)
     psi = check_range("Truncation psi", psi, *PSI_RANGE)
     frame_ms = check_range("Frame duration (ms)", frame_ms, 20, 2000, integer=True)
     if mode not in ("linear", "spherical"):
         raise UserInputError(f"Interpolation must be 'linear' or 'spherical', got {mode!r}.")
-    model = load_generator(model_name)
+    entry = registry.resolve(FAMILY, model_name)
+    model = load_generator(entry)
     za, zb = latent(a, model.nz), latent(b, model.nz)
     ts = torch.linspace(0, 1, frames)
     path = [torch.lerp(za, zb, float(t)) if mode == "linear" else slerp(za, zb, float(t))
             for t in ts]
     images = generate(model, torch.stack(path), psi)
-    record = _record(model_name, {"seed_a": a, "seed_b": b, "frames": frames, "mode": mode,
-                                  "psi": psi}, a)
+    record = _record(entry, {"seed_a": a, "seed_b": b, "frames": frames, "mode": mode,
+                             "psi": psi}, a)
     strip = repro.save_png(grid_image(images, frames), record)
     pics = [to_pil(img) for img in images]
     gif = Path(str(strip)[:-4] + ".gif")
     loop = pics + pics[-2:0:-1]  # there and back
     loop[0].save(gif, save_all=True, append_images=loop[1:], duration=frame_ms, loop=0)
-    return {"frames": pics, "strip_png": str(strip), "gif": str(gif), "record": record}
+    return Interpolation(pics, str(strip), str(gif), record)

@@ -10,8 +10,8 @@ from playground.core import registry
 from playground.core.errors import UserInputError, check_range
 from playground.core.live import LiveRun, train_and_register
 from playground.core.training import LoopConfig
+from playground.data.faces import faces_source
 from playground.gan import FAMILY
-from playground.gan.inference import faces_source
 
 RUNS_DIR = registry.REPO_ROOT / "runs"
 MAX_LIVE_STEPS = 20000
@@ -55,8 +55,9 @@ def start_training(mode: str, model_name: str, size, device: str, steps) -> Live
         raise UserInputError("Choose 'scratch' or 'continue'.")
     source = faces_source()
     if source is None:
-        raise UserInputError("The Olivetti faces file is not on this machine; set "
-                             "PLAYGROUND_FACES to olivettifaces.mat or an image folder.")
+        raise UserInputError("No training faces on this machine (assets/olivetti_faces.npz is "
+                             "missing); set PLAYGROUND_FACES to a .npz/.mat file or an image "
+                             "folder.")
     cfg = dataclasses.replace(resolve_config("olivetti" if size == 64 else "olivetti-32"),
                               steps=steps)
     init = _continue_from(model_name, size) if mode == "continue" else None

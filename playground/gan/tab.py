@@ -6,7 +6,14 @@ import gradio as gr
 
 from playground.core import registry
 from playground.gan import FAMILY
-from playground.ui import friendly, model_dropdown, model_event, seed_controls, stop_live_run
+from playground.ui import (
+    friendly,
+    model_dropdown,
+    model_event,
+    seed_controls,
+    stop_live_run,
+    stream_live_run,
+)
 
 INTRO = """Each face comes from its own seed (noise vector z). **Truncation ψ** scales z towards
 the mean latent 0: ψ = 1 is the plain generator, smaller ψ gives more typical faces, ψ = 0 the
@@ -20,19 +27,19 @@ def on_sample(model, seed, randomize, n, psi, seed_list):
     from playground.gan.inference import sample_faces
 
     out = sample_faces(model, seed, randomize, n, psi, seed_list)
-    faces = [(img, f"seed {s}") for img, s in zip(out["images"], out["seeds"], strict=True)]
-    if out["nearest"] is None:
+    faces = [(img, f"seed {s}") for img, s in zip(out.images, out.seeds, strict=True)]
+    near_out = out.nearest
+    if near_out is None:
         near, note = [], "Nearest training photos: not available for this model / machine."
     else:
-        near = [(img, f"d = {d:.3f}") for img, d in zip(out["nearest"], out["distances"],
+        near = [(img, f"d = {d:.3f}") for img, d in zip(near_out.images, near_out.distances,
                                                          strict=True)]
-        copies = sum(d < out["same_person_p05"] for d in out["distances"])
-        note = (f"Nearest training photo distances: min {min(out['distances']):.3f}, typical "
-                f"two photos of one person {out['same_person']:.3f} (closest 5%: "
-                f"{out['same_person_p05']:.3f}); {copies} of {len(near)} samples are closer "
-                "than that 5% mark.")
-    info = f"Seeds used: {', '.join(map(str, out['seeds']))} (ψ = {psi}).\n\n{note}"
-    return faces, near, info, out["seeds"], out["grid_png"], out["seeds"][0]
+        note = (f"Nearest training photo distances: min {min(near_out.distances):.3f}, typical "
+                f"two photos of one person {near_out.same_person_median:.3f} (closest 5%: "
+                f"{near_out.same_person_p05:.3f}); {near_out.closer_than_p05} of {len(near)} "
+                "samples are closer than that 5% mark.")
+    info = f"Seeds used: {', '.join(map(str, out.seeds))} (ψ = {psi}).\n\n{note}"
+    return faces, near, info, out.seeds, out.grid_png, out.seeds[0]
 
 
 def on_select(seeds, evt: gr.SelectData):
@@ -45,7 +52,7 @@ def on_interpolate(model, seed_a, seed_b, frames, mode, psi):
     from playground.gan.inference import interpolate_faces
 
     out = interpolate_faces(model, seed_a, seed_b, frames, mode, psi)
-    return out["strip_png"], out["gif"], out["strip_png"]
+    return out.strip_png, out.gif, out.strip_png
 
 
 def _plots(history: list[dict]):
@@ -79,20 +86,22 @@ def on_train(mode, model, size, device, steps):
     from playground.gan.live import start_training
 
     run = start_training(mode, model, size, device, steps)
-    for r in run.poll(0.5):
-        losses, probs = _plots(r.history)
-        grid = _fixed_grid(r.samples)
+
+    def progress(r):
         step = r.history[-1]["step"] if r.history else 0
-        status = f"Training ({mode}, {size} px, {device}): step {step} / {steps}"
-        yield run.run_id, losses, probs, grid, status, gr.update()
-    if run.error is not None:
-        raise run.error
-    if run.result is None:
-        yield None, *_plots(run.history), grid, "Stopped: nothing was saved.", gr.update()
-        return
-    yield (None, *_plots(run.history), grid,
-           f"Done: '{run.result}' is now in the model list.",
-           gr.update(choices=registry.choices(FAMILY), value=run.result))
+        return (r.run_id, *_plots(r.history), _fixed_grid(r.samples),
+                f"Training ({mode}, {size} px, {device}): step {step} / {steps}", gr.update())
+
+    def stopped(r):
+        return (None, *_plots(r.history), _fixed_grid(r.samples), "Stopped: nothing was saved.",
+                gr.update())
+
+    def finished(r):
+        return (None, *_plots(r.history), _fixed_grid(r.samples),
+                f"Done: '{r.result}' is now in the model list.",
+                gr.update(choices=registry.choices(FAMILY), value=r.result))
+    # outputs: run id, loss plot, D(x) plot, fixed-noise grid, status, model dropdown
+    yield from stream_live_run(run, progress, finished, stopped)
 
 
 on_stop = stop_live_run  # shared Stop-button handler (playground.ui)
@@ -101,7 +110,7 @@ on_stop = stop_live_run  # shared Stop-button handler (playground.ui)
 def build_tab() -> None:
     gr.Markdown(INTRO)
     model = model_dropdown(FAMILY)
-    seeds_state, run_id = gr.State([]), gr.State(None)
+    seeds_state = gr.State([])
     with gr.Row():
         with gr.Column(scale=1):
             seed, randomize = seed_controls()
@@ -128,9 +137,20 @@ def build_tab() -> None:
         with gr.Row():
             gif = gr.Image(label="Animation (GIF)", type="filepath")
             strip_file = gr.File(label="Strip PNG")
-    with gr.Accordion("Train a GAN here (live)", open=False):
-        from playground.gan.live import device_choices
+    go.click(on_sample, [model, seed, randomize, n, psi, seed_list],
+             [gallery, nearest, info, seeds_state, grid_file, seed_a], **model_event("gan_sample"))
+    gallery.select(on_select, seeds_state, [seed, randomize, seed_list, seed_a])
+    interp.click(on_interpolate, [model, seed_a, seed_b, frames, mode, psi],
+                 [strip, gif, strip_file], **model_event("gan_interpolate"))
+    _build_training(model)
 
+
+def _build_training(model: gr.Dropdown) -> None:
+    """The "Train a GAN here (live)" accordion; a finished run is selected in ``model``."""
+    from playground.gan.live import device_choices
+
+    run_id = gr.State(None)
+    with gr.Accordion("Train a GAN here (live)", open=False):
         with gr.Row():
             train_mode = gr.Radio(["scratch", "continue"], value="scratch",
                                   label="From scratch, or continue the selected model")
@@ -145,11 +165,6 @@ def build_tab() -> None:
             prob_plot = gr.LinePlot(x="step", y="value", color="series",
                                     label="D(x) and D(G(z))", y_lim=[0, 1])
         fixed = gr.Image(label="Fixed-noise samples as training goes", type="pil")
-    go.click(on_sample, [model, seed, randomize, n, psi, seed_list],
-             [gallery, nearest, info, seeds_state, grid_file, seed_a], **model_event("gan_sample"))
-    gallery.select(on_select, seeds_state, [seed, randomize, seed_list, seed_a])
-    interp.click(on_interpolate, [model, seed_a, seed_b, frames, mode, psi],
-                 [strip, gif, strip_file], **model_event("gan_interpolate"))
     start.click(on_train, [train_mode, model, size, device, steps],
                 [run_id, loss_plot, prob_plot, fixed, status, model], **model_event(None))
     stop.click(on_stop, run_id, status)

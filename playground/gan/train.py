@@ -1,7 +1,7 @@
 """Train the DCGAN on faces with the shared loop.
 
-`python -m playground.train gan --preset olivetti --data ../shared/data/faces/olivettifaces.mat
---out weights/gan-olivetti`
+`python -m playground.train gan --preset olivetti --out weights/gan-olivetti` (faces: the
+bundled assets/olivetti_faces.npz unless ``--data`` names a .npz/.mat file or an image folder)
 
 Non-saturating GAN loss with one-sided label smoothing (real label 0.9), DiffAugment
 (translation + cutout) on every image D sees, mirrored/shifted real photos, and an EMA copy of G
@@ -20,10 +20,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from playground.core.config import resolve_preset
+from playground.core.ema import update_ema
 from playground.core.errors import UserInputError
 from playground.core.training import LoopConfig, StepContext, TrainResult, TrainTask, train_loop
 from playground.gan.augment import augment_real, diff_augment, faces_to_tensor, to_unit
-from playground.gan.model import Discriminator, Generator
+from playground.gan.model import SIZES, Discriminator, Generator
 
 N_FIXED = 16  # fixed-noise grid shown while training
 
@@ -65,15 +67,13 @@ DEFAULT_PRESET = "olivetti"
 
 
 def resolve_config(preset: str, overrides: dict | None = None) -> GANConfig:
-    if preset not in PRESETS:
-        raise UserInputError(f"Unknown preset {preset!r}; choose from {sorted(PRESETS)}.")
-    if (overrides or {}).get("export", "ema") not in ("ema", "raw"):
+    """``PRESETS[preset]`` with ``--set`` overrides, then the GAN's own value checks."""
+    cfg = resolve_preset(PRESETS, preset, overrides, family="GAN")
+    if cfg.export not in ("ema", "raw"):
         raise UserInputError("export must be 'ema' or 'raw'.")
-    fields = {f.name for f in dataclasses.fields(GANConfig)}
-    unknown = set(overrides or {}) - fields
-    if unknown:
-        raise UserInputError(f"Unknown GAN setting(s) {sorted(unknown)}; known: {sorted(fields)}.")
-    return dataclasses.replace(PRESETS[preset], **(overrides or {}))
+    if cfg.image_size not in SIZES:
+        raise UserInputError(f"image_size must be one of {SIZES}, got {cfg.image_size!r}.")
+    return cfg
 
 
 def real_batches(data: torch.Tensor, cfg: GANConfig, seed: int):
@@ -87,14 +87,6 @@ def real_batches(data: torch.Tensor, cfg: GANConfig, seed: int):
         if len(order) < cfg.batch_size:  # tiny data: sample with replacement
             yield augment_real(data[torch.randint(len(data), (cfg.batch_size,), generator=gen)],
                                gen, shift_px)
-
-
-@torch.no_grad()
-def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    for e, p in zip(ema.parameters(), model.parameters(), strict=True):
-        e.lerp_(p, 1 - decay)
-    for e, b in zip(ema.buffers(), model.buffers(), strict=True):
-        e.copy_(b)  # batch-norm running statistics follow G directly
 
 
 @torch.no_grad()
@@ -129,6 +121,50 @@ def build_models(cfg: GANConfig) -> tuple[Generator, Discriminator]:
     return g, d
 
 
+def _gan_step(cfg: GANConfig):
+    """One D step then one G step (non-saturating loss, DiffAugment on all D inputs), then the
+    EMA of G; the ``TrainTask.step`` of ``build_task``."""
+    def aug(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        if not cfg.diff_augment:
+            return x
+        return diff_augment(x, gen, cutout=cfg.augment_cutout, color=cfg.augment_color)
+
+    def step(ctx: StepContext, real: torch.Tensor) -> dict[str, float]:
+        G, D, acc = ctx.models["g"], ctx.models["d"], ctx.accelerator
+        real = real.to(acc.device)
+        z = torch.randn(real.shape[0], acc.unwrap_model(G).nz,
+                        generator=ctx.generator).to(acc.device)
+        fake = G(z)  # (B, 1, S, S)
+        d_real, d_fake = D(aug(real, ctx.generator)), D(aug(fake.detach(), ctx.generator))
+        bce = F.binary_cross_entropy_with_logits
+        loss_d = (bce(d_real, torch.full_like(d_real, cfg.real_label))
+                  + bce(d_fake, torch.zeros_like(d_fake)))
+        ctx.optimizers["d"].zero_grad(set_to_none=True)
+        acc.backward(loss_d)
+        ctx.optimizers["d"].step()
+        d_gen = D(aug(fake, ctx.generator))
+        loss_g = F.binary_cross_entropy_with_logits(d_gen, torch.ones_like(d_gen))
+        ctx.optimizers["g"].zero_grad(set_to_none=True)
+        acc.backward(loss_g)
+        ctx.optimizers["g"].step()
+        decay = cfg.ema_decay if ctx.step > cfg.ema_start else 0.0
+        # batch-norm running statistics follow G directly (re-estimated at export)
+        update_ema(acc.unwrap_model(ctx.models["g_ema"]), acc.unwrap_model(G), decay,
+                   copy_buffers=True)
+        return {"loss_d": loss_d.item(), "loss_g": loss_g.item(),
+                "d_x": torch.sigmoid(d_real).mean().item(),
+                "d_g_z": torch.sigmoid(d_fake).mean().item()}
+    return step
+
+
+def exported_generator(cfg: GANConfig, models: dict, batches: int = 16) -> Generator:
+    """The G that is saved and shown: G itself (``export="raw"``) or the EMA of G with its
+    batch-norm statistics re-estimated on ``batches`` batches."""
+    if cfg.export == "raw":
+        return copy.deepcopy(models["g"]).eval()
+    return recalibrate_batch_norm(models["g_ema"], batches=batches)
+
+
 def build_task(cfg: GANConfig, loop: LoopConfig, data: torch.Tensor,
                init: tuple[Generator, Discriminator] | None = None) -> TrainTask:
     """The TrainTask: G, D, EMA-G, Adam(0.5, 0.999) for each, augmented real batches.
@@ -144,52 +180,19 @@ def build_task(cfg: GANConfig, loop: LoopConfig, data: torch.Tensor,
     opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, 0.999))
     fixed = torch.randn(N_FIXED, g.nz, generator=torch.Generator().manual_seed(1234))
 
-    def aug(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        if not cfg.diff_augment:
-            return x
-        return diff_augment(x, gen, cutout=cfg.augment_cutout, color=cfg.augment_color)
-
-    def step(ctx: StepContext, real: torch.Tensor) -> dict[str, float]:
-        G, D, acc = ctx.models["g"], ctx.models["d"], ctx.accelerator
-        real = real.to(acc.device)
-        z = torch.randn(real.shape[0], g.nz, generator=ctx.generator).to(acc.device)
-        fake = G(z)  # (B, 1, S, S)
-        d_real, d_fake = D(aug(real, ctx.generator)), D(aug(fake.detach(), ctx.generator))
-        bce = F.binary_cross_entropy_with_logits
-        loss_d = (bce(d_real, torch.full_like(d_real, cfg.real_label))
-                  + bce(d_fake, torch.zeros_like(d_fake)))
-        ctx.optimizers["d"].zero_grad(set_to_none=True)
-        acc.backward(loss_d)
-        ctx.optimizers["d"].step()
-        d_gen = D(aug(fake, ctx.generator))
-        loss_g = F.binary_cross_entropy_with_logits(d_gen, torch.ones_like(d_gen))
-        ctx.optimizers["g"].zero_grad(set_to_none=True)
-        acc.backward(loss_g)
-        ctx.optimizers["g"].step()
-        decay = cfg.ema_decay if ctx.step > cfg.ema_start else 0.0
-        update_ema(acc.unwrap_model(ctx.models["g_ema"]), acc.unwrap_model(G), decay)
-        return {"loss_d": loss_d.item(), "loss_g": loss_g.item(),
-                "d_x": torch.sigmoid(d_real).mean().item(),
-                "d_g_z": torch.sigmoid(d_fake).mean().item()}
-
     def sample(models, step_no: int) -> torch.Tensor:
-        g_out = exported(models, batches=2)
+        g_out = exported_generator(cfg, models, batches=2)
         return to_unit(g_out(fixed.to(next(g_out.parameters()).device))).cpu()  # (16, 1, S, S)
 
-    def exported(models, batches: int = 16) -> Generator:
-        if cfg.export == "raw":
-            return copy.deepcopy(models["g"]).eval()
-        return recalibrate_batch_norm(models["g_ema"], batches=batches)
-
     def save(models, folder: Path) -> None:
-        save_gan(exported(models).cpu(), models["d"], folder)
+        save_gan(exported_generator(cfg, models).cpu(), models["d"], folder)
 
     summary = {"gan_config": dataclasses.asdict(cfg), "train_images": len(data),
                "what_is_saved": f"{cfg.export} generator (top level) + discriminator/ for "
                                 "continuing"}
     return TrainTask(models={"g": g, "d": d, "g_ema": g_ema}, optimizers={"g": opt_g, "d": opt_d},
-                     batches=real_batches(data, cfg, loop.seed + 1), step=step, save=save,
-                     sample=sample, summary=summary)
+                     batches=real_batches(data, cfg, loop.seed + 1), step=_gan_step(cfg),
+                     save=save, sample=sample, summary=summary)
 
 
 def save_gan(g: Generator, d: Discriminator | None, folder: Path) -> None:
@@ -200,9 +203,14 @@ def save_gan(g: Generator, d: Discriminator | None, folder: Path) -> None:
         d.save_pretrained(Path(folder) / "discriminator")
 
 
-def load_training_faces(data: str | None, size: int) -> torch.Tensor:
-    from playground.data.faces import load_faces
+def load_training_faces(data: str | Path | None, size: int) -> torch.Tensor:
+    """Faces (N, 1, size, size) in [-1, 1] from ``data`` (a .npz/.mat file, an image folder or
+    "sklearn"), or from ``faces_source()`` (the bundled Olivetti faces) when None."""
+    from playground.data.faces import faces_source, load_faces
 
+    data = data or faces_source()
+    if data is None:
+        raise UserInputError("No face data: pass --data (a .npz/.mat file or an image folder).")
     try:
         faces = load_faces(data)
     except (OSError, ValueError) as exc:
@@ -211,11 +219,16 @@ def load_training_faces(data: str | None, size: int) -> torch.Tensor:
 
 
 def train_cli(preset: str, loop: LoopConfig, data: str | None, overrides: dict) -> TrainResult:
-    """`python -m playground.train gan ...`: train (or --resume) and save to --out."""
+    """`python -m playground.train gan ...`: train (or --resume) and save to --out.
+
+    ``data`` defaults to the bundled Olivetti faces (``$PLAYGROUND_FACES`` if set).
+    """
     cfg = resolve_config(preset, overrides)
     torch.set_num_threads(max(1, torch.get_num_threads()))  # honours OMP_NUM_THREADS
+    from playground.data.faces import faces_source
+
     images = load_training_faces(data, cfg.image_size)
     loop = dataclasses.replace(loop, max_steps=loop.max_steps or cfg.steps)
     task = build_task(cfg, loop, images)
-    task.summary["data"] = str(data)
+    task.summary["data"] = str(data or faces_source())
     return train_loop(loop, task)
