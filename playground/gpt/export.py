@@ -23,7 +23,7 @@ def export_checkpoint(ckpt: str | Path, preset: str, out: str | Path,
     from safetensors.torch import load_file
     from transformers import PreTrainedTokenizerFast
 
-    from playground.gpt.config import build_model
+    from playground.gpt.model import build_model
     from playground.gpt.train import resolve_config, tokenizer_dir
 
     ckpt = Path(ckpt)

@@ -1,4 +1,4 @@
-"""The "Text (GPT)" tab: wiring only; the work is in inference.py, custom.py and views.py
+"""The "Text (GPT)" tab: wiring only; the work is in inference.py, live.py and views.py
 (imported inside the handlers, so building the app does not import transformers)."""
 
 from __future__ import annotations
@@ -45,11 +45,11 @@ def show_alternatives(tokens, evt: gr.SelectData):
 @friendly
 def train_on_upload(file, mode, steps, seed, randomize):
     """Start a LiveRun and stream its loss curve and samples; register the result when done."""
-    from playground.gpt import custom, views
+    from playground.gpt import live, views
 
-    text = custom.read_upload(file)
+    text = live.read_upload(file)
     seed = resolve_seed(seed, randomize)
-    run, name = custom.start_training(text, mode, steps, seed)
+    run, name = live.start_training(text, mode, steps, seed)
     status = f"Training **{name}** on {len(text):,} characters (seed {seed})…"
     yield views.loss_frame([]), "", status, run.run_id, gr.skip()
     for _ in run.poll(0.5):
@@ -90,7 +90,7 @@ def _generate_controls():
 
 
 def _train_section(model_dropdown_component) -> None:
-    from playground.gpt.custom import MAX_STEPS, MODES  # cheap: no transformers at import
+    from playground.gpt.live import MAX_STEPS, MODES  # cheap: no transformers at import
 
     with gr.Accordion("Train on your own text", open=False):
         gr.Markdown("Upload a plain-text file (up to 5 MB). A tiny GPT learns it in a few "

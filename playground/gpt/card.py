@@ -1,5 +1,5 @@
 """Write the model card (README.md) of a trained GPT folder from its training summary and
-``eval.json``: `python -m playground.gpt.model_card --model weights/gpt-austen --command "..."`.
+``eval.json``: `python -m playground.gpt.card --model weights/gpt-austen --command "..."`.
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ hold together. It knows only these four novels' English.
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m playground.gpt.model_card")
+    parser = argparse.ArgumentParser(prog="python -m playground.gpt.card")
     parser.add_argument("--model", required=True)
     parser.add_argument("--data", required=True)
     parser.add_argument("--command", action="append", default=[], help="repeatable, in order")

@@ -1,4 +1,4 @@
-"""Train on your own text: upload checks and a short live run that lands in the registry."""
+"""Train on your own text (live.py): upload checks and a short live run that lands in the registry."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 
 from playground.core import registry
 from playground.core.errors import UserInputError
-from playground.gpt import custom
+from playground.gpt import live
 from tests.test_gpt_support import tiny_text
 
 
@@ -14,10 +14,10 @@ def test_utf8_and_windows_1252_uploads_are_read(tmp_path):
     text = tiny_text(10) + " café — “naïve”"
     utf8 = tmp_path / "a.txt"
     utf8.write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode())
-    assert custom.read_upload(utf8) == text
+    assert live.read_upload(utf8) == text
     latin = tmp_path / "b.txt"
     latin.write_bytes(text.encode("cp1252"))
-    assert custom.read_upload(latin) == text
+    assert live.read_upload(latin) == text
 
 
 @pytest.mark.parametrize(("content", "message"), [
@@ -29,28 +29,28 @@ def test_bad_uploads_are_refused(tmp_path, content, message):
     path = tmp_path / "up.txt"
     path.write_bytes(content)
     with pytest.raises(UserInputError, match=message):
-        custom.read_upload(path)
+        live.read_upload(path)
 
 
 def test_oversized_upload_is_refused(tmp_path):
     path = tmp_path / "big.txt"
-    path.write_bytes(b"a" * (custom.MAX_UPLOAD_BYTES + 1))
+    path.write_bytes(b"a" * (live.MAX_UPLOAD_BYTES + 1))
     with pytest.raises(UserInputError, match="too big"):
-        custom.read_upload(path)
+        live.read_upload(path)
 
 
 def test_missing_upload_and_bad_settings_are_refused():
     with pytest.raises(UserInputError, match="Upload"):
-        custom.read_upload(None)
+        live.read_upload(None)
     with pytest.raises(UserInputError, match="Training steps"):
-        custom.start_training(tiny_text(), "new", 10**6, 0)
+        live.start_training(tiny_text(), "new", 10**6, 0)
     with pytest.raises(UserInputError, match="mode"):
-        custom.start_training(tiny_text(), "sideways", 20, 0)
+        live.start_training(tiny_text(), "sideways", 20, 0)
 
 
 def test_live_run_trains_and_registers_the_model(monkeypatch, tmp_path):
-    monkeypatch.setattr(custom, "RUNS_DIR", tmp_path)
-    run, name = custom.start_training(tiny_text(), "new", 20, seed=0)
+    monkeypatch.setattr(live, "RUNS_DIR", tmp_path)
+    run, name = live.start_training(tiny_text(), "new", 20, seed=0)
     for _ in run.poll(0.2):
         pass
     assert run.error is None, run.error
@@ -63,13 +63,13 @@ def test_live_run_trains_and_registers_the_model(monkeypatch, tmp_path):
 
 
 def test_live_run_can_be_cancelled(monkeypatch, tmp_path):
-    from playground.core import live
+    from playground.core import live as core_live
 
-    monkeypatch.setattr(custom, "RUNS_DIR", tmp_path)
-    run, name = custom.start_training(tiny_text(), "new", 3000, seed=0)
+    monkeypatch.setattr(live, "RUNS_DIR", tmp_path)
+    run, name = live.start_training(tiny_text(), "new", 3000, seed=0)
     while not run.history and not run.done.is_set():
         run.done.wait(0.1)
-    assert live.cancel_run(run.run_id)
+    assert core_live.cancel_run(run.run_id)
     run.done.wait(60)
     assert run.result.cancelled and run.result.steps < 3000
     assert name not in registry.choices("gpt")
