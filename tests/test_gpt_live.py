@@ -1,4 +1,4 @@
-"""Train on your own text (live.py): upload checks and a short live run that lands in the registry."""
+"""Train on your own text (live.py): upload checks, a short live run that lands in the registry."""
 
 from __future__ import annotations
 

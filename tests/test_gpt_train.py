@@ -67,13 +67,46 @@ def test_trained_folder_round_trips_through_from_pretrained(tmp_path_factory):
 def test_checkpoint_exports_the_same_model(tmp_path_factory, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from playground.gpt.export import export_checkpoint
+    from playground.gpt.export import export
 
     root = tmp_path_factory.getbasetemp()
     folder = tiny_model_dir(str(root))
-    progress = export_checkpoint(root / "tiny-gpt-ckpt", "tiny", tmp_path / "exported")
-    assert progress["step"] == 30
+    assert export(root / "tiny-gpt-ckpt", "tiny", tmp_path / "exported") == 30
+    summary = json.loads((tmp_path / "exported" / "training_summary.json").read_text())
+    assert summary["steps"] == 30 and summary["preset"] == "tiny"
+    assert (tmp_path / "exported" / "metrics.csv").exists()
     a = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
     b = AutoModelForCausalLM.from_pretrained(tmp_path / "exported", dtype=torch.float32)
     for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         assert torch.equal(pa, pb), name
+    assert b.lm_head.weight.data_ptr() == b.transformer.wte.weight.data_ptr()
+
+
+def test_a_checkpoint_without_recorded_model_names_still_exports(tmp_path_factory, tmp_path):
+    """Checkpoints written before progress.json named the models (the shipped run's) export."""
+    import shutil
+
+    from playground.gpt.export import export
+
+    root = tmp_path_factory.getbasetemp()
+    tiny_model_dir(str(root))
+    old = tmp_path / "old-ckpt"
+    shutil.copytree(root / "tiny-gpt-ckpt", old)
+    shutil.copytree(root / "tiny-gpt-tokenizer-ckpt", tmp_path / "old-tokenizer-ckpt")
+    (old / "progress.json").write_text(json.dumps({"step": 30}))
+    assert export(old, "tiny", tmp_path / "exported") == 30
+
+
+def test_a_spent_time_budget_stops_and_exports_the_last_checkpoint(tmp_path):
+    """The shipped run's path: the budget runs out, the loop checkpoints, the trainer exports."""
+    from playground.gpt.train import run_training
+
+    cfg = resolve_config("tiny", {"time_budget_s": 0.5, "eval_every": 0})
+    loop = LoopConfig(max_steps=100_000, out_dir=str(tmp_path / "run"), log_every=5,
+                      progress=False)
+    result = run_training(cfg, loop, tiny_text())
+    assert not result.cancelled and 0 < result.steps < 100_000
+    summary = json.loads((tmp_path / "run" / "training_summary.json").read_text())
+    assert summary["steps"] == result.steps and summary["stopped_by"].startswith("time budget")
+    assert summary["gpt_config"]["time_budget_s"] == 0.5
+    assert (tmp_path / "run" / "config.json").exists()

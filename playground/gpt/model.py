@@ -16,3 +16,19 @@ def build_model(cfg, tokenizer):
                         eos_token_id=tokenizer.eos_token_id,
                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
     return GPT2LMHeadModel(config)
+
+
+def fill_tied_head_on_load(model):
+    """Let a strict ``load_state_dict`` take a state without ``lm_head.weight``.
+
+    The head is tied to the input embedding, and accelerate's checkpoint keeps one copy of a
+    shared tensor (``transformer.wte.weight``); the hook fills the head's key from it, so
+    ``core.training.export_checkpoint`` loads a GPT checkpoint like any other. Returns ``model``.
+    """
+    def hook(module, state_dict, prefix, *args) -> None:
+        head, wte = prefix + "lm_head.weight", prefix + "transformer.wte.weight"
+        if head not in state_dict and wte in state_dict:
+            state_dict[head] = state_dict[wte]
+
+    model.register_load_state_dict_pre_hook(hook)
+    return model

@@ -12,6 +12,7 @@ import copy
 import dataclasses
 import json
 import math
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -21,9 +22,16 @@ from pathlib import Path
 import torch
 
 from playground.core.errors import UserInputError
-from playground.core.training import LoopConfig, StepContext, TrainResult, TrainTask, train_loop
+from playground.core.training import (
+    LoopConfig,
+    StepContext,
+    TrainResult,
+    TrainTask,
+    export_checkpoint,
+    train_loop,
+)
 from playground.gpt.data import END_OF_TEXT, encode, make_split, random_batches, read_text
-from playground.gpt.model import build_model
+from playground.gpt.model import build_model, fill_tied_head_on_load
 
 
 @dataclass
@@ -154,6 +162,15 @@ def sample_text(model, tokenizer, prompt: str, max_new_tokens: int, seed: int = 
     return prompt + tokenizer.decode(ids[0, start:].tolist())
 
 
+def save_model(model, tokenizer, folder: Path) -> None:
+    """The artefact: fp16 safetensors shards of at most 9 MB, and the tokenizer.
+
+    fp16 halves the folder; the rounding changes nats/char by < 0.001.
+    """
+    copy.deepcopy(model).half().save_pretrained(folder, max_shard_size="9MB")
+    tokenizer.save_pretrained(folder)
+
+
 def held_out_windows(ids: torch.Tensor, block: int, count: int) -> torch.Tensor:
     """``count`` evenly spaced (block+1)-token windows of the held-out ids: (count, block+1)."""
     count = max(1, min(count, (len(ids) - 1) // (block + 1)))
@@ -208,9 +225,7 @@ def build_task(cfg: GPTConfig, loop: LoopConfig, train_text: str, val_text: str,
         return sample_text(models["gpt"], tokenizer, cfg.sample_prompt, cfg.sample_tokens)
 
     def save(models, folder: Path) -> None:
-        # fp16 halves the folder; the rounding changes nats/char by < 0.001
-        copy.deepcopy(models["gpt"]).half().save_pretrained(folder, max_shard_size="9MB")
-        tokenizer.save_pretrained(folder)
+        save_model(models["gpt"], tokenizer, folder)
 
     summary = {"gpt_config": dataclasses.asdict(cfg), "train_chars": len(train_text),
                "train_tokens": len(train_ids), "val_chars": len(val_text),
@@ -266,16 +281,30 @@ def run_training(cfg: GPTConfig, loop: LoopConfig, text: str, *, on_log=None, on
 def _export_budget_stop(cfg: GPTConfig, loop: LoopConfig, task: TrainTask,
                         result: TrainResult) -> TrainResult:
     """The time budget ran out: the loop checkpointed the last step; export it as the model."""
-    from playground.gpt.export import export_checkpoint
-
-    overrides = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(GPTConfig)}
-    export_checkpoint(loop.resolved_checkpoint_dir(), "austen", loop.out_dir, overrides)
-    summary = {"steps": result.steps, "wall_time_s": round(result.wall_time_s, 1),
+    summary = {"wall_time_s": round(result.wall_time_s, 1),
                "stopped_by": f"time budget of {cfg.time_budget_s:.0f} s",
                "loop": dataclasses.asdict(loop), "final_metrics": result.last, **task.summary}
-    out = Path(loop.out_dir)
-    (out / "training_summary.json").write_text(json.dumps(summary, indent=1, default=str))
-    return dataclasses.replace(result, cancelled=False, out_dir=out)
+    export_from_checkpoint(cfg, loop.resolved_checkpoint_dir(), loop.out_dir, summary)
+    return dataclasses.replace(result, cancelled=False, out_dir=Path(loop.out_dir))
+
+
+def export_from_checkpoint(cfg: GPTConfig, ckpt: str | Path, out: str | Path,
+                           summary: dict | None = None) -> int:
+    """Write the model folder of a run's checkpoint (its tokenizer sits beside it, see
+    ``tokenizer_dir``) with the run's ``metrics.csv``; returns the checkpoint's step."""
+    from transformers import PreTrainedTokenizerFast
+
+    ckpt = Path(ckpt)
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(tokenizer_dir(ckpt))
+    model = fill_tied_head_on_load(build_model(cfg, tokenizer))
+
+    def save(models, folder: Path) -> None:
+        save_model(models["gpt"], tokenizer, folder)
+        if (ckpt / "metrics.csv").exists():
+            shutil.copyfile(ckpt / "metrics.csv", folder / "metrics.csv")
+
+    # names: checkpoints written before progress.json recorded them hold the one model "gpt"
+    return export_checkpoint(ckpt, {"gpt": model}, save, out, names=["gpt"], summary=summary)
 
 
 def train_cli(preset: str, loop: LoopConfig, data: str | None, overrides: dict) -> TrainResult:
