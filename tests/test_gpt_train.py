@@ -42,11 +42,62 @@ def test_cosine_schedule_warms_up_then_decays_to_the_floor():
     assert f(50) < f(20) < 1.0 and f(100) == pytest.approx(0.1)
 
 
-def test_unknown_override_is_refused():
+def _old_cosine_with_warmup(cfg, total, budget_progress=None):
+    """The GPT's own schedule before it moved onto core.schedules (the reference numbers)."""
+    import math
+
+    warm = max(1, min(cfg.warmup_steps, total // 4))
+
+    def factor(step):
+        if step < warm:
+            return (step + 1) / warm
+        progress = min(1.0, max(0.0, (step - warm) / max(1, total - warm)))
+        if budget_progress is not None:
+            progress = max(progress, budget_progress)
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    return factor
+
+
+class _FixedBudget:
+    def __init__(self, progress):
+        self.value = progress
+
+    def progress(self):
+        return self.value
+
+
+@pytest.mark.parametrize(("preset", "total"), [("austen", 1700), ("austen", 100), ("tiny", 30),
+                                               ("custom", 7), ("austen-cuda", 6000)])
+def test_schedule_on_core_gives_the_old_numbers(preset, total):
+    cfg = resolve_config(preset)
+    new, old = cosine_with_warmup(cfg, total), _old_cosine_with_warmup(cfg, total)
+    for step in sorted({0, 1, 2, 3, 5, 50, 99, 100, 101, total // 2, total - 1, total, total + 5}):
+        assert new(step) == old(step), step  # identical, not just close
+    for progress in (0.0, 0.3, 0.9, 1.0):  # the time budget: whichever is further along
+        new = cosine_with_warmup(cfg, total, _FixedBudget(progress))
+        old = _old_cosine_with_warmup(cfg, total, progress)
+        for step in (0, 1, total // 3, total // 2, total):
+            assert new(step) == old(step), (progress, step)
+
+
+@pytest.mark.parametrize(("preset", "overrides", "message"), [
+    ("tiny", {"n_embed": 3}, "Unknown GPT setting.*n_embed"),
+    ("nano", {}, "Unknown preset 'nano'"),
+    ("tiny", {"n_embd": 30, "n_head": 4}, "multiple of n_head"),
+    ("tiny", {"vocab_size": 100}, "vocab_size"),
+    ("tiny", {"n_layer": 0}, "n_layer must be a positive"),
+    ("tiny", {"min_lr_ratio": 2}, "min_lr_ratio"),
+])
+def test_bad_presets_and_settings_are_refused(preset, overrides, message):
     from playground.core.errors import UserInputError
 
-    with pytest.raises(UserInputError, match="n_embed"):
-        resolve_config("tiny", {"n_embed": 3})
+    with pytest.raises(UserInputError, match=message):
+        resolve_config(preset, overrides)
+
+
+def test_every_preset_resolves():
+    for name in PRESETS:
+        assert resolve_config(name) == PRESETS[name]
 
 
 def test_trained_folder_round_trips_through_from_pretrained(tmp_path_factory):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import math
 import shutil
 import threading
 import time
@@ -21,7 +20,9 @@ from pathlib import Path
 
 import torch
 
+from playground.core.config import resolve_preset
 from playground.core.errors import UserInputError
+from playground.core.schedules import cosine, warmup_cosine
 from playground.core.training import (
     LoopConfig,
     StepContext,
@@ -80,13 +81,20 @@ DEFAULT_PRESET = "austen"
 
 
 def resolve_config(preset: str, overrides: dict | None = None) -> GPTConfig:
-    if preset not in PRESETS:
-        raise UserInputError(f"Unknown preset {preset!r}; choose from {sorted(PRESETS)}.")
-    fields = {f.name for f in dataclasses.fields(GPTConfig)}
-    unknown = set(overrides or {}) - fields
-    if unknown:
-        raise UserInputError(f"Unknown GPT setting(s) {sorted(unknown)}; known: {sorted(fields)}.")
-    return dataclasses.replace(PRESETS[preset], **(overrides or {}))
+    """``PRESETS[preset]`` with ``overrides`` (``--set KEY=VALUE``), its values checked."""
+    cfg = resolve_preset(PRESETS, preset, overrides, family="GPT")
+    if cfg.vocab_size < 258:
+        raise UserInputError(f"vocab_size must be at least 258 (the 256 bytes, the end-of-text "
+                             f"token and one merge), got {cfg.vocab_size}.")
+    for name in ("n_embd", "n_layer", "n_head", "block_size", "batch_size", "steps"):
+        if int(getattr(cfg, name)) < 1:
+            raise UserInputError(f"{name} must be a positive integer, got {getattr(cfg, name)}.")
+    if cfg.n_embd % cfg.n_head:
+        raise UserInputError(f"n_embd ({cfg.n_embd}) must be a multiple of n_head "
+                             f"({cfg.n_head}).")
+    if not 0 <= cfg.min_lr_ratio <= 1 or not 0 <= cfg.dropout < 1 or cfg.lr <= 0:
+        raise UserInputError("lr must be > 0, min_lr_ratio within [0, 1], dropout within [0, 1).")
+    return cfg
 
 
 class TimeBudget:
@@ -116,20 +124,18 @@ class TimeBudget:
 
 def cosine_with_warmup(cfg: GPTConfig, total_steps: int,
                        budget: TimeBudget | None = None) -> Callable[[int], float]:
-    """LR multiplier: linear warm-up, then cosine down to ``min_lr_ratio``; with a time budget
-    the cosine follows whichever of steps or wall time is further along."""
+    """LR multiplier: linear warm-up from 1/warm (``core.schedules.warmup_cosine``, offset 1),
+    then cosine down to ``min_lr_ratio``; with a time budget the cosine follows whichever of
+    steps or wall time is further along."""
     warm = max(1, min(cfg.warmup_steps, total_steps // 4))
 
     def step_progress(step: int) -> float:
         return min(1.0, max(0.0, (step - warm) / max(1, total_steps - warm)))
 
     def factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        progress = step_progress(step)
-        if budget is not None:
-            progress = max(progress, budget.progress())
-        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+        if budget is None or step < warm:
+            return warmup_cosine(step, total_steps, warm, cfg.min_lr_ratio, warmup_offset=1)
+        return cosine(max(step_progress(step), budget.progress()), cfg.min_lr_ratio)
     factor.step_progress = step_progress  # the budget starts its clock from here
     return factor
 
