@@ -161,3 +161,17 @@ def test_a_spent_time_budget_stops_and_exports_the_last_checkpoint(tmp_path):
     assert summary["steps"] == result.steps and summary["stopped_by"].startswith("time budget")
     assert summary["gpt_config"]["time_budget_s"] == 0.5
     assert (tmp_path / "run" / "config.json").exists()
+
+
+def test_tiny_preset_trains_on_the_bundled_sample_without_data(tmp_path):
+    from playground.core.errors import UserInputError
+    from playground.gpt.train import TINY_TEXT, train_cli
+
+    assert TINY_TEXT.exists() and 2000 < TINY_TEXT.stat().st_size < 8192
+    loop = LoopConfig(max_steps=10, out_dir=str(tmp_path / "run"), progress=False)
+    result = train_cli("tiny", loop, None, {})
+    assert result.steps == 10 and result.out_dir is not None
+    meta = json.loads((tmp_path / "run" / "training_preset.json").read_text())
+    assert meta["data"] == "tiny_text.txt" and meta["preset"] == "tiny"
+    with pytest.raises(UserInputError, match="needs --data"):
+        train_cli("austen", loop, None, {})

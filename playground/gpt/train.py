@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import os
 import shutil
 import threading
 import time
@@ -33,6 +34,8 @@ from playground.core.training import (
 )
 from playground.gpt.data import END_OF_TEXT, encode, make_split, random_batches, read_text
 from playground.gpt.model import build_model, fill_tied_head_on_load
+
+TINY_TEXT = Path(__file__).with_name("tiny_text.txt")  # an original few-KB sample for `tiny`
 
 
 @dataclass
@@ -314,10 +317,13 @@ def export_from_checkpoint(cfg: GPTConfig, ckpt: str | Path, out: str | Path,
 
 
 def train_cli(preset: str, loop: LoopConfig, data: str | None, overrides: dict) -> TrainResult:
-    """Entry point of `python -m playground.train gpt ...`."""
-    if not data:
-        raise SystemExit("the gpt family needs --data PATH (a UTF-8 .txt file)")
-    torch.set_num_threads(int(__import__("os").environ.get("OMP_NUM_THREADS", "1")))
+    """Entry point of `python -m playground.train gpt ...`; the tiny preset reads
+    ``TINY_TEXT`` when no ``--data`` is given."""
+    if not data and preset != "tiny":
+        raise UserInputError(f"The gpt preset {preset!r} needs --data PATH (a UTF-8 .txt file, "
+                             "e.g. austen.txt); only the 'tiny' preset has a built-in sample.")
+    data = data or str(TINY_TEXT)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     cfg = resolve_config(preset, overrides)
     result = run_training(cfg, loop, read_text(data))
     if result.out_dir:
