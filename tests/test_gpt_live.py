@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from playground.core import registry
@@ -54,7 +56,7 @@ def test_live_run_trains_and_registers_the_model(monkeypatch, tmp_path):
     for _ in run.poll(0.2):
         pass
     assert run.error is None, run.error
-    assert run.result.steps == 20 and not run.result.cancelled
+    assert run.result == name and run.history[-1]["step"] == 20
     losses = [row["loss"] for row in run.history]
     assert len(losses) >= 2 and losses[-1] < losses[0]
     assert run.samples and isinstance(run.samples[0][1], str)
@@ -71,5 +73,22 @@ def test_live_run_can_be_cancelled(monkeypatch, tmp_path):
         run.done.wait(0.1)
     assert core_live.cancel_run(run.run_id)
     run.done.wait(60)
-    assert run.result.cancelled and run.result.steps < 3000
+    assert run.error is None and run.result is None and run.history[-1]["step"] < 3000
     assert name not in registry.choices("gpt")
+
+
+def test_tab_handler_streams_the_run_and_offers_the_result(monkeypatch, tmp_path):
+    """The tab's handler on playground.ui.stream_live_run: progress rows, then the dropdown."""
+    from playground.gpt import tab
+
+    monkeypatch.setattr(live, "RUNS_DIR", tmp_path)
+    upload = tmp_path / "up.txt"
+    upload.write_text(tiny_text())
+    outputs = list(tab.train_on_upload(str(upload), "new", 20, 3, False))
+    first, last = outputs[0], outputs[-1]
+    assert first[2].startswith("Training **my-gpt-") and "(seed 3)" in first[2]
+    name = first[2].split("**")[1]
+    assert re.fullmatch(rf"Done: \*\*{name}\*\* \(20 steps, \d+ s\)\. It is now in the model "
+                        r"list above\.", last[2]) and last[3] is None
+    assert last[4]["value"] == name and name in last[4]["choices"]
+    assert set(last[0]["series"]) == {"train loss"} and len(last[0]) == 20  # a row per step

@@ -8,7 +8,14 @@ import gradio as gr
 from playground.core import registry
 from playground.core.seeding import resolve_seed
 from playground.gpt import FAMILY
-from playground.ui import friendly, model_dropdown, model_event, seed_controls, stop_live_run
+from playground.ui import (
+    friendly,
+    model_dropdown,
+    model_event,
+    seed_controls,
+    stop_live_run,
+    stream_live_run,
+)
 
 DEFAULT_PROMPT = "It is a truth universally acknowledged, that"
 PROB_COLORS = {"p ≥ 0.5": "#4caf50", "0.1 – 0.5": "#cddc39", "0.01 – 0.1": "#ff9800",
@@ -44,7 +51,7 @@ def show_alternatives(tokens, evt: gr.SelectData):
 
 @friendly
 def train_on_upload(file, mode, steps, seed, randomize):
-    """Start a LiveRun and stream its loss curve and samples; register the result when done."""
+    """Start a LiveRun and stream its loss curve and samples; offer the result when done."""
     from playground.gpt import live, views
 
     text = live.read_upload(file)
@@ -52,18 +59,20 @@ def train_on_upload(file, mode, steps, seed, randomize):
     run, name = live.start_training(text, mode, steps, seed)
     status = f"Training **{name}** on {len(text):,} characters (seed {seed})…"
     yield views.loss_frame([]), "", status, run.run_id, gr.skip()
-    for _ in run.poll(0.5):
-        yield (views.loss_frame(run.history), views.samples_text(run.samples), status,
-               run.run_id, gr.skip())
-    if run.error is not None:
-        raise run.error
-    if run.result is None or run.result.cancelled:
-        yield gr.skip(), gr.skip(), "Training stopped; nothing was saved.", None, gr.skip()
-        return
-    done = (f"Done: **{name}** ({run.result.steps} steps, {run.result.wall_time_s:.0f} s). It is "
-            "now in the model list above.")
-    yield (views.loss_frame(run.history), views.samples_text(run.samples), done, None,
-           gr.update(choices=registry.choices(FAMILY), value=name))
+
+    def progress(r):
+        return (views.loss_frame(r.history), views.samples_text(r.samples), status, r.run_id,
+                gr.skip())
+
+    def finished(r):
+        return (views.loss_frame(r.history), views.samples_text(r.samples),
+                views.done_text(name, r.history), None,
+                gr.update(choices=registry.choices(FAMILY), value=name))
+
+    def stopped(r):
+        return gr.skip(), gr.skip(), "Training stopped; nothing was saved.", None, gr.skip()
+
+    yield from stream_live_run(run, progress, finished, stopped)
 
 
 stop_training = stop_live_run  # shared Stop-button handler (playground.ui)

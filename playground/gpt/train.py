@@ -270,17 +270,25 @@ def tokenizer_for_run(cfg: GPTConfig, loop: LoopConfig, train_text: str):
     return tokenizer
 
 
-def run_training(cfg: GPTConfig, loop: LoopConfig, text: str, *, on_log=None, on_sample=None,
-                 cancel: threading.Event | None = None, base_model=None,
-                 base_tokenizer=None) -> TrainResult:
-    """Split ``text``, get a tokenizer (the base model's when fine-tuning), train."""
+def prepare_run(cfg: GPTConfig, loop: LoopConfig, text: str, *, base_model=None,
+                base_tokenizer=None, stop: threading.Event | None = None
+                ) -> tuple[TrainTask, LoopConfig]:
+    """Split ``text``, get a tokenizer (the base model's when fine-tuning), build the task;
+    returns it with ``loop`` (its ``max_steps`` filled from the preset when left at 0)."""
     split = make_split(text)
     tokenizer = base_tokenizer or tokenizer_for_run(cfg, loop, split.train)
-    cancel = cancel or threading.Event()
     task = build_task(cfg, loop, split.train, split.val, tokenizer, model=base_model,
-                      val_name=split.val_name, stop=cancel)
+                      val_name=split.val_name, stop=stop)
     if not loop.max_steps:
         loop = dataclasses.replace(loop, max_steps=cfg.steps)
+    return task, loop
+
+
+def run_training(cfg: GPTConfig, loop: LoopConfig, text: str, *, on_log=None, on_sample=None,
+                 cancel: threading.Event | None = None) -> TrainResult:
+    """Train on ``text``; a spent time budget stops the run and exports its last checkpoint."""
+    cancel = cancel or threading.Event()
+    task, loop = prepare_run(cfg, loop, text, stop=cancel)
     result = train_loop(loop, task, on_log=on_log, on_sample=on_sample, cancel=cancel)
     if cfg.time_budget_s and result.cancelled and loop.out_dir and result.steps:
         result = _export_budget_stop(cfg, loop, task, result)

@@ -51,5 +51,12 @@ def loss_frame(history: list[dict]):
     return pd.DataFrame(rows, columns=["step", "loss", "series"])
 
 
+def done_text(name: str, history: list[dict]) -> str:
+    """The status line of a finished live run (its last log row has the step and the time)."""
+    last = history[-1] if history else {}
+    return (f"Done: **{name}** ({last.get('step', 0)} steps, {last.get('time_s', 0):.0f} s). "
+            "It is now in the model list above.")
+
+
 def samples_text(samples: list[tuple[int, str]]) -> str:
     return "\n\n".join(f"[step {step}] {text}" for step, text in reversed(samples))
