@@ -48,19 +48,10 @@ def _generate(**knobs):
     return inference.generate("gpt-austen", PROMPT, max_new_tokens=8, seed=0, **knobs)
 
 
-def _ids_and_p(result):
-    tokens = result.tokens if hasattr(result, "tokens") else result["tokens"]
-    as_dicts = [t if isinstance(t, dict) else t.__dict__ for t in tokens]
-    return [t["id"] for t in as_dicts], [t["p"] for t in as_dicts]
-
-
 def test_greedy_and_seeded_continuations_are_pinned():
     greedy = _generate(temperature=0)
-    assert _ids_and_p(greedy)[0] == GREEDY_IDS
+    assert [t.id for t in greedy.tokens] == GREEDY_IDS
     seeded = _generate(temperature=0.8, top_p=0.95)
-    ids, probs = _ids_and_p(seeded)
-    assert ids == SEEDED_IDS
-    assert probs == pytest.approx(SEEDED_P, abs=2e-4)
-    prompt = seeded.prompt if hasattr(seeded, "prompt") else seeded["prompt"]
-    ppl = prompt.perplexity if hasattr(prompt, "perplexity") else prompt["perplexity"]
-    assert ppl == pytest.approx(PROMPT_PERPLEXITY, rel=1e-3)
+    assert [t.id for t in seeded.tokens] == SEEDED_IDS
+    assert [t.p for t in seeded.tokens] == pytest.approx(SEEDED_P, abs=2e-4)
+    assert seeded.prompt.perplexity == pytest.approx(PROMPT_PERPLEXITY, rel=1e-3)

@@ -26,12 +26,12 @@ def _samples(folder: Path) -> list[str]:
     from playground.core import registry
     from playground.gpt import inference
 
-    registry.register(registry.ModelEntry("card-model", "gpt", path=folder))
+    entry = registry.ModelEntry(folder.name, "gpt", path=folder)  # not added to the registry
     out = []
     for i, prompt in enumerate(SAMPLE_PROMPTS):
-        result = inference.generate("card-model", prompt, max_new_tokens=90, temperature=0.8,
+        result = inference.generate(entry, prompt, max_new_tokens=90, temperature=0.8,
                                     top_p=0.95, seed=i)
-        quote = "> " + (prompt + result["text"]).strip().replace("\n", "\n> ")
+        quote = "> " + (prompt + result.text).strip().replace("\n", "\n> ")
         out.append(f"**Prompt:** {prompt!r} (seed {i}, temperature 0.8, top-p 0.95)\n\n{quote}")
     return out
 

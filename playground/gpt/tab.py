@@ -29,16 +29,15 @@ def generate_text(model, prompt, use_chat, max_new_tokens, temperature, top_k, t
     from playground.gpt import inference, views
 
     seed = resolve_seed(seed, randomize)
-    result, first = {}, True
+    result, first = None, True
     for result in inference.stream_generate(model, prompt, max_new_tokens, temperature, top_k,
                                             top_p, repetition_penalty, stop, seed, use_chat):
-        if not result["done"]:
+        if not result.done:
             cleared = [] if first else gr.skip()  # drop the previous run's tokens at once
-            yield result["text"], cleared, f"Generating… (seed {seed})", gr.skip(), cleared
+            yield result.text, cleared, f"Generating… (seed {seed})", gr.skip(), cleared
             first = False
-    details = {k: result[k] for k in ("text", "tokens", "prompt", "notes", "seed", "record")}
-    yield (result["text"], views.highlighted(prompt, result), views.info_markdown(result),
-           details, result["tokens"])
+    yield (result.text, views.highlighted(prompt, result), views.info_markdown(result),
+           result.details(), result.tokens)
 
 
 @friendly
