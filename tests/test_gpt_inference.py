@@ -120,3 +120,17 @@ def test_hub_id_offline_gives_a_clear_message_quickly():
     with pytest.raises(ModelLoadError, match="offline|cannot reach"):
         inference.generate("HuggingFaceTB/SmolLM2-135M-Instruct", "hello", **KNOBS)
     assert time.monotonic() - t0 < 10
+
+
+def test_a_request_resolves_its_model_once(monkeypatch):
+    from playground.core import registry
+
+    calls = []
+    resolve = registry.resolve
+    monkeypatch.setattr(registry, "resolve", lambda *a: calls.append(a) or resolve(*a))
+    result = inference.generate(NAME, "the lady", seed=1, **KNOBS)
+    assert calls == [("gpt", NAME)] and result.record["seed"] == 1
+    entry = resolve("gpt", NAME)  # a caller holding the entry resolves nothing
+    calls.clear()
+    assert inference.generate(entry, "the lady", seed=1, **KNOBS).text == result.text
+    assert calls == []
