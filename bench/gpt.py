@@ -35,8 +35,8 @@ def _untrained_model() -> str:
     from pathlib import Path
 
     from playground.core import registry
-    from playground.gpt.config import build_model
     from playground.gpt.data import train_tokenizer
+    from playground.gpt.model import build_model
     from playground.gpt.train import PRESETS
 
     folder = Path(tempfile.mkdtemp(prefix="bench-gpt-"))

@@ -22,20 +22,20 @@ def test_same_seed_same_text_and_greedy_is_seed_free():
     a = inference.generate(NAME, "the lady", seed=7, **KNOBS)
     b = inference.generate(NAME, "the lady", seed=7, **KNOBS)
     c = inference.generate(NAME, "the lady", seed=8, **KNOBS)
-    assert a["text"] == b["text"] and a["tokens"] == b["tokens"]
-    assert a["text"] != c["text"]
+    assert a.text == b.text and a.tokens == b.tokens
+    assert a.text != c.text
     g1 = inference.generate(NAME, "the lady", seed=1, **{**KNOBS, "temperature": 0})
     g2 = inference.generate(NAME, "the lady", seed=2, **{**KNOBS, "temperature": 0})
-    assert g1["text"] == g2["text"] and all(t["p_sampled"] == 1.0 for t in g1["tokens"])
-    assert a["record"]["seed"] == 7 and a["record"]["params"]["max_new_tokens"] == 12
+    assert g1.text == g2.text and all(t.p_sampled == 1.0 for t in g1.tokens)
+    assert a.record["seed"] == 7 and a.record["params"]["max_new_tokens"] == 12
 
 
 def test_streaming_yields_growing_text_before_the_end():
     items = list(inference.stream_generate(NAME, "the lady", seed=3, **KNOBS))
-    partial = [i["text"] for i in items if not i["done"]]
-    assert items[-1]["done"] and len(partial) >= 3
+    partial = [i.text for i in items if not i.done]
+    assert items[-1].done and len(partial) >= 3
     assert all(b.startswith(a) for a, b in zip(partial, partial[1:], strict=False))
-    assert len(set(partial)) >= 3 and items[-1]["text"].startswith(partial[-1].rstrip())
+    assert len(set(partial)) >= 3 and items[-1].text.startswith(partial[-1].rstrip())
 
 
 def test_recorded_probabilities_match_the_model():
@@ -45,37 +45,37 @@ def test_recorded_probabilities_match_the_model():
     lm = inference.load_language_model(NAME)
     tok = lm.tokenizer
     ids = tok("the lady", return_tensors="pt")["input_ids"]
-    assert "".join(t["token"] for t in result["tokens"]) == result["text"]
-    for t in result["tokens"][:5]:
+    assert "".join(t.token for t in result.tokens) == result.text
+    for t in result.tokens[:5]:
         with torch.no_grad():
             logits = lm.model(input_ids=ids).logits[:, -1]
         before, after = distributions(ids, logits, SamplingSettings(1.0, 5, 1.0, 1.0))
         assert float(before.sum()) == pytest.approx(1, abs=1e-5)
-        assert t["p"] == pytest.approx(float(before[0, t["id"]]), abs=1e-5)
-        assert t["p_sampled"] == pytest.approx(float(after[0, t["id"]]), abs=1e-5)
-        assert len(t["top_after"]) == 5 and sum(p for _, p in t["top_after"]) == \
+        assert t.p == pytest.approx(float(before[0, t.id]), abs=1e-5)
+        assert t.p_sampled == pytest.approx(float(after[0, t.id]), abs=1e-5)
+        assert len(t.top_after) == 5 and sum(p for _, p in t.top_after) == \
             pytest.approx(1, abs=1e-5)
-        assert [p for _, p in t["top_before"]] == sorted([p for _, p in t["top_before"]],
+        assert [p for _, p in t.top_before] == sorted([p for _, p in t.top_before],
                                                         reverse=True)
-        ids = torch.cat([ids, torch.tensor([[t["id"]]])], 1)
+        ids = torch.cat([ids, torch.tensor([[t.id]])], 1)
 
 
 def test_stop_text_ends_the_output_before_it():
     free = inference.generate(NAME, "the lady", seed=5, **{**KNOBS, "max_new_tokens": 16})
-    words = free["text"].split()
+    words = free.text.split()
     assert len(words) >= 3
     stop = " " + words[2]
     cut = inference.generate(NAME, "the lady", seed=5, stop=stop,
                              **{**KNOBS, "max_new_tokens": 16})
-    assert stop not in cut["text"] and free["text"].startswith(cut["text"])
-    assert len(cut["tokens"]) < len(free["tokens"])
+    assert stop not in cut.text and free.text.startswith(cut.text)
+    assert len(cut.tokens) < len(free.tokens)
 
 
 def test_prompt_perplexity_prefers_familiar_text():
     lm = inference.load_language_model(NAME)
     seen = inference.prompt_perplexity(lm, "the lady said that her sister was very kind")
     noise = inference.prompt_perplexity(lm, "qzx vwpk jjf ooqz xkcd zzyzx")
-    assert 1 < seen["perplexity"] < noise["perplexity"]
+    assert 1 < seen.perplexity < noise.perplexity
 
 
 @pytest.mark.parametrize(("prompt", "knobs", "message"), [
@@ -98,9 +98,9 @@ def test_bad_input_is_refused_with_a_clear_message(prompt, knobs, message):
 def test_long_request_is_capped_to_the_context():
     result = inference.generate(NAME, "the lady " * 40, seed=0,
                                 **{**KNOBS, "max_new_tokens": 500})
-    assert any("capped" in n for n in result["notes"])
-    assert any("prompt cut" in n for n in result["notes"])
-    assert 0 < len(result["tokens"]) <= 32
+    assert any("capped" in n for n in result.notes)
+    assert any("prompt cut" in n for n in result.notes)
+    assert 0 < len(result.tokens) <= 32
 
 
 def test_unknown_models_and_paths_are_refused():
@@ -120,3 +120,17 @@ def test_hub_id_offline_gives_a_clear_message_quickly():
     with pytest.raises(ModelLoadError, match="offline|cannot reach"):
         inference.generate("HuggingFaceTB/SmolLM2-135M-Instruct", "hello", **KNOBS)
     assert time.monotonic() - t0 < 10
+
+
+def test_a_request_resolves_its_model_once(monkeypatch):
+    from playground.core import registry
+
+    calls = []
+    resolve = registry.resolve
+    monkeypatch.setattr(registry, "resolve", lambda *a: calls.append(a) or resolve(*a))
+    result = inference.generate(NAME, "the lady", seed=1, **KNOBS)
+    assert calls == [("gpt", NAME)] and result.record["seed"] == 1
+    entry = resolve("gpt", NAME)  # a caller holding the entry resolves nothing
+    calls.clear()
+    assert inference.generate(entry, "the lady", seed=1, **KNOBS).text == result.text
+    assert calls == []

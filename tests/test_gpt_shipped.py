@@ -49,7 +49,7 @@ def test_unseen_austen_prose_scores_well(shipped):
 
     model, tok = shipped
     result = nats_per_char(model, tok, NORTHANGER)
-    assert result["nats_per_char"] < 1.6, result  # a uniform guess over bytes would be 5.5
+    assert result.nats_per_char < 1.6, result  # a uniform guess over bytes would be 5.5
 
 
 def test_model_card_number_recomputes_on_a_held_out_slice(shipped):
@@ -63,5 +63,5 @@ def test_model_card_number_recomputes_on_a_held_out_slice(shipped):
     expected = stored[f"first_{SLICE_CHARS}_chars"]["nats_per_char"]
     model, tok = shipped
     got = nats_per_char(model, tok, make_split(read_text(data)).val[:SLICE_CHARS])
-    assert got["nats_per_char"] == pytest.approx(expected, abs=0.005)
+    assert got.nats_per_char == pytest.approx(expected, abs=0.005)
     assert stored["full"]["nats_per_char"] <= 1.20

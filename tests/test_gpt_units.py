@@ -51,10 +51,10 @@ def test_nats_per_char_of_a_uniform_model_is_log_vocab_per_token():
     text = tiny_text(3)
     result = nats_per_char(model, tok, text, stride=8)
     n_tokens = len(encode(tok, text))
-    assert result["tokens"] == n_tokens
-    assert result["nats_per_char"] == pytest.approx(math.log(len(tok)) * n_tokens / len(text),
+    assert result.tokens == n_tokens
+    assert result.nats_per_char == pytest.approx(math.log(len(tok)) * n_tokens / len(text),
                                                     rel=1e-4)
-    assert result["token_perplexity"] == pytest.approx(len(tok), rel=1e-3)
+    assert result.token_perplexity == pytest.approx(len(tok), rel=1e-3)
 
 
 @pytest.mark.parametrize("settings", [

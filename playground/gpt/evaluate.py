@@ -11,9 +11,11 @@ least ``stride`` earlier tokens (except at the very start, which is conditioned 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -21,10 +23,21 @@ import torch
 SLICE_CHARS = 20_000  # the shipped-weights test recomputes this slice
 
 
+@dataclass
+class TextScore:
+    """How well a model predicts a text (the model card's numbers; eval.json holds these keys)."""
+
+    nats_per_char: float
+    bits_per_char: float
+    token_perplexity: float
+    tokens: int  # scored tokens
+    chars: int
+
+
 @torch.no_grad()
 def nats_per_char(model, tokenizer, text: str, stride: int | None = None,
-                  batch_size: int = 8) -> dict:
-    """Score ``text``; returns nats_per_char, bits_per_char, token perplexity and counts."""
+                  batch_size: int = 8) -> TextScore:
+    """Score ``text``: nats/char, bits/char, token perplexity and the counts."""
     block = getattr(model.config, "n_positions", None) or model.config.max_position_embeddings
     block = min(block, 1024)
     stride = stride or block // 2
@@ -52,9 +65,8 @@ def nats_per_char(model, tokenizer, text: str, stride: int | None = None,
                                                 ignore_index=-100, reduction="sum")
         total += nll.item()
         scored += int((targets != -100).sum())
-    return {"nats_per_char": total / max(1, len(text)), "bits_per_char":
-            total / max(1, len(text)) / math.log(2), "token_perplexity":
-            math.exp(total / max(1, scored)), "tokens": scored, "chars": len(text)}
+    npc = total / max(1, len(text))
+    return TextScore(npc, npc / math.log(2), math.exp(total / max(1, scored)), scored, len(text))
 
 
 def load_local(folder: str):
@@ -88,12 +100,12 @@ def main(argv: list[str] | None = None) -> dict:
         target = target[:args.max_chars]
     model, tokenizer = load_local(args.model)
     t0 = time.perf_counter()
-    result = nats_per_char(model, tokenizer, target, stride=args.stride)
+    result = dataclasses.asdict(nats_per_char(model, tokenizer, target, stride=args.stride))
     result.update(held_out=split.val_name if args.split == "held-out" else "none",
                   seconds=round(time.perf_counter() - t0, 1))
     if args.write:
         sliced = nats_per_char(model, tokenizer, split.val[:SLICE_CHARS], stride=args.stride)
-        result = {"full": result, f"first_{SLICE_CHARS}_chars": sliced,
+        result = {"full": result, f"first_{SLICE_CHARS}_chars": dataclasses.asdict(sliced),
                   "data": Path(args.data).name, "stride": args.stride or "context/2"}
         (Path(args.model) / "eval.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))

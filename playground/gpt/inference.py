@@ -1,17 +1,20 @@
 """Text generation for the tab, the API, the tests and the benchmark (no gradio here).
 
 ``stream_generate`` runs ``model.generate`` in a thread with a ``TextIteratorStreamer`` and
-yields the text as it grows; the last item carries every token with its probability and the
-top-10 alternatives before/after the sampling filters (see ``sampling.py``), the prompt's
-perplexity and a reproducibility record.
+yields the text as it grows (``Partial``); the last item is a ``Generation``: every token with
+its probability and the top-10 alternatives before/after the sampling filters (see
+``sampling.py``), the prompt's perplexity and a reproducibility record. A request resolves its
+registry entry once and passes it down.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from transformers import (
@@ -59,6 +62,72 @@ class TokenStreamer(TextIteratorStreamer):
 
 
 @dataclass
+class PromptScore:
+    """How predictable the prompt itself is under the model (None when it is one token)."""
+
+    perplexity: float | None  # per token
+    nats_per_char: float | None
+    tokens: int  # scored tokens
+
+
+@dataclass
+class TokenInfo:
+    """One generated token: its text, its probability under the model (``p``) and after the
+    sampling filters (``p_sampled``), and the top alternatives before/after the filters."""
+
+    token: str
+    id: int
+    p: float
+    p_sampled: float
+    top_before: list[tuple[str, float]]
+    top_after: list[tuple[str, float]]
+
+
+@dataclass
+class Partial:
+    """The text so far, while it streams."""
+
+    text: str
+    done: ClassVar[bool] = False
+
+
+@dataclass
+class Generation:
+    """The finished continuation (the last item of ``stream_generate``)."""
+
+    text: str
+    tokens: list[TokenInfo]
+    prompt: PromptScore
+    seed: int
+    record: dict  # playground.core.repro record: model, source, parameters, seed, versions
+    notes: list[str] = field(default_factory=list)
+    done: ClassVar[bool] = True
+
+    def details(self) -> dict:
+        """The plain JSON the tab and the API show (text, tokens, prompt, notes, seed, record)."""
+        return {"text": self.text, "tokens": [dataclasses.asdict(t) for t in self.tokens],
+                "prompt": dataclasses.asdict(self.prompt), "notes": list(self.notes),
+                "seed": self.seed, "record": self.record}
+
+
+@dataclass
+class Request:
+    """A checked generation request."""
+
+    prompt: str
+    max_new_tokens: int
+    sampling: SamplingSettings
+    stop: str
+
+
+@dataclass
+class EncodedPrompt:
+    ids: torch.Tensor  # (1, T), fits the context with max_new_tokens after it
+    max_new_tokens: int  # capped by the context
+    notes: list[str]
+
+
+@dataclass
 class LanguageModel:
     model: torch.nn.Module
     tokenizer: object
@@ -82,18 +151,19 @@ def _from_pretrained(source: str, gguf_file: str | None = None):
     return model, tokenizer
 
 
-def load_language_model(name: str) -> LanguageModel:
-    """A registry name (``gpt-austen``, a session-trained run, SmolLM2) or a hub id."""
-    entry = registry.resolve(FAMILY, name)
+def load_language_model(name: str | registry.ModelEntry) -> LanguageModel:
+    """A registry name (``gpt-austen``, a session-trained run, SmolLM2), a hub id, or the
+    entry a request already resolved."""
+    entry = name if isinstance(name, registry.ModelEntry) else registry.resolve(FAMILY, name)
     gguf = entry.extra.get("gguf_file")
-    model, tokenizer = registry.load_model(FAMILY, entry.name,
+    model, tokenizer = registry.load_model(FAMILY, entry,
                                            lambda src: _from_pretrained(src, gguf))
     chat = bool(entry.extra.get("chat", getattr(tokenizer, "chat_template", None)))
     return LanguageModel(model, tokenizer, entry.name, entry.source, chat)
 
 
 def check_settings(prompt, max_new_tokens, temperature, top_k, top_p,
-                   repetition_penalty, stop) -> tuple[str, int, SamplingSettings, str]:
+                   repetition_penalty, stop) -> Request:
     """Validate the request; every message says what to change."""
     if not isinstance(prompt, str) or not prompt.strip():
         raise UserInputError("Enter a prompt: the model continues the text you give it.")
@@ -112,12 +182,12 @@ def check_settings(prompt, max_new_tokens, temperature, top_k, top_p,
     if not isinstance(stop, str) or len(stop) > MAX_STOP_CHARS:
         raise UserInputError(f"Stop text must be at most {MAX_STOP_CHARS} characters.")
     stop = stop.encode().decode("unicode_escape") if "\\n" in stop else stop
-    return prompt, new, SamplingSettings(temp, k, p, rep), stop
+    return Request(prompt, new, SamplingSettings(temp, k, p, rep), stop)
 
 
 def encode_prompt(lm: LanguageModel, prompt: str, max_new_tokens: int,
-                  use_chat: bool) -> tuple[torch.Tensor, int, list[str]]:
-    """Prompt ids (1, T) that fit the context with ``max_new_tokens`` after them, and notes."""
+                  use_chat: bool) -> EncodedPrompt:
+    """Prompt ids that fit the context with ``max_new_tokens`` after them, and notes."""
     notes = []
     tok = lm.tokenizer
     if use_chat and lm.chat and getattr(tok, "chat_template", None):
@@ -135,11 +205,11 @@ def encode_prompt(lm: LanguageModel, prompt: str, max_new_tokens: int,
         keep = lm.context - max_new_tokens
         notes.append(f"prompt cut to its last {keep} tokens to fit the context")
         ids = ids[:, -keep:]
-    return ids, max_new_tokens, notes
+    return EncodedPrompt(ids, max_new_tokens, notes)
 
 
 @torch.no_grad()
-def prompt_perplexity(lm: LanguageModel, prompt: str) -> dict:
+def prompt_perplexity(lm: LanguageModel, prompt: str) -> PromptScore:
     """Perplexity (per token) and nats/char of ``prompt`` itself under the model.
 
     The first token is predicted from the beginning-of-text token when the tokenizer has one.
@@ -151,12 +221,11 @@ def prompt_perplexity(lm: LanguageModel, prompt: str) -> dict:
         ids = torch.cat([torch.tensor([[bos]]), ids], 1)
     ids = ids[:, -lm.context:]
     if ids.shape[1] < 2:
-        return {"perplexity": None, "nats_per_char": None, "tokens": 0}
+        return PromptScore(None, None, 0)
     device = next(lm.model.parameters()).device
     loss = lm.model(input_ids=ids.to(device), labels=ids.to(device)).loss.float().item()
     n = ids.shape[1] - 1
-    return {"perplexity": math.exp(loss), "nats_per_char": loss * n / max(1, len(prompt)),
-            "tokens": n}
+    return PromptScore(math.exp(loss), loss * n / max(1, len(prompt)), n)
 
 
 def token_pieces(tokenizer, ids: list[int]) -> list[str]:
@@ -174,8 +243,8 @@ def probability_label(p: float) -> str:
     return next(label for low, label in PROB_BINS if p >= low)
 
 
-def describe_tokens(tokenizer, steps, cut: int | None) -> list[dict]:
-    """One dict per generated token: text, probabilities, top alternatives (decoded)."""
+def describe_tokens(tokenizer, steps, cut: int | None) -> list[TokenInfo]:
+    """One ``TokenInfo`` per generated token (up to the stop text at ``cut``), decoded."""
     ids = [s.token_id for s in steps]
     pieces = token_pieces(tokenizer, ids)
     out, pos = [], 0
@@ -184,29 +253,56 @@ def describe_tokens(tokenizer, steps, cut: int | None) -> list[dict]:
             break
         shown = piece if cut is None else piece[:cut - pos]
         pos += len(piece)
-        out.append({"token": shown, "id": s.token_id, "p": s.p_before, "p_sampled": s.p_after,
-                    "top_before": [(tokenizer.decode([i]), p) for i, p in s.top_before],
-                    "top_after": [(tokenizer.decode([i]), p) for i, p in s.top_after]})
+        out.append(TokenInfo(shown, s.token_id, s.p_before, s.p_after,
+                             [(tokenizer.decode([i]), p) for i, p in s.top_before],
+                             [(tokenizer.decode([i]), p) for i, p in s.top_after]))
     return out
 
 
-def stream_generate(name: str, prompt: str, max_new_tokens=80, temperature=0.8, top_k=0,
-                    top_p=0.95, repetition_penalty=1.0, stop="", seed: int = 0,
-                    use_chat: bool = True, cancel: threading.Event | None = None,
-                    min_new_tokens: int = 0) -> Iterator[dict]:
-    """Yield {"text", "done": False} as text streams in, then the full result with "done"."""
-    prompt, new, settings, stop = check_settings(prompt, max_new_tokens, temperature, top_k,
-                                                 top_p, repetition_penalty, stop)
-    lm = load_language_model(name)
-    ids, new, notes = encode_prompt(lm, prompt, new, use_chat)
+def stream_generate(name: str | registry.ModelEntry, prompt: str, max_new_tokens=80,
+                    temperature=0.8, top_k=0, top_p=0.95, repetition_penalty=1.0, stop="",
+                    seed: int = 0, use_chat: bool = True, cancel: threading.Event | None = None,
+                    min_new_tokens: int = 0) -> Iterator[Partial | Generation]:
+    """Yield a ``Partial`` as the text streams in, then the ``Generation``."""
+    request = check_settings(prompt, max_new_tokens, temperature, top_k, top_p,
+                             repetition_penalty, stop)
+    entry = name if isinstance(name, registry.ModelEntry) else registry.resolve(FAMILY, name)
+    lm = load_language_model(entry)
+    encoded = encode_prompt(lm, request.prompt, request.max_new_tokens, use_chat)
     cancel = cancel or threading.Event()
-    sampler = SeededSampler(settings, make_generator(seed))
+    sampler = SeededSampler(request.sampling, make_generator(seed))
     streamer = TokenStreamer(lm.tokenizer, skip_prompt=True, skip_special_tokens=True,
                              timeout=600)
+    thread, failure = _start_generation(lm, encoded, sampler, streamer, request.stop, cancel,
+                                        min_new_tokens)
+    text, stop = "", request.stop
+    try:
+        for piece in streamer:
+            text += piece
+            yield Partial(text.split(stop)[0] if stop else text)
+    finally:
+        cancel.set()  # the consumer went away (or we finished): stop the thread
+        thread.join()
+    if failure:
+        raise failure[0]
+    settings = request.sampling
+    yield finish(lm, request.prompt, sampler, stop, encoded.notes, seed, dict(
+        max_new_tokens=encoded.max_new_tokens, temperature=settings.temperature,
+        top_k=settings.top_k, top_p=settings.top_p,
+        repetition_penalty=settings.repetition_penalty, stop=stop,
+        chat_template=bool(use_chat and lm.chat)))
+
+
+def _start_generation(lm: LanguageModel, encoded: EncodedPrompt, sampler: SeededSampler,
+                      streamer: TokenStreamer, stop: str, cancel: threading.Event,
+                      min_new_tokens: int) -> tuple[threading.Thread, list[BaseException]]:
+    """Run ``model.generate`` in a thread feeding ``streamer``; an error lands in the list."""
+    tok, ids = lm.tokenizer, encoded.ids
     device = next(lm.model.parameters()).device
-    config = GenerationConfig(max_new_tokens=new, min_new_tokens=min_new_tokens or None,
-                              do_sample=False, eos_token_id=lm.tokenizer.eos_token_id,
-                              pad_token_id=lm.tokenizer.pad_token_id or lm.tokenizer.eos_token_id)
+    config = GenerationConfig(max_new_tokens=encoded.max_new_tokens,
+                              min_new_tokens=min_new_tokens or None, do_sample=False,
+                              eos_token_id=tok.eos_token_id,
+                              pad_token_id=tok.pad_token_id or tok.eos_token_id)
     failure: list[BaseException] = []
 
     def run() -> None:
@@ -216,44 +312,30 @@ def stream_generate(name: str, prompt: str, max_new_tokens=80, temperature=0.8, 
                               generation_config=config, streamer=streamer,
                               logits_processor=LogitsProcessorList([sampler]),
                               stopping_criteria=StoppingCriteriaList(
-                                  [StopOnText(lm.tokenizer, ids.shape[1], stop, cancel)]))
+                                  [StopOnText(tok, ids.shape[1], stop, cancel)]))
         except BaseException as exc:  # re-raised in the caller's thread
             failure.append(exc)
             streamer.end()
 
     thread = threading.Thread(target=run, daemon=True, name="gpt-generate")
     thread.start()
-    text = ""
-    try:
-        for piece in streamer:
-            text += piece
-            yield {"text": text.split(stop)[0] if stop else text, "done": False}
-    finally:
-        cancel.set()  # the consumer went away (or we finished): stop the thread
-        thread.join()
-    if failure:
-        raise failure[0]
-    yield finish(lm, prompt, sampler, stop, notes, seed, dict(
-        max_new_tokens=new, temperature=settings.temperature, top_k=settings.top_k,
-        top_p=settings.top_p, repetition_penalty=settings.repetition_penalty, stop=stop,
-        chat_template=bool(use_chat and lm.chat)))
+    return thread, failure
 
 
 def finish(lm: LanguageModel, prompt: str, sampler: SeededSampler, stop: str, notes: list[str],
-           seed: int, params: dict) -> dict:
+           seed: int, params: dict) -> Generation:
     ids = [s.token_id for s in sampler.steps]
     if ids and ids[-1] == lm.tokenizer.eos_token_id:
         notes = [*notes, "the model ended the text (it chose the end-of-text token)"]
     text = lm.tokenizer.decode(ids, skip_special_tokens=True)
     cut = text.find(stop) if stop and stop in text else None
     text = text[:cut] if cut is not None else text
-    tokens = describe_tokens(lm.tokenizer, sampler.steps, cut)
-    return {"text": text, "done": True, "tokens": tokens, "notes": notes,
-            "prompt": prompt_perplexity(lm, prompt), "seed": seed,
-            "record": repro.make_record(FAMILY, lm.name, lm.source, params, seed)}
+    return Generation(text, describe_tokens(lm.tokenizer, sampler.steps, cut),
+                      prompt_perplexity(lm, prompt), seed,
+                      repro.make_record(FAMILY, lm.name, lm.source, params, seed), notes)
 
 
-def generate(name: str, prompt: str, **kwargs) -> dict:
+def generate(name: str | registry.ModelEntry, prompt: str, **kwargs) -> Generation:
     """The whole result of ``stream_generate`` at once."""
     *_, result = stream_generate(name, prompt, **kwargs)
     return result

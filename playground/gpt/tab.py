@@ -1,4 +1,4 @@
-"""The "Text (GPT)" tab: wiring only; the work is in inference.py, custom.py and views.py
+"""The "Text (GPT)" tab: wiring only; the work is in inference.py, live.py and views.py
 (imported inside the handlers, so building the app does not import transformers)."""
 
 from __future__ import annotations
@@ -8,7 +8,14 @@ import gradio as gr
 from playground.core import registry
 from playground.core.seeding import resolve_seed
 from playground.gpt import FAMILY
-from playground.ui import friendly, model_dropdown, model_event, seed_controls, stop_live_run
+from playground.ui import (
+    friendly,
+    model_dropdown,
+    model_event,
+    seed_controls,
+    stop_live_run,
+    stream_live_run,
+)
 
 DEFAULT_PROMPT = "It is a truth universally acknowledged, that"
 PROB_COLORS = {"p ≥ 0.5": "#4caf50", "0.1 – 0.5": "#cddc39", "0.01 – 0.1": "#ff9800",
@@ -22,16 +29,15 @@ def generate_text(model, prompt, use_chat, max_new_tokens, temperature, top_k, t
     from playground.gpt import inference, views
 
     seed = resolve_seed(seed, randomize)
-    result, first = {}, True
+    result, first = None, True
     for result in inference.stream_generate(model, prompt, max_new_tokens, temperature, top_k,
                                             top_p, repetition_penalty, stop, seed, use_chat):
-        if not result["done"]:
+        if not result.done:
             cleared = [] if first else gr.skip()  # drop the previous run's tokens at once
-            yield result["text"], cleared, f"Generating… (seed {seed})", gr.skip(), cleared
+            yield result.text, cleared, f"Generating… (seed {seed})", gr.skip(), cleared
             first = False
-    details = {k: result[k] for k in ("text", "tokens", "prompt", "notes", "seed", "record")}
-    yield (result["text"], views.highlighted(prompt, result), views.info_markdown(result),
-           details, result["tokens"])
+    yield (result.text, views.highlighted(prompt, result), views.info_markdown(result),
+           result.details(), result.tokens)
 
 
 @friendly
@@ -44,26 +50,28 @@ def show_alternatives(tokens, evt: gr.SelectData):
 
 @friendly
 def train_on_upload(file, mode, steps, seed, randomize):
-    """Start a LiveRun and stream its loss curve and samples; register the result when done."""
-    from playground.gpt import custom, views
+    """Start a LiveRun and stream its loss curve and samples; offer the result when done."""
+    from playground.gpt import live, views
 
-    text = custom.read_upload(file)
+    text = live.read_upload(file)
     seed = resolve_seed(seed, randomize)
-    run, name = custom.start_training(text, mode, steps, seed)
+    run, name = live.start_training(text, mode, steps, seed)
     status = f"Training **{name}** on {len(text):,} characters (seed {seed})…"
     yield views.loss_frame([]), "", status, run.run_id, gr.skip()
-    for _ in run.poll(0.5):
-        yield (views.loss_frame(run.history), views.samples_text(run.samples), status,
-               run.run_id, gr.skip())
-    if run.error is not None:
-        raise run.error
-    if run.result is None or run.result.cancelled:
-        yield gr.skip(), gr.skip(), "Training stopped; nothing was saved.", None, gr.skip()
-        return
-    done = (f"Done: **{name}** ({run.result.steps} steps, {run.result.wall_time_s:.0f} s). It is "
-            "now in the model list above.")
-    yield (views.loss_frame(run.history), views.samples_text(run.samples), done, None,
-           gr.update(choices=registry.choices(FAMILY), value=name))
+
+    def progress(r):
+        return (views.loss_frame(r.history), views.samples_text(r.samples), status, r.run_id,
+                gr.skip())
+
+    def finished(r):
+        return (views.loss_frame(r.history), views.samples_text(r.samples),
+                views.done_text(name, r.history), None,
+                gr.update(choices=registry.choices(FAMILY), value=name))
+
+    def stopped(r):
+        return gr.skip(), gr.skip(), "Training stopped; nothing was saved.", None, gr.skip()
+
+    yield from stream_live_run(run, progress, finished, stopped)
 
 
 stop_training = stop_live_run  # shared Stop-button handler (playground.ui)
@@ -90,7 +98,7 @@ def _generate_controls():
 
 
 def _train_section(model_dropdown_component) -> None:
-    from playground.gpt.custom import MAX_STEPS, MODES  # cheap: no transformers at import
+    from playground.gpt.live import MAX_STEPS, MODES  # cheap: no transformers at import
 
     with gr.Accordion("Train on your own text", open=False):
         gr.Markdown("Upload a plain-text file (up to 5 MB). A tiny GPT learns it in a few "

@@ -11,18 +11,58 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import math
+import os
+import shutil
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from playground.core.config import resolve_preset
 from playground.core.errors import UserInputError
-from playground.core.training import LoopConfig, StepContext, TrainResult, TrainTask, train_loop
-from playground.gpt.config import GPTConfig, build_model
+from playground.core.schedules import cosine, warmup_cosine
+from playground.core.training import (
+    LoopConfig,
+    StepContext,
+    TrainResult,
+    TrainTask,
+    export_checkpoint,
+    train_loop,
+)
 from playground.gpt.data import END_OF_TEXT, encode, make_split, random_batches, read_text
+from playground.gpt.model import build_model, fill_tied_head_on_load
+
+TINY_TEXT = Path(__file__).with_name("tiny_text.txt")  # an original few-KB sample for `tiny`
+
+
+@dataclass
+class GPTConfig:
+    """A GPT-2-style causal LM trained from scratch on one text file."""
+
+    vocab_size: int = 8192  # byte-level BPE trained on the training split
+    n_embd: int = 256
+    n_layer: int = 6
+    n_head: int = 4
+    block_size: int = 256  # context length in tokens
+    dropout: float = 0.1  # residual and embedding dropout
+    attn_dropout: float = 0.0  # dropout inside attention makes SDPA ~30% slower on CPU
+    batch_size: int = 16
+    steps: int = 1700  # default number of optimisation steps for this preset
+    lr: float = 2e-3
+    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    compile: bool = False  # torch.compile the training forward (~20% faster on CPU, ~40 s start)
+    time_budget_s: float = 0.0  # >0: fit the LR schedule into this wall time, then stop
+    eval_every: int = 100  # steps between held-out evaluations (0 = never)
+    eval_windows: int = 24  # (block_size)-token windows of the held-out text per evaluation
+    sample_prompt: str = "It is a truth universally acknowledged"
+    sample_tokens: int = 60
+
 
 PRESETS: dict[str, GPTConfig] = {
     # tests: seconds on one CPU thread
@@ -44,13 +84,20 @@ DEFAULT_PRESET = "austen"
 
 
 def resolve_config(preset: str, overrides: dict | None = None) -> GPTConfig:
-    if preset not in PRESETS:
-        raise UserInputError(f"Unknown preset {preset!r}; choose from {sorted(PRESETS)}.")
-    fields = {f.name for f in dataclasses.fields(GPTConfig)}
-    unknown = set(overrides or {}) - fields
-    if unknown:
-        raise UserInputError(f"Unknown GPT setting(s) {sorted(unknown)}; known: {sorted(fields)}.")
-    return dataclasses.replace(PRESETS[preset], **(overrides or {}))
+    """``PRESETS[preset]`` with ``overrides`` (``--set KEY=VALUE``), its values checked."""
+    cfg = resolve_preset(PRESETS, preset, overrides, family="GPT")
+    if cfg.vocab_size < 258:
+        raise UserInputError(f"vocab_size must be at least 258 (the 256 bytes, the end-of-text "
+                             f"token and one merge), got {cfg.vocab_size}.")
+    for name in ("n_embd", "n_layer", "n_head", "block_size", "batch_size", "steps"):
+        if int(getattr(cfg, name)) < 1:
+            raise UserInputError(f"{name} must be a positive integer, got {getattr(cfg, name)}.")
+    if cfg.n_embd % cfg.n_head:
+        raise UserInputError(f"n_embd ({cfg.n_embd}) must be a multiple of n_head "
+                             f"({cfg.n_head}).")
+    if not 0 <= cfg.min_lr_ratio <= 1 or not 0 <= cfg.dropout < 1 or cfg.lr <= 0:
+        raise UserInputError("lr must be > 0, min_lr_ratio within [0, 1], dropout within [0, 1).")
+    return cfg
 
 
 class TimeBudget:
@@ -80,20 +127,18 @@ class TimeBudget:
 
 def cosine_with_warmup(cfg: GPTConfig, total_steps: int,
                        budget: TimeBudget | None = None) -> Callable[[int], float]:
-    """LR multiplier: linear warm-up, then cosine down to ``min_lr_ratio``; with a time budget
-    the cosine follows whichever of steps or wall time is further along."""
+    """LR multiplier: linear warm-up from 1/warm (``core.schedules.warmup_cosine``, offset 1),
+    then cosine down to ``min_lr_ratio``; with a time budget the cosine follows whichever of
+    steps or wall time is further along."""
     warm = max(1, min(cfg.warmup_steps, total_steps // 4))
 
     def step_progress(step: int) -> float:
         return min(1.0, max(0.0, (step - warm) / max(1, total_steps - warm)))
 
     def factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        progress = step_progress(step)
-        if budget is not None:
-            progress = max(progress, budget.progress())
-        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+        if budget is None or step < warm:
+            return warmup_cosine(step, total_steps, warm, cfg.min_lr_ratio, warmup_offset=1)
+        return cosine(max(step_progress(step), budget.progress()), cfg.min_lr_ratio)
     factor.step_progress = step_progress  # the budget starts its clock from here
     return factor
 
@@ -124,6 +169,15 @@ def sample_text(model, tokenizer, prompt: str, max_new_tokens: int, seed: int = 
         probs = torch.softmax(logits.masked_fill(logits < kth, float("-inf")), -1)
         ids = torch.cat([ids, torch.multinomial(probs, 1, generator=gen)[None]], 1)
     return prompt + tokenizer.decode(ids[0, start:].tolist())
+
+
+def save_model(model, tokenizer, folder: Path) -> None:
+    """The artefact: fp16 safetensors shards of at most 9 MB, and the tokenizer.
+
+    fp16 halves the folder; the rounding changes nats/char by < 0.001.
+    """
+    copy.deepcopy(model).half().save_pretrained(folder, max_shard_size="9MB")
+    tokenizer.save_pretrained(folder)
 
 
 def held_out_windows(ids: torch.Tensor, block: int, count: int) -> torch.Tensor:
@@ -180,9 +234,7 @@ def build_task(cfg: GPTConfig, loop: LoopConfig, train_text: str, val_text: str,
         return sample_text(models["gpt"], tokenizer, cfg.sample_prompt, cfg.sample_tokens)
 
     def save(models, folder: Path) -> None:
-        # fp16 halves the folder; the rounding changes nats/char by < 0.001
-        copy.deepcopy(models["gpt"]).half().save_pretrained(folder, max_shard_size="9MB")
-        tokenizer.save_pretrained(folder)
+        save_model(models["gpt"], tokenizer, folder)
 
     summary = {"gpt_config": dataclasses.asdict(cfg), "train_chars": len(train_text),
                "train_tokens": len(train_ids), "val_chars": len(val_text),
@@ -218,17 +270,25 @@ def tokenizer_for_run(cfg: GPTConfig, loop: LoopConfig, train_text: str):
     return tokenizer
 
 
-def run_training(cfg: GPTConfig, loop: LoopConfig, text: str, *, on_log=None, on_sample=None,
-                 cancel: threading.Event | None = None, base_model=None,
-                 base_tokenizer=None) -> TrainResult:
-    """Split ``text``, get a tokenizer (the base model's when fine-tuning), train."""
+def prepare_run(cfg: GPTConfig, loop: LoopConfig, text: str, *, base_model=None,
+                base_tokenizer=None, stop: threading.Event | None = None
+                ) -> tuple[TrainTask, LoopConfig]:
+    """Split ``text``, get a tokenizer (the base model's when fine-tuning), build the task;
+    returns it with ``loop`` (its ``max_steps`` filled from the preset when left at 0)."""
     split = make_split(text)
     tokenizer = base_tokenizer or tokenizer_for_run(cfg, loop, split.train)
-    cancel = cancel or threading.Event()
     task = build_task(cfg, loop, split.train, split.val, tokenizer, model=base_model,
-                      val_name=split.val_name, stop=cancel)
+                      val_name=split.val_name, stop=stop)
     if not loop.max_steps:
         loop = dataclasses.replace(loop, max_steps=cfg.steps)
+    return task, loop
+
+
+def run_training(cfg: GPTConfig, loop: LoopConfig, text: str, *, on_log=None, on_sample=None,
+                 cancel: threading.Event | None = None) -> TrainResult:
+    """Train on ``text``; a spent time budget stops the run and exports its last checkpoint."""
+    cancel = cancel or threading.Event()
+    task, loop = prepare_run(cfg, loop, text, stop=cancel)
     result = train_loop(loop, task, on_log=on_log, on_sample=on_sample, cancel=cancel)
     if cfg.time_budget_s and result.cancelled and loop.out_dir and result.steps:
         result = _export_budget_stop(cfg, loop, task, result)
@@ -238,23 +298,40 @@ def run_training(cfg: GPTConfig, loop: LoopConfig, text: str, *, on_log=None, on
 def _export_budget_stop(cfg: GPTConfig, loop: LoopConfig, task: TrainTask,
                         result: TrainResult) -> TrainResult:
     """The time budget ran out: the loop checkpointed the last step; export it as the model."""
-    from playground.gpt.export import export_checkpoint
-
-    overrides = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(GPTConfig)}
-    export_checkpoint(loop.resolved_checkpoint_dir(), "austen", loop.out_dir, overrides)
-    summary = {"steps": result.steps, "wall_time_s": round(result.wall_time_s, 1),
+    summary = {"wall_time_s": round(result.wall_time_s, 1),
                "stopped_by": f"time budget of {cfg.time_budget_s:.0f} s",
                "loop": dataclasses.asdict(loop), "final_metrics": result.last, **task.summary}
-    out = Path(loop.out_dir)
-    (out / "training_summary.json").write_text(json.dumps(summary, indent=1, default=str))
-    return dataclasses.replace(result, cancelled=False, out_dir=out)
+    export_from_checkpoint(cfg, loop.resolved_checkpoint_dir(), loop.out_dir, summary)
+    return dataclasses.replace(result, cancelled=False, out_dir=Path(loop.out_dir))
+
+
+def export_from_checkpoint(cfg: GPTConfig, ckpt: str | Path, out: str | Path,
+                           summary: dict | None = None) -> int:
+    """Write the model folder of a run's checkpoint (its tokenizer sits beside it, see
+    ``tokenizer_dir``) with the run's ``metrics.csv``; returns the checkpoint's step."""
+    from transformers import PreTrainedTokenizerFast
+
+    ckpt = Path(ckpt)
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(tokenizer_dir(ckpt))
+    model = fill_tied_head_on_load(build_model(cfg, tokenizer))
+
+    def save(models, folder: Path) -> None:
+        save_model(models["gpt"], tokenizer, folder)
+        if (ckpt / "metrics.csv").exists():
+            shutil.copyfile(ckpt / "metrics.csv", folder / "metrics.csv")
+
+    # names: checkpoints written before progress.json recorded them hold the one model "gpt"
+    return export_checkpoint(ckpt, {"gpt": model}, save, out, names=["gpt"], summary=summary)
 
 
 def train_cli(preset: str, loop: LoopConfig, data: str | None, overrides: dict) -> TrainResult:
-    """Entry point of `python -m playground.train gpt ...`."""
-    if not data:
-        raise SystemExit("the gpt family needs --data PATH (a UTF-8 .txt file)")
-    torch.set_num_threads(int(__import__("os").environ.get("OMP_NUM_THREADS", "1")))
+    """Entry point of `python -m playground.train gpt ...`; the tiny preset reads
+    ``TINY_TEXT`` when no ``--data`` is given."""
+    if not data and preset != "tiny":
+        raise UserInputError(f"The gpt preset {preset!r} needs --data PATH (a UTF-8 .txt file, "
+                             "e.g. austen.txt); only the 'tiny' preset has a built-in sample.")
+    data = data or str(TINY_TEXT)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     cfg = resolve_config(preset, overrides)
     result = run_training(cfg, loop, read_text(data))
     if result.out_dir:

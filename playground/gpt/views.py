@@ -2,43 +2,43 @@
 
 from __future__ import annotations
 
-from playground.gpt.inference import probability_label
+from playground.gpt.inference import Generation, TokenInfo, probability_label
 
 
-def highlighted(prompt: str, result: dict) -> list[tuple[str, str | None]]:
+def highlighted(prompt: str, result: Generation) -> list[tuple[str, str | None]]:
     """(text, bin label) pairs: the prompt uncoloured, then each generated token."""
     pairs: list[tuple[str, str | None]] = [(prompt, None)]
-    pairs += [(t["token"], probability_label(t["p"])) for t in result.get("tokens", [])]
+    pairs += [(t.token, probability_label(t.p)) for t in result.tokens]
     return pairs
 
 
-def info_markdown(result: dict) -> str:
-    prompt = result.get("prompt", {})
-    lines = [f"**Seed used:** {result['seed']} · **tokens generated:** {len(result['tokens'])}"]
-    if prompt.get("perplexity") is not None:
-        lines.append(f"**Your prompt under this model:** perplexity {prompt['perplexity']:.1f} "
-                     f"per token ({prompt['tokens']} tokens), {prompt['nats_per_char']:.2f} "
+def info_markdown(result: Generation) -> str:
+    prompt = result.prompt
+    lines = [f"**Seed used:** {result.seed} · **tokens generated:** {len(result.tokens)}"]
+    if prompt.perplexity is not None:
+        lines.append(f"**Your prompt under this model:** perplexity {prompt.perplexity:.1f} "
+                     f"per token ({prompt.tokens} tokens), {prompt.nats_per_char:.2f} "
                      "nats/char — lower means the model finds your text more predictable.")
-    if result.get("notes"):
-        lines.append("**Note:** " + "; ".join(result["notes"]) + ".")
+    if result.notes:
+        lines.append("**Note:** " + "; ".join(result.notes) + ".")
     lines.append("Click a coloured token to see the ten tokens the model considered there.")
     return "\n\n".join(lines)
 
 
-def alternatives(result_tokens: list[dict], index: int) -> tuple[list[list], str]:
+def alternatives(tokens: list[TokenInfo], index: int) -> tuple[list[list], str]:
     """Rows [token, p before filters, p after filters] of the top-10 at generated token
     ``index`` (0-based over generated tokens), and a caption."""
-    if not 0 <= index < len(result_tokens):
+    if not 0 <= index < len(tokens):
         return [], "That is your prompt; click a generated (coloured) token."
-    tok = result_tokens[index]
-    after = dict(tok["top_after"])
+    tok = tokens[index]
+    before, after = dict(tok.top_before), dict(tok.top_after)
     rows = [[repr(text), round(p, 4), round(after.get(text, 0.0), 4)]
-            for text, p in tok["top_before"]]
-    for text, p in tok["top_after"]:  # the filters can lift tokens outside the raw top-10
-        if text not in dict(tok["top_before"]):
+            for text, p in tok.top_before]
+    for text, p in tok.top_after:  # the filters can lift tokens outside the raw top-10
+        if text not in before:
             rows.append([repr(text), None, round(p, 4)])
-    caption = (f"Token {index + 1}: {tok['token']!r} had probability {tok['p']:.3f} under the "
-               f"model and {tok['p_sampled']:.3f} after temperature/top-k/top-p/penalty.")
+    caption = (f"Token {index + 1}: {tok.token!r} had probability {tok.p:.3f} under the "
+               f"model and {tok.p_sampled:.3f} after temperature/top-k/top-p/penalty.")
     return rows, caption
 
 
@@ -49,6 +49,13 @@ def loss_frame(history: list[dict]):
     rows = [(r["step"], r["loss"], "train loss") for r in history if "loss" in r]
     rows += [(r["step"], r["val_loss"], "held-out loss") for r in history if "val_loss" in r]
     return pd.DataFrame(rows, columns=["step", "loss", "series"])
+
+
+def done_text(name: str, history: list[dict]) -> str:
+    """The status line of a finished live run (its last log row has the step and the time)."""
+    last = history[-1] if history else {}
+    return (f"Done: **{name}** ({last.get('step', 0)} steps, {last.get('time_s', 0):.0f} s). "
+            "It is now in the model list above.")
 
 
 def samples_text(samples: list[tuple[int, str]]) -> str:

@@ -1,5 +1,5 @@
 """Write the model card (README.md) of a trained GPT folder from its training summary and
-``eval.json``: `python -m playground.gpt.model_card --model weights/gpt-austen --command "..."`.
+``eval.json``: `python -m playground.gpt.card --model weights/gpt-austen --command "..."`.
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ def _samples(folder: Path) -> list[str]:
     from playground.core import registry
     from playground.gpt import inference
 
-    registry.register(registry.ModelEntry("card-model", "gpt", path=folder))
+    entry = registry.ModelEntry(folder.name, "gpt", path=folder)  # not added to the registry
     out = []
     for i, prompt in enumerate(SAMPLE_PROMPTS):
-        result = inference.generate("card-model", prompt, max_new_tokens=90, temperature=0.8,
+        result = inference.generate(entry, prompt, max_new_tokens=90, temperature=0.8,
                                     top_p=0.95, seed=i)
-        quote = "> " + (prompt + result["text"]).strip().replace("\n", "\n> ")
+        quote = "> " + (prompt + result.text).strip().replace("\n", "\n> ")
         out.append(f"**Prompt:** {prompt!r} (seed {i}, temperature 0.8, top-p 0.95)\n\n{quote}")
     return out
 
@@ -117,7 +117,7 @@ hold together. It knows only these four novels' English.
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m playground.gpt.model_card")
+    parser = argparse.ArgumentParser(prog="python -m playground.gpt.card")
     parser.add_argument("--model", required=True)
     parser.add_argument("--data", required=True)
     parser.add_argument("--command", action="append", default=[], help="repeatable, in order")

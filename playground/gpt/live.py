@@ -1,7 +1,7 @@
 """Train or fine-tune a small GPT on an uploaded text, in the background of the app.
 
-The run goes to ``runs/gpt/<name>`` (gitignored) and is registered under ``<name>`` so the
-generate dropdown offers it in the same session.
+The run goes to ``runs/gpt/<name>`` (gitignored) and is registered under ``<name>`` (by
+``core.live.train_and_register``) so the generate dropdown offers it in the same session.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 
 from playground.core import registry
 from playground.core.errors import UserInputError, check_range
-from playground.core.live import LiveRun
+from playground.core.live import LiveRun, train_and_register
 from playground.core.training import LoopConfig
 from playground.gpt import FAMILY, SHIPPED
 
@@ -73,8 +73,12 @@ def _finetune_base():
 
 
 def start_training(text: str, mode: str, steps, seed: int) -> tuple[LiveRun, str]:
-    """Start the run in a thread; returns it and the model name it will be registered as."""
-    from playground.gpt.train import PRESETS, run_training
+    """Start the run in a thread; returns it and the model name it will be registered as.
+
+    The run's ``result`` is that name once trained and registered, or None if it was stopped.
+    The tokenizer and the task are built inside the thread (a BPE on megabytes takes seconds).
+    """
+    from playground.gpt.train import PRESETS, prepare_run
 
     if mode not in MODES:
         raise UserInputError(f"Choose a training mode: {', '.join(MODES)}.")
@@ -87,19 +91,14 @@ def start_training(text: str, mode: str, steps, seed: int) -> tuple[LiveRun, str
         cfg = dataclasses.replace(cfg, block_size=base_model.config.n_positions, lr=5e-4,
                                   batch_size=4, warmup_steps=10, dropout=0.1)
     name = f"my-gpt-{uuid.uuid4().hex[:6]}"
-    out = RUNS_DIR / name
-    loop = LoopConfig(max_steps=steps, out_dir=str(out), log_every=max(1, min(10, steps // 20)),
-                      sample_every=max(10, steps // 5), seed=seed, progress=False,
-                      checkpoint_dir=str(RUNS_DIR / f".{name}-ckpt"))
+    loop = LoopConfig(max_steps=steps, out_dir=str(RUNS_DIR / name),
+                      log_every=max(1, min(10, steps // 20)), sample_every=max(10, steps // 5),
+                      seed=seed, progress=False, checkpoint_dir=str(RUNS_DIR / f".{name}-ckpt"))
 
     def fn(on_log, on_sample, cancel: threading.Event):
-        result = run_training(cfg, loop, text, on_log=on_log, on_sample=on_sample,
-                              cancel=cancel, base_model=base_model,
+        task, _ = prepare_run(cfg, loop, text, base_model=base_model,
                               base_tokenizer=base_tokenizer)
-        if result.out_dir is not None:
-            registry.register(registry.ModelEntry(
-                name, FAMILY, path=Path(result.out_dir), extra={"chat": False},
-                description=f"trained in this session ({MODES[mode]}, {result.steps} steps)"))
-        return result
+        train = train_and_register(loop, task, FAMILY, name, extra={"chat": False})
+        return train(on_log, on_sample, cancel)
 
     return LiveRun(fn).start(), name
