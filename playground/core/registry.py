@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from playground.core.errors import ModelLoadError, UserInputError
+from playground.core.sessions import current_session, on_session_end
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WEIGHTS_DIR = REPO_ROOT / "weights"
@@ -36,6 +37,12 @@ class ModelEntry:
     hub_id: str | None = None
     description: str = ""
     extra: dict = field(default_factory=dict)
+    owner: str | None = None  # the session that trained it; None = everyone's
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """Hashable identity, for caches keyed by model."""
+        return (self.family, self.name, self.source)
 
     @property
     def source(self) -> str:
@@ -57,6 +64,35 @@ def register(entry: ModelEntry) -> ModelEntry:
     return entry
 
 
+def _visible(entry: ModelEntry) -> bool:
+    """A session's own models are listed and usable only in that session."""
+    return entry.owner is None or entry.owner == current_session()
+
+
+def drop_owned(session: str) -> list[ModelEntry]:
+    """Forget every model ``session`` trained (its session ended); returns them."""
+    with _LOCK:
+        dropped = [e for fam in _REGISTRY.values() for e in fam.values() if e.owner == session]
+        for entry in dropped:
+            _REGISTRY[entry.family].pop(entry.name, None)
+    return dropped
+
+
+def publish(family: str, name: str, folder: Path) -> ModelEntry:
+    """Make the current session's model ``name`` everyone's (a deliberate user action): its
+    files move to ``folder`` (outside the session, which deletes its own on exit)."""
+    entry = resolve(family, name)
+    if entry.owner is None:
+        raise UserInputError(f"'{name}' is already available to everyone.")
+    import shutil
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(entry.path), str(folder))
+    public = ModelEntry(entry.name, family, path=folder, description=entry.description,
+                        extra=dict(entry.extra), owner=None)
+    return register(public)
+
+
 def register_weights(family: str, name: str, description: str = "",
                      **extra) -> ModelEntry:
     """Register ``weights/<name>`` as a local model of ``family``."""
@@ -71,7 +107,7 @@ def register_hub(family: str, hub_id: str, description: str = "", **extra) -> Mo
 def choices(family: str, *, available_only: bool = False) -> list[str]:
     """Names to show in a dropdown, local models first."""
     with _LOCK:
-        entries = list(_REGISTRY.get(family, {}).values())
+        entries = [e for e in _REGISTRY.get(family, {}).values() if _visible(e)]
     if available_only:
         entries = [e for e in entries if not e.is_local or e.path.exists()]
     return [e.name for e in sorted(entries, key=lambda e: not e.is_local)]
@@ -93,7 +129,7 @@ def resolve(family: str, name) -> ModelEntry:
     name = name.strip()
     with _LOCK:
         entry = _REGISTRY.get(family, {}).get(name)
-    if entry is not None:
+    if entry is not None and _visible(entry):
         return entry
     if name.startswith(("/", "\\", "~", ".")) or "\\" in name or ":" in name or not is_hub_id(name):
         known = ", ".join(choices(family)) or "none"
@@ -224,6 +260,16 @@ def _load_with_timeout(entry: ModelEntry, loader: Callable[[str], object]) -> ob
                                                               "cached", "network")):
         raise ModelLoadError(_offline_message(entry.hub_id, text.splitlines()[0][:200]))
     raise ModelLoadError(f"Could not load '{entry.hub_id}' from the hub: {text[:300]}")
+
+
+def _forget_session(session: str) -> None:
+    dropped = drop_owned(session)
+    with _LOCK:
+        for key in [k for k in _CACHE.items if any(k[1] == e.source for e in dropped)]:
+            _CACHE.items.pop(key, None)
+
+
+on_session_end(_forget_session)
 
 
 def clear_cache() -> None:

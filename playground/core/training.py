@@ -43,6 +43,7 @@ class LoopConfig:
     device: str | None = None  # None = auto (cuda > mps > cpu); "cpu" forces the CPU
     mixed_precision: str | None = None  # None = auto: bf16/fp16 on CUDA, none on CPU
     progress: bool = True
+    time_budget_s: float = 0.0  # > 0: end (and save) after this much training wall time
 
     def resolved_checkpoint_dir(self) -> Path | None:
         if self.checkpoint_dir:
@@ -82,6 +83,7 @@ class TrainResult:
     cancelled: bool
     out_dir: Path | None
     samples: list = field(default_factory=list)
+    stopped_by_budget: bool = False  # ended at ``time_budget_s`` before ``max_steps``
 
     @property
     def last(self) -> dict:
@@ -196,12 +198,15 @@ def train_loop(cfg: LoopConfig, task: TrainTask, *, on_log: Callback | None = No
     bar = tqdm(total=cfg.max_steps, initial=start, desc="training", unit="step",
                disable=not (cfg.progress and acc.is_main_process))
     t0, cancelled, samples, running = time.perf_counter(), False, [], {}
-    step = start
+    step, by_budget = start, False
     if task.sample and cfg.sample_at_start and start == 0:
         _take_sample(task, models, acc, 0, samples, on_sample)
     for step in range(start + 1, cfg.max_steps + 1):
         if cancel is not None and cancel.is_set():
             cancelled, step = True, step - 1
+            break
+        if cfg.time_budget_s and time.perf_counter() - t0 > cfg.time_budget_s:
+            by_budget, step = True, step - 1
             break
         for m in models.values():
             m.train()
@@ -224,8 +229,10 @@ def train_loop(cfg: LoopConfig, task: TrainTask, *, on_log: Callback | None = No
             _save_checkpoint(acc, ckpt_dir, step, history, names)
     bar.close()
     wall = time.perf_counter() - t0
+    if by_budget:
+        task.summary = {**task.summary, "stopped_by_time_budget_s": cfg.time_budget_s}
     out = _finish(cfg, task, acc, models, ckpt_dir, step, history, wall, cancelled)
-    return TrainResult(step, history, wall, cancelled, out, samples)
+    return TrainResult(step, history, wall, cancelled, out, samples, by_budget)
 
 
 def _take_sample(task, models, acc, step, samples, on_sample) -> None:
