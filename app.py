@@ -13,16 +13,18 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 
-from playground import families  # noqa: E402
+from playground import families, ui  # noqa: E402
 from playground.about import about_markdown, list_models  # noqa: E402
+from playground.core import sessions  # noqa: E402
 
-QUEUE_MAX_SIZE = 32
+QUEUE_MAX_SIZE = 128  # a class of 30, each with a few requests in flight
+CACHE_SWEEP = (900, 3600)  # every 15 min, delete Gradio's cached files older than an hour
 
 
 def build_app() -> gr.Blocks:
     """The whole app: one tab per available family, then About."""
     modules = {name: families.load(name) for name in families.available()}
-    with gr.Blocks(title="Generative Models Playground") as demo:
+    with gr.Blocks(title="Generative Models Playground", delete_cache=CACHE_SWEEP) as demo:
         gr.Markdown("# Generative Models Playground\nReal generative models, one tab per family. "
                     "Same seed and settings ⇒ same output.")
         with gr.Tabs():
@@ -33,9 +35,11 @@ def build_app() -> gr.Blocks:
                 gr.Markdown(about_markdown(modules))
                 with gr.Accordion("Models in this app", open=False):
                     models_json = gr.JSON(label="Registered models")
-                    gr.Button("List models").click(list_models, None, models_json,
-                                                   api_name="list_models")
+                    gr.Button("List models").click(ui.friendly(list_models), None,
+                                                   models_json, api_name="list_models")
+        demo.unload(ui.end_session)  # the tab closed: its runs stop, its models and files go
     demo.queue(max_size=QUEUE_MAX_SIZE, default_concurrency_limit=1)
+    sessions.start_sweeper()
     return demo
 
 

@@ -29,12 +29,15 @@ def about_markdown(modules: dict) -> str:
 
 
 def list_models() -> dict:
-    """Every registered model by family: local (shipped/trained here, installed or not) or hub."""
+    """Every model this session may use, by family: everyone's (shipped, hub) and the ones this
+    session trained (other sessions' models are never listed)."""
     from playground.core import registry
 
     out = {}
-    for family, entries in sorted(registry._REGISTRY.items()):
+    for family in sorted(registry._REGISTRY):
+        entries = [registry.resolve(family, name) for name in registry.choices(family)]
         out[family] = [{"name": e.name, "source": "local" if e.is_local else "hub",
                         "installed": bool(e.path and e.path.exists()) if e.is_local else None,
-                        "description": e.description} for e in entries.values()]
+                        "description": e.description,
+                        "yours": e.owner is not None} for e in entries]
     return out

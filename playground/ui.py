@@ -12,12 +12,16 @@ import logging
 
 import gradio as gr
 
-from playground.core import registry
+from playground.core import registry, sessions
 from playground.core.errors import ModelLoadError, UserInputError
 from playground.core.seeding import MAX_SEED
 
-# All model work shares one queue slot so 2 CPU cores or one GPU are never oversubscribed.
+# Generation shares one queue slot so 2 CPU cores or one GPU are never oversubscribed; training
+# streams have their own group (the work runs in worker processes, ``core.live``), so a long run
+# never holds the generation slot.
 MODEL_CONCURRENCY_ID = "model"
+TRAIN_CONCURRENCY_ID = "train"
+TRAIN_STREAMS = 32  # training streams open at once (queued runs wait in core.live's pool)
 MAX_UPLOAD_MB = 20
 log = logging.getLogger("playground")
 
@@ -34,24 +38,74 @@ def _to_gr_error(exc: BaseException) -> gr.Error:
                     "The server is still running; try other settings.")
 
 
+def _split_request(fn, args: tuple) -> tuple[gr.Request | None, tuple]:
+    """Gradio passes the request first (see ``friendly``); a direct call (tests) does not."""
+    if args and (isinstance(args[0], gr.Request)
+                 or (args[0] is None and len(args) == _positional_count(fn) + 1)):
+        return args[0], args[1:]
+    return None, args
+
+
+def _positional_count(fn) -> int:
+    params = inspect.signature(fn).parameters.values()
+    return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
+
+
+def _session_of(request: gr.Request | None) -> str | None:
+    return getattr(request, "session_hash", None) if request is not None else None
+
+
+def _with_request_signature(wrapper, fn):
+    """Show gradio ``(request: gr.Request, *fn's parameters)`` so it injects the request."""
+    signature = inspect.signature(fn)
+    request = inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                annotation=gr.Request)
+    wrapper.__signature__ = signature.replace(parameters=[request,
+                                                          *signature.parameters.values()])
+    wrapper.__annotations__ = {"request": gr.Request}
+    return wrapper
+
+
 def friendly(fn):
-    """Decorate a tab handler (plain or generator) so every failure reaches the user as gr.Error."""
+    """Decorate a tab handler (plain or generator): every failure reaches the user as gr.Error,
+    and the handler runs as the requesting session (``core.sessions``), so the models and
+    files it sees are everyone's plus that session's own."""
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def gen_wrapper(*args, **kwargs):
+            request, args = _split_request(fn, args)
+            session = _session_of(request)
+            with sessions.use_session(session):
+                gen = fn(*args, **kwargs)
             try:
-                yield from fn(*args, **kwargs)
-            except Exception as exc:
-                raise _to_gr_error(exc) from exc
-        return gen_wrapper
+                while True:
+                    with sessions.use_session(session):
+                        try:
+                            value = next(gen)
+                        except StopIteration:
+                            return
+                        except Exception as exc:
+                            raise _to_gr_error(exc) from exc
+                    yield value
+            finally:
+                with sessions.use_session(session):
+                    gen.close()  # a dropped connection stops the work behind the stream
+        return _with_request_signature(gen_wrapper, fn)
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except Exception as exc:
-            raise _to_gr_error(exc) from exc
-    return wrapper
+        request, args = _split_request(fn, args)
+        with sessions.use_session(_session_of(request)):
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:
+                raise _to_gr_error(exc) from exc
+    return _with_request_signature(wrapper, fn)
+
+
+def end_session(request: gr.Request) -> None:
+    """``demo.unload`` handler: the tab closed, so the session's runs, models and files go."""
+    sessions.end_session(_session_of(request))
 
 
 def model_event(api_name: str | None) -> dict:
@@ -59,6 +113,12 @@ def model_event(api_name: str | None) -> dict:
     return {"api_name": api_name or None, "concurrency_id": MODEL_CONCURRENCY_ID,
             "concurrency_limit": 1,
             "api_visibility": "public" if api_name else "undocumented"}
+
+
+def train_event(api_name: str) -> dict:
+    """Keyword arguments for an event that streams a live training run (a documented route)."""
+    return {"api_name": api_name, "concurrency_id": TRAIN_CONCURRENCY_ID,
+            "concurrency_limit": TRAIN_STREAMS, "api_visibility": "public"}
 
 
 def seed_controls(default: int = 0) -> tuple[gr.Number, gr.Checkbox]:
@@ -84,26 +144,32 @@ def check_upload_size(path: str | None, max_mb: float = MAX_UPLOAD_MB) -> None:
                              f"the limit is {max_mb} MB.")
 
 
+@friendly
 def stop_live_run(run_id: str | None) -> str:
-    """Handler of every tab's Stop button: cancel the live training run kept in gr.State."""
+    """Handler of every tab's Stop button: stop this session's live run kept in gr.State."""
     from playground.core import live
 
-    return "Stopping after the current step..." if live.cancel_run(run_id) else "No run to stop."
+    return "Stopped: nothing was saved." if live.cancel_run(run_id) else "No run to stop."
 
 
 def stream_live_run(run, progress, finished, stopped, every_s: float = 0.5):
-    """The loop every live-training handler runs: yield ``progress(run)`` while it trains, then
-    ``finished(run)`` once it has saved, or ``stopped(run)`` if it was cancelled (nothing saved).
+    """The loop every live-training handler runs: yield ``progress(run)`` while it is queued or
+    trains, then ``finished(run)`` once it has saved, or ``stopped(run)`` if it was cancelled
+    (nothing saved). If the stream ends early (the user closed the tab, cancelled the request
+    or lost the connection), the run is stopped: nobody is left training for no one.
 
     A training error is raised after the last progress update, so ``friendly`` reports it.
     """
-    for r in run.poll(every_s):
-        if not r.done.is_set():
-            yield progress(r)
+    try:
+        for r in run.poll(every_s):
+            if not r.done.is_set():
+                yield progress(r)
+    finally:
+        if not run.done.is_set():
+            run.stop()
     if run.error is not None:
         raise run.error
-    result = run.result
-    if result is None or getattr(result, "cancelled", False):
+    if run.result is None:
         yield stopped(run)
         return
     yield finished(run)

@@ -40,3 +40,24 @@ def mixed_precision(device: torch.device) -> str:
     if device.type != "cuda":
         return "no"
     return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def device_choices() -> list[str]:
+    """Devices a user may train on here (the live-training dropdowns)."""
+    return ["cpu", "cuda"] if torch.cuda.is_available() and not on_zerogpu() else ["cpu"]
+
+
+def check_train_device(device: str) -> str:
+    """``device`` if a user may train on it here, else a UserInputError saying why not."""
+    from playground.core.errors import UserInputError
+
+    if device not in ("cpu", "cuda"):
+        raise UserInputError(f"Device must be cpu or cuda, got {device!r}.")
+    if device == "cuda" and device not in device_choices():
+        raise UserInputError("CUDA is not available for training here; train on the CPU.")
+    return device
+
+
+def on_zerogpu() -> bool:
+    """True on a ZeroGPU Space (``SPACES_ZERO_GPU``, as the ``spaces`` package reads it)."""
+    return os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "t", "true")

@@ -35,6 +35,7 @@ class LoopConfig:
     out_dir: str | None = None  # final artefact (HF format); None = do not save
     checkpoint_dir: str | None = None  # resume state; default "<out_dir>-ckpt"
     checkpoint_every: int = 0  # steps; 0 = only at the end
+    checkpoints: bool = True  # False: no resume state at all (in-browser runs)
     log_every: int = 10
     sample_every: int = 0
     sample_at_start: bool = False  # also sample the untrained model (step 0) on a fresh start
@@ -46,6 +47,8 @@ class LoopConfig:
     time_budget_s: float = 0.0  # > 0: end (and save) after this much training wall time
 
     def resolved_checkpoint_dir(self) -> Path | None:
+        if not self.checkpoints:
+            return None
         if self.checkpoint_dir:
             return Path(self.checkpoint_dir)
         return Path(f"{self.out_dir}-ckpt") if self.out_dir else None

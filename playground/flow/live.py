@@ -1,6 +1,7 @@
-"""Training a flow in the browser: validate the settings, start a LiveRun (trained and registered
-by ``core.live.train_and_register``), turn its progress into ``LiveFrame``s of pictures, a loss
-table and a status line (plain values; the tab streams them with ``ui.stream_live_run``).
+"""Training a flow in the browser: validate the settings, queue a LiveRun (trained in a worker
+process and registered for this session by ``core.live``), turn its progress into
+``LiveFrame``s of pictures, a loss table and a status line (plain values; the tab streams them
+with ``ui.stream_live_run``).
 """
 
 from __future__ import annotations
@@ -13,18 +14,18 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from playground.core import registry
 from playground.core.errors import UserInputError, check_range
-from playground.core.live import LiveRun, train_and_register
-from playground.core.training import LoopConfig
+from playground.core.live import LiveRun, start_live_run, step_cap
+from playground.core.training import LoopConfig, TrainTask
 from playground.flow import FAMILY
 from playground.flow.model import FLOW_TYPES
 from playground.flow.render import density_image, draw_points, scatter_image
 from playground.flow.targets import TARGETS, get_target
 from playground.flow.train import FlowConfig, build_task, resolve_config
 
-RUNS_DIR = registry.REPO_ROOT / "runs" / "flow"
 LIVE_IMAGE = 320
+MAX_LIVE_STEPS = 20_000
+SHARED_MAX_STEPS = 5_000  # on a shared deployment (a Space): about a minute
 
 
 def live_config(flow_type: str, depth, width, lr, steps, batch_size,
@@ -34,7 +35,8 @@ def live_config(flow_type: str, depth, width, lr, steps, batch_size,
         raise UserInputError(f"Flow type must be one of {', '.join(FLOW_TYPES)}, "
                              f"got {flow_type!r}.")
     lr = check_range("Learning rate", lr, 1e-5, 0.05)
-    steps = check_range("Steps", steps, 10, 20_000, integer=True)
+    steps = check_range("Steps", steps, 10, step_cap(MAX_LIVE_STEPS, SHARED_MAX_STEPS),
+                        integer=True)
     batch_size = check_range("Batch size", batch_size, 16, 4096, integer=True)
     depth = check_range("Depth", depth, 1, 12, integer=True)
     width = check_range("Hidden width", width, 8, 256, integer=True)
@@ -48,26 +50,25 @@ def live_config(flow_type: str, depth, width, lr, steps, batch_size,
     return resolve_config("live", overrides)
 
 
-def run_label(run_id: str, cfg: FlowConfig) -> str:
-    """The model-dropdown name of a flow trained in this session."""
-    return f"my-flow-{run_id[:6]} ({cfg.flow_type}, {cfg.target})"
-
-
 def start_run(cfg: FlowConfig, points: torch.Tensor | None, seed: int) -> LiveRun:
-    """Start training in a thread; unless cancelled, the result is saved under runs/flow/ and
-    registered (``run.result`` is then its model name, selectable in this session)."""
+    """Queue training in a worker; unless stopped, the result is saved in the session's folder
+    and registered (``run.result`` is then its model name, selectable in this session)."""
     if points is None and cfg.target not in TARGETS:
         raise UserInputError(f"Unknown target {cfg.target!r}.")
-    torch.set_num_threads(1)  # leave the other core to the server and other users
-    run = LiveRun(fn=lambda *a: None)
-    loop = LoopConfig(max_steps=cfg.steps, out_dir=str(RUNS_DIR / run.run_id),
+    return start_live_run(FAMILY, "playground.flow.live:build_run",
+                          {"cfg": cfg, "points": points, "seed": seed},
+                          label=f"my-flow-{{id}} ({cfg.flow_type}, {cfg.target})",
+                          entry_extra={"config": dataclasses.asdict(cfg)})
+
+
+def build_run(out_dir: str, cfg: FlowConfig, points: torch.Tensor | None,
+              seed: int) -> tuple[LoopConfig, TrainTask]:
+    """In the training worker: the loop settings and the task of one live run."""
+    loop = LoopConfig(max_steps=cfg.steps, out_dir=out_dir,
                       log_every=max(10, cfg.steps // 40), sample_every=max(20, cfg.steps // 20),
                       sample_at_start=True, seed=seed, progress=False, device="cpu",
-                      checkpoint_dir=str(RUNS_DIR / ".ckpt" / run.run_id))
-    task = build_task(cfg, loop, points)
-    run.fn = train_and_register(loop, task, FAMILY, run_label(run.run_id, cfg),
-                                extra={"config": dataclasses.asdict(cfg)})
-    return run.start()
+                      checkpoints=False)
+    return loop, build_task(cfg, loop, points)
 
 
 def loss_frame(history: list[dict]) -> pd.DataFrame:

@@ -199,8 +199,8 @@ def _train_section(flow):
     inputs = [source, target, sketch, csv_file, flow_type, depth, width, lr, steps, batch, seed,
               randomize]
     start.click(train_live, inputs, [live_heat, live_samples, loss, status, run_id, trained],
-                **ui.model_event("flow_train")).success(select_trained, trained, flow)
-    stop.click(stop_training, run_id, status)
+                **ui.train_event("flow_train")).success(select_trained, trained, flow)
+    stop.click(stop_training, run_id, status, queue=False, api_name="flow_train_stop")
 
 
 def build_tab() -> None:

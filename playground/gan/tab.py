@@ -13,6 +13,7 @@ from playground.ui import (
     seed_controls,
     stop_live_run,
     stream_live_run,
+    train_event,
 )
 
 INTRO = """Each face comes from its own seed (noise vector z). **Truncation ψ** scales z towards
@@ -147,7 +148,7 @@ def build_tab() -> None:
 
 def _build_training(model: gr.Dropdown) -> None:
     """The "Train a GAN here (live)" accordion; a finished run is selected in ``model``."""
-    from playground.gan.live import device_choices
+    from playground.core.device import device_choices
 
     run_id = gr.State(None)
     with gr.Accordion("Train a GAN here (live)", open=False):
@@ -166,5 +167,5 @@ def _build_training(model: gr.Dropdown) -> None:
                                     label="D(x) and D(G(z))", y_lim=[0, 1])
         fixed = gr.Image(label="Fixed-noise samples as training goes", type="pil")
     start.click(on_train, [train_mode, model, size, device, steps],
-                [run_id, loss_plot, prob_plot, fixed, status, model], **model_event(None))
-    stop.click(on_stop, run_id, status)
+                [run_id, loss_plot, prob_plot, fixed, status, model], **train_event("gan_train"))
+    stop.click(on_stop, run_id, status, queue=False, api_name="gan_train_stop")

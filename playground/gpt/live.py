@@ -1,28 +1,26 @@
-"""Train or fine-tune a small GPT on an uploaded text, in the background of the app.
+"""Train or fine-tune a small GPT on an uploaded text, in a worker process (``core.live``).
 
-The run goes to ``runs/gpt/<name>`` (gitignored) and is registered under ``<name>`` (by
-``core.live.train_and_register``) so the generate dropdown offers it in the same session.
+The run is saved in the session's folder and registered under ``my-gpt-<id>`` for that session
+only, so its generate dropdown offers it (and no other user sees the text it learned).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import threading
-import uuid
 from pathlib import Path
 
 import torch
 
 from playground.core import registry
 from playground.core.errors import UserInputError, check_range
-from playground.core.live import LiveRun, train_and_register
-from playground.core.training import LoopConfig
+from playground.core.live import LiveRun, start_live_run, step_cap
+from playground.core.training import LoopConfig, TrainTask
 from playground.gpt import FAMILY, SHIPPED
 
 MAX_UPLOAD_BYTES = 5 * 2**20
 MIN_CHARS = 2000
 MAX_STEPS = 3000
-RUNS_DIR = registry.REPO_ROOT / "runs" / FAMILY
+SHARED_MAX_STEPS = 600  # on a shared deployment (a Space): about two minutes
 MODES = {"new": "Train a new tiny GPT (its own tokenizer)",
          "finetune": f"Fine-tune {SHIPPED} (keeps its tokenizer)"}
 
@@ -60,45 +58,49 @@ def read_upload(path: str | Path | None) -> str:
     return text
 
 
-def _finetune_base():
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+def _finetune_base_folder() -> Path:
     entry = registry.resolve(FAMILY, SHIPPED)
     if not entry.is_local or not entry.path.exists():
         raise UserInputError(f"{SHIPPED} is not installed, so it cannot be fine-tuned; choose "
                              "'train a new tiny GPT'.")
-    # a fresh fp32 copy: the cached model the generate tab uses must not change
-    model = AutoModelForCausalLM.from_pretrained(entry.path, dtype=torch.float32)
-    return model, AutoTokenizer.from_pretrained(entry.path)
+    return entry.path
 
 
 def start_training(text: str, mode: str, steps, seed: int) -> tuple[LiveRun, str]:
-    """Start the run in a thread; returns it and the model name it will be registered as.
+    """Queue the run; returns it and the model name it will be registered as.
 
     The run's ``result`` is that name once trained and registered, or None if it was stopped.
-    The tokenizer and the task are built inside the thread (a BPE on megabytes takes seconds).
+    The tokenizer and the task are built in the worker (a BPE on megabytes takes seconds).
     """
-    from playground.gpt.train import PRESETS, prepare_run
-
     if mode not in MODES:
         raise UserInputError(f"Choose a training mode: {', '.join(MODES)}.")
-    steps = check_range("Training steps", steps, 10, MAX_STEPS, integer=True)
+    steps = check_range("Training steps", steps, 10, step_cap(MAX_STEPS, SHARED_MAX_STEPS),
+                        integer=True)
+    base = str(_finetune_base_folder()) if mode == "finetune" else None
+    run = start_live_run(FAMILY, "playground.gpt.live:build_run",
+                         {"text": text, "steps": steps, "seed": seed, "base": base},
+                         label="my-gpt-{id}", entry_extra={"chat": False})
+    return run, run.label
+
+
+def build_run(out_dir: str, text: str, steps: int, seed: int,
+              base: str | None) -> tuple[LoopConfig, TrainTask]:
+    """In the training worker: the loop settings and the task (new, or a fine-tune of
+    ``base``: a fresh fp32 copy, so the model the generate tab uses never changes)."""
+    from playground.gpt.train import PRESETS, prepare_run
+
     opening = " ".join(text.split()[:6])  # samples continue the upload's own first words
     cfg = dataclasses.replace(PRESETS["custom"], steps=steps, sample_prompt=opening)
     base_model = base_tokenizer = None
-    if mode == "finetune":
-        base_model, base_tokenizer = _finetune_base()
+    if base is not None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        base_model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+        base_tokenizer = AutoTokenizer.from_pretrained(base)
         cfg = dataclasses.replace(cfg, block_size=base_model.config.n_positions, lr=5e-4,
                                   batch_size=4, warmup_steps=10, dropout=0.1)
-    name = f"my-gpt-{uuid.uuid4().hex[:6]}"
-    loop = LoopConfig(max_steps=steps, out_dir=str(RUNS_DIR / name),
+    loop = LoopConfig(max_steps=steps, out_dir=out_dir,
                       log_every=max(1, min(10, steps // 20)), sample_every=max(10, steps // 5),
-                      seed=seed, progress=False, checkpoint_dir=str(RUNS_DIR / f".{name}-ckpt"))
-
-    def fn(on_log, on_sample, cancel: threading.Event):
-        task, _ = prepare_run(cfg, loop, text, base_model=base_model,
-                              base_tokenizer=base_tokenizer)
-        train = train_and_register(loop, task, FAMILY, name, extra={"chat": False})
-        return train(on_log, on_sample, cancel)
-
-    return LiveRun(fn).start(), name
+                      seed=seed, progress=False, checkpoints=False)
+    task, _ = prepare_run(cfg, loop, text, base_model=base_model, base_tokenizer=base_tokenizer)
+    return loop, task

@@ -15,6 +15,7 @@ from playground.ui import (
     seed_controls,
     stop_live_run,
     stream_live_run,
+    train_event,
 )
 
 DEFAULT_PROMPT = "It is a truth universally acknowledged, that"
@@ -121,7 +122,7 @@ def _train_section(model_dropdown_component) -> None:
         run_id = gr.State(None)
     train_btn.click(train_on_upload, [upload, mode, steps, train_seed, train_randomize],
                     [plot, samples, status, run_id, model_dropdown_component],
-                    **model_event("gpt_train"))
+                    **train_event("gpt_train"))
     stop_btn.click(stop_training, run_id, status, queue=False, api_name="gpt_train_stop")
 
 

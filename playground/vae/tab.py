@@ -12,6 +12,7 @@ from playground.ui import (
     seed_controls,
     stop_live_run,
     stream_live_run,
+    train_event,
 )
 from playground.vae import FAMILY
 
@@ -231,7 +232,7 @@ def _explorer_section(model) -> None:
 
 
 def _training_section(model) -> None:
-    from playground.vae.live import device_choices
+    from playground.core.device import device_choices
 
     with gr.Accordion("Train a VAE here (live)", open=False):
         with gr.Row():
@@ -245,5 +246,5 @@ def _training_section(model) -> None:
         curve = gr.LinePlot(x="step", y="value", color="series", label="-ELBO (bits/dim)")
         fixed = gr.Image(label="Decoded fixed codes as training goes", type="pil")
     start.click(on_train, [steps, device, latent], [run_id, curve, fixed, status, model],
-                **model_event(None))
-    stop.click(on_stop, run_id, status)
+                **train_event("vae_train"))
+    stop.click(on_stop, run_id, status, queue=False, api_name="vae_train_stop")
