@@ -45,7 +45,7 @@ def test_scheduler_swap_and_trajectory_length(tiny_pipeline, name):
                           scheduler=name)
     assert len(result.trajectory) == 3
     assert result.images[0].size == (16, 16) and result.trajectory[0].size == (16, 16)
-    swapped = inf.with_scheduler(inf.load_pipeline("tiny-test"), name)
+    swapped = inf.with_scheduler(inf.load_pipeline("tiny-test").pipe, name)
     assert type(swapped.scheduler).__name__ == inf.SCHEDULERS[name]
 
 

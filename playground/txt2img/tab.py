@@ -6,9 +6,10 @@ import gradio as gr
 
 from playground.core.seeding import resolve_seed
 from playground.txt2img import EXAMPLES, FAMILY, MAX_TIMESTEP, suggested_settings
+from playground.txt2img.inference import SCHEDULERS
 from playground.ui import friendly, model_dropdown, model_event, seed_controls
 
-SCHEDULER_NAMES = ["DDIM", "Euler", "Euler ancestral", "DPM++ 2M", "PNDM"]  # = SCHEDULERS
+SCHEDULER_NAMES = list(SCHEDULERS)
 TRACK_TQDM = gr.Progress(track_tqdm=True)  # mirrors the pipeline's step bar in the browser
 
 
