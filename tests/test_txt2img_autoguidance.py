@@ -117,7 +117,7 @@ def test_generate_uses_the_suggested_weight_and_records_it(folders, tmp_path):
     assert default.record["params"]["autoguidance_max_t"] == 700
     assert default.paths[0].read_bytes() == explicit.paths[0].read_bytes()
     params = inf.read_parameters(default.paths[0])
-    assert params["autoguidance"] == 1.5 and params["autoguidance_max_t"] == 700
+    assert params.autoguidance == 1.5 and params.autoguidance_max_t == 700
     assert len(default.trajectory) == 3
     # off = the plain pipeline (same weights but the guide), and the guide changes the image
     assert off.images[0].tobytes() == plain.images[0].tobytes()

@@ -7,6 +7,7 @@ call ``generate``. Models (ours in ``weights/`` or a hub SD id) load through the
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -281,8 +282,26 @@ def save_images(images: list[Image.Image], record: dict, out_dir: Path | None = 
     return paths
 
 
-def read_parameters(path) -> dict:
-    """The generation parameters stored in a PNG written by ``generate`` ("PNG info")."""
+@dataclass
+class PngParameters:
+    """The settings stored in a PNG written by ``generate`` ("PNG info")."""
+    model: str
+    prompt: str
+    steps: int
+    guidance: float
+    scheduler: str
+    n_images: int
+    width: int
+    height: int
+    seed: int
+    negative_prompt: str = ""
+    autoguidance: float = 0.0  # PNGs made before autoguidance existed: it was off
+    autoguidance_max_t: int = MAX_TIMESTEP
+    stored: dict = field(default_factory=dict)  # every stored parameter (image_index, hash...)
+
+
+def read_parameters(path) -> PngParameters:
+    """The generation parameters stored in a PNG written by ``generate``."""
     if not path:
         raise UserInputError("Drop a PNG made by this tab to read its parameters.")
     try:
@@ -292,8 +311,13 @@ def read_parameters(path) -> dict:
     if not record or record.get("family") != FAMILY:
         raise UserInputError("This PNG carries no text-to-image parameters (it was not made by "
                              "this tab, or its metadata was stripped).")
-    return {**record["params"], "seed": record["seed"], "model": record["model"],
-            "model_hash": record.get("model_hash")}
+    stored = {**record["params"], "seed": record["seed"], "model": record["model"],
+              "model_hash": record.get("model_hash")}
+    names = {f.name for f in dataclasses.fields(PngParameters)} - {"stored"}
+    try:
+        return PngParameters(**{k: v for k, v in stored.items() if k in names}, stored=stored)
+    except TypeError as exc:  # a record without one of the settings
+        raise UserInputError(f"This PNG's parameters are incomplete: {exc}") from exc
 
 
 def save_frames(frames: list[Image.Image], out_dir: Path | None = None) -> list[str]:

@@ -65,10 +65,8 @@ def restore_from_png(path):
     from playground.txt2img.inference import read_parameters
 
     p = read_parameters(path)
-    return (p["model"], p["prompt"], p.get("negative_prompt", ""), p["steps"], p["guidance"],
-            p["scheduler"], p["n_images"], p["width"], p["height"], p["seed"], False, p,
-            p.get("autoguidance", 0.0),  # PNGs made before autoguidance existed: it was off
-            p.get("autoguidance_max_t", MAX_TIMESTEP))
+    return (p.model, p.prompt, p.negative_prompt, p.steps, p.guidance, p.scheduler, p.n_images,
+            p.width, p.height, p.seed, False, p.stored, p.autoguidance, p.autoguidance_max_t)
 
 
 def build_tab() -> None:
