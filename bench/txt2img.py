@@ -16,7 +16,7 @@ def _shipped():
     from playground.txt2img.inference import load_pipeline, with_scheduler
 
     txt2img.register_models()
-    pipe = with_scheduler(load_pipeline(txt2img.SHIPPED), "DDIM")
+    pipe = with_scheduler(load_pipeline(txt2img.SHIPPED).pipe, "DDIM")
     pipe.set_progress_bar_config(disable=True)
     return txt2img.SHIPPED, pipe
 

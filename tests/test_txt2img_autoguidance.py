@@ -83,9 +83,10 @@ def test_folder_loads_as_a_pipeline_and_guide_loads_beside_it(folders):
     pipe = DiffusionPipeline.from_pretrained(guided)  # guide_unet/ is not a pipeline component
     assert isinstance(pipe, StableDiffusionPipeline) and not hasattr(pipe, GUIDE_FOLDER)
     assert load_guide(plain) is None and load_guide(guided) is not None
-    assert inf.guide_of(inf.load_pipeline("tiny-guided")) is not None
-    assert inf.guide_of(inf.with_scheduler(inf.load_pipeline("tiny-guided"), "Euler")) is not None
-    assert inf.guide_of(inf.load_pipeline("tiny-plain")) is None
+    loaded = inf.load_pipeline("tiny-guided")
+    assert isinstance(loaded, inf.LoadedPipeline) and loaded.guide is not None
+    assert inf.load_pipeline(registry.resolve(inf.FAMILY, "tiny-guided")) is loaded  # cached
+    assert inf.load_pipeline("tiny-plain").guide is None
 
 
 def test_hook_leaves_steps_above_the_interval_alone(folders):
@@ -116,7 +117,7 @@ def test_generate_uses_the_suggested_weight_and_records_it(folders, tmp_path):
     assert default.record["params"]["autoguidance_max_t"] == 700
     assert default.paths[0].read_bytes() == explicit.paths[0].read_bytes()
     params = inf.read_parameters(default.paths[0])
-    assert params["autoguidance"] == 1.5 and params["autoguidance_max_t"] == 700
+    assert params.autoguidance == 1.5 and params.autoguidance_max_t == 700
     assert len(default.trajectory) == 3
     # off = the plain pipeline (same weights but the guide), and the guide changes the image
     assert off.images[0].tobytes() == plain.images[0].tobytes()

@@ -45,7 +45,7 @@ def test_scheduler_swap_and_trajectory_length(tiny_pipeline, name):
                           scheduler=name)
     assert len(result.trajectory) == 3
     assert result.images[0].size == (16, 16) and result.trajectory[0].size == (16, 16)
-    swapped = inf.with_scheduler(inf.load_pipeline("tiny-test"), name)
+    swapped = inf.with_scheduler(inf.load_pipeline("tiny-test").pipe, name)
     assert type(swapped.scheduler).__name__ == inf.SCHEDULERS[name]
 
 
@@ -59,10 +59,11 @@ def test_same_seed_gives_identical_png_bytes_and_record(tiny_pipeline, tmp_path)
     assert [p.read_bytes() for p in a.paths] == [p.read_bytes() for p in b.paths]
     assert a.paths[0].read_bytes() != c.paths[0].read_bytes()
     params = inf.read_parameters(a.paths[1])
-    assert params["prompt"] == "a large blue square" and params["seed"] == 7
-    assert params["steps"] == 3 and params["scheduler"] == "Euler ancestral"
-    assert params["image_index"] == 1 and params["model"] == "tiny-test"
-    assert params["model_hash"].startswith("sha256:")
+    assert isinstance(params, inf.PngParameters)
+    assert params.prompt == "a large blue square" and params.seed == 7
+    assert params.steps == 3 and params.scheduler == "Euler ancestral"
+    assert params.stored["image_index"] == 1 and params.model == "tiny-test"
+    assert params.stored["model_hash"].startswith("sha256:")
 
 
 def test_png_info_refuses_foreign_png(tmp_path):

@@ -53,3 +53,46 @@ def test_adherence_recomputed_on_a_small_sample(pipe):
     measured = score(scenes, images)
     for key in ("colour", "background", "colour+shape", "all"):
         assert abs(measured[key] - card["held_out"][key]) <= TOLERANCE, (key, measured, card)
+
+
+# Pinned outputs (diffusers' ``expected_slice`` habit): numbers of a fixed-seed generation with
+# the shipped model, recorded on CPU before the issue-25 refactor. A silent numeric change in the
+# sampler, the autoguidance hook, the trajectory decoding or an upgrade fails here.
+PIN_PROMPT = "a small red star at the top left on a blue background"
+PIN_PIXELS = [[51, 195, 211], [199, 214, 220], [221, 221, 221]]  # red channel, rows/cols 12-14
+PIN_IMAGE_MEAN = [49.982421875, 81.806884765625, 216.202392578125]  # per channel, 0-255
+PIN_FIRST_FRAME_MEAN = [84.03759765625, 78.625244140625, 139.396484375]  # x0 after step 1
+PIN_EVAL_MEANS = [[79.36474609375, 99.033935546875, 188.040771484375],
+                  [236.9716796875, 226.71337890625, 198.462890625]]
+
+
+def test_pinned_generation_of_the_shipped_model(tmp_path):
+    """4 DDIM steps, seed 0, the shipped guidance and autoguidance (its suggested settings)."""
+    import numpy as np
+
+    from playground import txt2img
+    from playground.txt2img.inference import generate
+
+    txt2img.register_models()
+    result = generate(txt2img.SHIPPED, PIN_PROMPT, steps=4, seed=0, out_dir=tmp_path)
+    params = result.record["params"]
+    assert (params["guidance"], params["autoguidance"], params["autoguidance_max_t"]) == (
+        4.0, 2.0, 600)
+    image = np.asarray(result.images[0]).astype(float)
+    assert image.shape == (64, 64, 3) and len(result.trajectory) == 4
+    assert np.abs(image[12:15, 12:15, 0] - PIN_PIXELS).max() <= 3
+    assert np.allclose(image.mean(axis=(0, 1)), PIN_IMAGE_MEAN, atol=0.5)
+    first = np.asarray(result.trajectory[0]).astype(float)
+    assert np.allclose(first.mean(axis=(0, 1)), PIN_FIRST_FRAME_MEAN, atol=0.5)
+
+
+def test_pinned_evaluation_images_of_the_shipped_model(pipe):
+    """The evaluation sampler on two held-out prompts, 4 steps, shipped guidance, no guide."""
+    import numpy as np
+
+    from playground.txt2img.evaluate import generate_for
+    from playground.txt2img.shapes import eval_scenes
+
+    images = generate_for(pipe, eval_scenes(2, seed=1000), steps=4, guidance=4.0)
+    means = [np.asarray(i).astype(float).mean(axis=(0, 1)) for i in images]
+    assert np.allclose(means, PIN_EVAL_MEANS, atol=0.5), [m.tolist() for m in means]

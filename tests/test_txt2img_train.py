@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,9 +12,16 @@ import torch
 import torch.nn.functional as F
 
 from playground.core.training import LoopConfig, train_loop
+from playground.txt2img import diffusion
 from playground.txt2img import model as M
 from playground.txt2img import train as T
-from playground.txt2img.shapes import make_dataset
+from playground.txt2img import vae_stage as V
+from playground.txt2img.shapes import (
+    images_to_tensor,
+    latent_object_weights,
+    make_dataset,
+    resize_images,
+)
 
 
 def _tiny(**changes) -> T.TrainConfig:
@@ -22,7 +30,7 @@ def _tiny(**changes) -> T.TrainConfig:
 
 def _data(cfg: T.TrainConfig):
     raw, scenes = make_dataset(8, seed=0)
-    return T.resize_images(T.images_to_tensor(raw), cfg.model.image_size), scenes
+    return resize_images(images_to_tensor(raw), cfg.model.image_size), scenes
 
 
 def _loop(steps: int) -> LoopConfig:
@@ -32,7 +40,7 @@ def _loop(steps: int) -> LoopConfig:
 def test_vae_stage_lowers_reconstruction_loss():
     cfg = _tiny(vae_batch=8, vae_lr=3e-3)
     images, _ = _data(cfg)
-    task = T.vae_task(cfg, images, seed=0)
+    task = V.vae_task(cfg, images, seed=0)
     vae = task.models["vae"]
 
     def recon_error() -> float:
@@ -48,17 +56,17 @@ def test_unet_stage_lowers_diffusion_loss_and_all_parameters_learn():
     cfg = _tiny(batch_size=8, lr=3e-3, warmup=1)
     images, scenes = _data(cfg)
     vae = M.build_vae(cfg.model)
-    latents = T.encode_latents(vae, images)
-    latents = latents * T.set_scaling_factor(vae, latents)
+    latents = V.encode_latents(vae, images)
+    latents = latents * V.set_scaling_factor(vae, latents)
     tokenizer = M.build_tokenizer(cfg.model)
-    task = T.unet_task(cfg, vae, tokenizer, latents, [s.caption for s in scenes], seed=0)
+    task = T.build_task(cfg, vae, tokenizer, latents, [s.caption for s in scenes], seed=0)
     unet, text = task.models["unet"], task.models["text_encoder"]
     gen = torch.Generator().manual_seed(5)
     noise = torch.randn(latents.shape, generator=gen)
     t = torch.randint(0, 1000, (len(latents),), generator=gen)
     scheduler = M.build_scheduler(cfg.model)
     a = scheduler.alphas_cumprod[t].view(-1, 1, 1, 1)
-    target = M.training_target(scheduler, latents, noise, t)
+    target = diffusion.training_target(scheduler, latents, noise, t)
     ids = tokenizer([s.caption for s in scenes], padding="max_length", return_tensors="pt",
                     max_length=tokenizer.model_max_length).input_ids
 
@@ -84,12 +92,12 @@ def test_unet_stage_lowers_diffusion_loss_and_all_parameters_learn():
 
 def test_loss_weights_keep_high_noise_and_cap_low_noise():
     alpha_bar = torch.tensor([1e-6, 0.5, 5 / 6, 0.99])  # SNR 1e-6, 1, 5, 99
-    v = T.loss_weights(alpha_bar, gamma=5.0, v_prediction=True)
-    eps = T.loss_weights(alpha_bar, gamma=5.0, v_prediction=False)
+    v = diffusion.loss_weights(alpha_bar, gamma=5.0, v_prediction=True)
+    eps = diffusion.loss_weights(alpha_bar, gamma=5.0, v_prediction=False)
     assert torch.allclose(v[:3], torch.ones(3), atol=1e-5)  # plain v loss up to SNR = γ
     assert torch.isclose(v[3], torch.tensor(6 / 100), atol=1e-4)  # (γ + 1) / (SNR + 1)
     assert torch.allclose(eps, torch.tensor([1.0, 1.0, 1.0, 5 / 99]), atol=1e-4)
-    assert torch.equal(T.loss_weights(alpha_bar, 0.0, True), torch.ones(4))
+    assert torch.equal(diffusion.loss_weights(alpha_bar, 0.0, True), torch.ones(4))
 
 
 def test_scheduler_starts_from_almost_pure_noise_and_swaps_keep_it():
@@ -111,8 +119,8 @@ def test_decoder_stage_lowers_reconstruction_error_and_keeps_the_encoder():
     cfg = _tiny(vae_batch=8, decoder_steps=40, decoder_lr=3e-3)
     images, _ = _data(cfg)
     vae = M.build_vae(cfg.model)
-    latents = T.encode_latents(vae, images)
-    task = T.decoder_task(cfg, vae, images, latents, seed=0)
+    latents = V.encode_latents(vae, images)
+    task = V.decoder_task(cfg, vae, images, latents, seed=0)
     tuned = task.models["vae"]
 
     def recon_error() -> float:
@@ -121,7 +129,7 @@ def test_decoder_stage_lowers_reconstruction_error_and_keeps_the_encoder():
     before = recon_error()
     train_loop(_loop(40), task)
     assert recon_error() < 0.7 * before
-    assert torch.equal(T.encode_latents(tuned, images), latents)  # latents unchanged
+    assert torch.equal(V.encode_latents(tuned, images), latents)  # latents unchanged
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
@@ -132,14 +140,9 @@ def test_decoder_stage_lowers_reconstruction_error_and_keeps_the_encoder():
     ({"snr_gamma": -1.0}, "snr_gamma"),
     ({"timestep_bias_p": 1.5}, "timestep_bias_p"),
     ({"timestep_bias_from": 1000}, "timestep_bias_from"),
-    ({"reinit_scale": 0}, "reinit_scale"),
-    ({"reinit_words": "top"}, "reinit_words must be a list"),
     ({"train_text_encoder": "yes"}, "train_text_encoder must be true or false"),
     ({"scenes": "corners"}, "scenes must be one of"),
     ({"object_loss_weight": 0.5}, "object_loss_weight"),
-    ({"shape_swap_p": 1.5}, "shape_swap_p"),
-    ({"decoder_tail_p": -0.1}, "decoder_tail_p"),
-    ({"decoder_only": "yes"}, "decoder_only must be true or false"),
 ])
 def test_bad_training_settings_get_clear_messages(overrides, message):
     from playground.core.errors import UserInputError
@@ -150,9 +153,9 @@ def test_bad_training_settings_get_clear_messages(overrides, message):
 
 def test_vae_lr_decays_along_a_cosine_over_the_last_steps():
     cfg = dataclasses.replace(T.PRESETS["shapes"], vae_steps=100, vae_decay_steps=40)
-    assert T.vae_lr_factor(0, cfg) == T.vae_lr_factor(60, cfg) == 1.0
-    assert T.vae_lr_factor(80, cfg) == pytest.approx(0.5)
-    assert T.vae_lr_factor(100, cfg) == pytest.approx(0.0)
+    assert V.vae_lr_factor(0, cfg) == V.vae_lr_factor(60, cfg) == 1.0
+    assert V.vae_lr_factor(80, cfg) == pytest.approx(0.5)
+    assert V.vae_lr_factor(100, cfg) == pytest.approx(0.0)
 
 
 def test_unet_lr_warms_up_then_decays_over_the_last_steps():
@@ -185,36 +188,9 @@ def _saved_tiny_pipeline(folder, **model_changes):
 
 def _unet_task(cfg: T.TrainConfig, vae, seed: int = 0):
     images, scenes = _data(cfg)
-    latents = T.encode_latents(vae, images)
-    return T.unet_task(cfg, vae, M.build_tokenizer(cfg.model), latents,
+    latents = V.encode_latents(vae, images)
+    return T.build_task(cfg, vae, M.build_tokenizer(cfg.model), latents,
                        [s.caption for s in scenes], seed=seed)
-
-
-def test_fine_tune_starts_from_a_pipeline_and_redraws_only_the_named_words(tmp_path):
-    from playground.txt2img.shapes import caption_words
-
-    base = _saved_tiny_pipeline(tmp_path / "base")
-    cfg = T.resolve_config("tiny", {"init_from": str(tmp_path / "base"),
-                                    "reinit_words": ("top", "left"), "reinit_scale": 2.0})
-    task = _unet_task(cfg, base.vae)
-    for name in ("unet", "ema_unet"):
-        tuned = task.models[name].state_dict()
-        assert all(torch.equal(tuned[k], v) for k, v in base.unet.state_dict().items())
-    table = task.models["text_encoder"].get_input_embeddings().weight.detach()
-    old = base.text_encoder.get_input_embeddings().weight.detach()
-    assert torch.equal(task.models["ema_text_encoder"].get_input_embeddings().weight, table)
-    changed = sorted(int(i) for i in (table != old).any(dim=1).nonzero())
-    tok = base.tokenizer
-    words = sorted(tok.convert_tokens_to_ids(f"{w}</w>") for w in ("top", "left"))
-    assert changed == words
-    new_top, new_left = table[words]
-    assert not torch.allclose(new_top, new_left)
-    caption_rows = [tok.convert_tokens_to_ids(f"{w}</w>") for w in caption_words()]
-    mean_norm = float(old[caption_rows].norm(dim=1).mean())
-    assert table[words].norm(dim=1).tolist() == pytest.approx([2 * mean_norm] * 2, rel=1e-5)
-    # same seed, same fresh vectors: a fine-tune is reproducible
-    again = _unet_task(cfg, base.vae).models["text_encoder"].get_input_embeddings().weight
-    assert torch.equal(again, table)
 
 
 def test_frozen_text_encoder_stays_put_while_the_unet_learns(tmp_path):
@@ -236,7 +212,7 @@ def test_fine_tune_cli_reuses_the_vae_and_exports_it(tmp_path):
     main(["txt2img", "--preset", "tiny", "--out", str(base)])
     tuned = tmp_path / "tuned"
     main(["txt2img", "--preset", "tiny", "--out", str(tuned), "--max-steps", "2",
-          "--set", f"init_from={base}", "--set", 'reinit_words=["center"]'])
+          "--set", f"init_from={base}"])
     assert not (tmp_path / "tuned-vae").exists()  # no VAE stage ran
     for folder in (tuned, T.export_checkpoint("tiny", str(tuned), str(tmp_path / "export"),
                                               {"init_from": str(base)})):
@@ -251,7 +227,6 @@ def test_fine_tune_cli_reuses_the_vae_and_exports_it(tmp_path):
 
 def test_scene_filter_trains_the_unet_on_one_object_scenes_only(tmp_path):
     from playground.train import main
-    from playground.txt2img.shapes import make_dataset
 
     cfg = T.resolve_config("tiny", {"n_images": 60, "scenes": "one-object"})
     _, scenes = make_dataset(60, cfg.data_seed)
@@ -275,11 +250,6 @@ def test_bad_fine_tune_settings_get_clear_messages(tmp_path):
     cfg = T.resolve_config("tiny", {"init_from": str(tmp_path / "other")})
     with pytest.raises(UserInputError, match="does not fit this preset's model"):
         _unet_task(cfg, base.vae)
-    _saved_tiny_pipeline(tmp_path / "base")
-    cfg = T.resolve_config("tiny", {"init_from": str(tmp_path / "base"),
-                                    "reinit_words": ("zebra",)})
-    with pytest.raises(UserInputError, match="'zebra' is not one token"):
-        _unet_task(cfg, base.vae)
 
 
 def test_timestep_bias_draws_the_chosen_share_from_the_noisiest_steps():
@@ -294,77 +264,13 @@ def test_timestep_bias_draws_the_chosen_share_from_the_noisiest_steps():
     assert float((plain >= 850).float().mean()) == pytest.approx(0.15, abs=0.015)
 
 
-def test_position_probe_scores_a_named_corner_and_chance():
-    from playground.txt2img.position_probe import corner_probe, quadrant_hits
-
-    placed = torch.zeros(4, 3, 8, 8)
-    for i, (rows, cols) in enumerate([(slice(0, 4), slice(0, 4)), (slice(0, 4), slice(4, 8)),
-                                      (slice(4, 8), slice(0, 4)), (slice(4, 8), slice(4, 8))]):
-        placed[i, :, rows, cols] = 1.0
-    assert quadrant_hits(placed) == 4
-    assert quadrant_hits(placed[[1, 0, 3, 2]]) == 0  # every object in the wrong corner
-    pipe = M.build_untrained_pipeline(T.PRESETS["tiny"].model)
-    result = corner_probe(pipe, n_noise=2)
-    assert result["total"] == 24 and 0 <= result["hits"] <= 24
-    assert corner_probe(pipe, n_noise=2) == result  # same seed, same figure
-
-
-def test_focused_fit_trains_a_copy_and_reports_loss_and_accuracy():
-    from playground.txt2img.position_probe import focused_fit
-
-    cfg = T.PRESETS["tiny"].model
-    pipe = M.build_untrained_pipeline(dataclasses.replace(cfg, image_size=64))
-    before = {k: v.clone() for k, v in pipe.unet.state_dict().items()}
-    fitted, history = focused_fit(pipe, 4, every=2, batch=4)
-    assert [h[0] for h in history] == [0, 2, 4]
-    assert any(not torch.equal(v, fitted.state_dict()[k]) for k, v in before.items())
-    _, mixed = focused_fit(pipe, 4, every=2, batch=4, diverse_share=0.5)
-    assert mixed[0][2] == history[0][2]  # the same copy at step 0
-    assert mixed[1][1] != history[1][1]  # other scenes in the batch change the training
-    assert all(0.0 <= acc <= 1.0 for _, _, acc in history)
-    assert history[1][1] > 0
-    assert all(torch.equal(v, pipe.unet.state_dict()[k]) for k, v in before.items())
-
-
-def test_encoder_probe_reads_the_corner_only_where_the_encoder_carries_it():
-    from playground.txt2img.position_probe import encoder_probe
-
-    pipe = M.build_untrained_pipeline(T.PRESETS["tiny"].model)
-    table = pipe.text_encoder.get_input_embeddings().weight
-    with torch.no_grad():
-        for word in ("top", "bottom", "left", "right"):  # equal embeddings: no corner signal
-            table[T.word_token(pipe.tokenizer, word)] = table[T.word_token(pipe.tokenizer, "a")]
-    blind = encoder_probe(pipe, n=600)
-    assert max(blind.values()) < 0.45  # chance is 0.25
-    with torch.no_grad():
-        for i, word in enumerate(("top", "bottom", "left", "right")):
-            table[T.word_token(pipe.tokenizer, word)] = 3.0 * torch.eye(table.shape[1])[i]
-    seeing = encoder_probe(pipe, n=600)
-    assert seeing.keys() == blind.keys() and max(seeing.values()) > 0.9
-    assert encoder_probe(pipe, n=600) == seeing  # deterministic
-
-
-@pytest.mark.parametrize(("args", "message"), [
-    (["--fit-steps", "-1"], "--fit-steps must be 0"),
-    (["--diverse-share", "1.0"], "--diverse-share must be in"),
-    (["--diverse-share", "-0.1"], "--diverse-share must be in"),
-])
-def test_position_probe_cli_refuses_bad_values(args, message, capsys):
-    from playground.txt2img.position_probe import main
-
-    with pytest.raises(SystemExit) as exit_info:
-        main(["no-such-folder", *args])
-    assert exit_info.value.code == 2
-    assert message in capsys.readouterr().err
-
-
 def test_latent_object_weights_cover_exactly_the_cells_under_an_object():
     from playground.txt2img.shapes import Obj, Scene, render
 
     scenes = [Scene((Obj("star", "red", "small", "top left"),), "black"),
               Scene((Obj("circle", "white", "large", "bottom right"),), "blue")]
-    images = T.images_to_tensor(np.stack([np.asarray(render(s)) for s in scenes]))
-    weights = T.latent_object_weights(images, 32, 5.0)
+    images = images_to_tensor(np.stack([np.asarray(render(s)) for s in scenes]))
+    weights = latent_object_weights(images, 32, 5.0)
     assert weights.shape == (2, 1, 32, 32)
     assert set(weights.unique().tolist()) == {1.0, 5.0}
     # a cell is weighted iff one of its 2x2 pixels differs from the background
@@ -379,12 +285,12 @@ def test_object_loss_weight_reweights_the_unet_loss_and_keeps_its_scale():
     cfg = _tiny(batch_size=8)
     images, scenes = _data(cfg)
     vae = M.build_vae(cfg.model)
-    latents = T.encode_latents(vae, images)
+    latents = V.encode_latents(vae, images)
     tokenizer = M.build_tokenizer(cfg.model)
     captions = [s.caption for s in scenes]
 
     def first_loss(weights) -> float:
-        task = T.unet_task(cfg, vae, tokenizer, latents, captions, seed=0, pixel_weights=weights)
+        task = T.build_task(cfg, vae, tokenizer, latents, captions, seed=0, pixel_weights=weights)
         return train_loop(_loop(1), task).history[0]["loss"]
     plain = first_loss(None)
     assert first_loss(torch.ones(len(latents), 1, *latents.shape[-2:])) == pytest.approx(plain)
@@ -407,62 +313,6 @@ def test_cli_trains_with_the_object_loss_weight(tmp_path):
     assert losses["5"] != pytest.approx(losses["1"], rel=1e-4)  # the weights reach the loss
 
 
-def test_shape_swap_changes_one_shape_and_never_makes_a_held_out_pair():
-    import random
-
-    from playground.txt2img.shapes import HELD_OUT_PAIRS, shape_swapped
-
-    _, scenes = make_dataset(300, seed=0)
-    rng = random.Random(0)
-    for scene in scenes:
-        swapped = shape_swapped(scene, rng)
-        changed = [(a, b) for a, b in zip(scene.objects, swapped.objects, strict=True) if a != b]
-        assert len(changed) == 1 and swapped.background == scene.background
-        (old, new), = changed
-        assert new.shape != old.shape and (new.colour, new.size, new.position) == (
-            old.colour, old.size, old.position)
-        assert (new.colour, new.shape) not in HELD_OUT_PAIRS
-
-
-def test_swap_keeps_the_states_up_to_the_shape_word_and_takes_the_rest():
-    import random
-
-    from playground.txt2img.shapes import shape_swapped
-
-    cfg = _tiny()
-    tokenizer = M.build_tokenizer(cfg.model)
-    _, scenes = make_dataset(6, seed=1)
-    rng = random.Random(0)
-    swapped = [shape_swapped(s, rng) for s in scenes]
-    ids = M.caption_ids(tokenizer, [s.caption for s in scenes])
-    other = M.caption_ids(tokenizer, [s.caption for s in swapped])
-    hidden = torch.zeros(*ids.shape, 3)
-    use = torch.tensor([True, True, True, False, False, False])
-    out = T.swap_after_shape(hidden, torch.ones_like(hidden), ids, other, use)
-    assert out[3:].eq(0).all()  # rows not chosen are untouched
-    for row in range(3):
-        words = tokenizer.convert_ids_to_tokens(ids[row].tolist())
-        first = int(out[row, :, 0].argmax())  # the first swapped state follows the shape word
-        pairs = zip(scenes[row].objects, swapped[row].objects, strict=True)
-        old = next(o.shape for o, n in pairs if o != n)
-        assert words[first - 1].removesuffix("</w>") == old
-        assert out[row, :first].eq(0).all() and out[row, first:].eq(1).all()
-
-
-def test_cli_trains_with_the_shape_swap(tmp_path):
-    from playground.train import main
-
-    losses = {}
-    for share in ("0", "1"):
-        out = tmp_path / f"run{share}"
-        main(["txt2img", "--preset", "tiny", "--out", str(out), "--set", "n_images=16",
-              "--set", f"shape_swap_p={share}"])
-        summary = json.loads((out / "training_summary.json").read_text())
-        assert summary["config"]["shape_swap_p"] == float(share)
-        losses[share] = summary["final_metrics"]["loss"]
-    assert losses["1"] != pytest.approx(losses["0"], rel=1e-4)  # the swapped states reach the UNet
-
-
 @pytest.mark.parametrize("name", sorted(T.PRESETS))
 def test_every_preset_passes_the_setting_checks(name):
     # init_from names a run folder that exists only where the chain was trained; the other
@@ -472,47 +322,66 @@ def test_every_preset_passes_the_setting_checks(name):
     assert cfg.init_from == "" and cfg.data_seed >= 0
 
 
-def test_tail_jitter_keeps_the_objects_and_rescales_the_rest():
-    cfg = _tiny()
-    images, _ = _data(cfg)
-    latents = T.encode_latents(M.build_vae(cfg.model), images)  # (8, C, 8, 8) at 16 px
-    assert torch.equal(T.jitter_outside_objects(latents, images, 0.0,
-                                                torch.Generator().manual_seed(0)), latents)
-    out = T.jitter_outside_objects(latents, images, 1.0, torch.Generator().manual_seed(0))
-    again = T.jitter_outside_objects(latents, images, 1.0, torch.Generator().manual_seed(0))
-    assert torch.equal(out, again)
-    factor = images.shape[-1] // latents.shape[-1]
-    on_object = F.max_pool2d((T.object_weights(images, 2.0) > 1).float(), factor) > 0
-    same = (out == latents).all(dim=1, keepdim=True)  # (8, 1, s, s)
-    assert same[on_object].all()  # every latent pixel under an object is kept
-    far = ~(F.max_pool2d(on_object.float(), 3, stride=1, padding=1) > 0)
-    assert (~same[far]).float().mean() > 0.9  # away from the objects they change
-    assert not same.all()
 
 
-def test_decoder_only_cli_fine_tunes_the_decoder_of_a_pipeline(tmp_path):
-    from playground.core.errors import UserInputError
+def test_lr_factors_are_the_numbers_of_the_old_txt2img_copies():
+    """core.schedules replaced txt2img's own cosine_factor / tail_decay_factor: same floats."""
+    import math
+
+    from playground.core.schedules import cosine
+
+    def old_cosine(done):
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, max(0.0, done))))
+
+    def old_tail(step, total, decay):
+        start = total - decay
+        return 1.0 if decay <= 0 or step < start else old_cosine((step - start) / decay)
+
+    cfg = dataclasses.replace(T.PRESETS["shapes"], vae_steps=6000, vae_decay_steps=1000)
+    for step in (0, 1, 99, 100, 5000, 5001, 5500, 5999, 6000, 7000, 7599, 7600):
+        assert V.vae_lr_factor(step, cfg) == old_tail(step, 6000, 1000)
+        assert T.unet_lr_factor(step, cfg) == min(1.0, (step + 1) / 100) * old_tail(step, 7600,
+                                                                                      1600)
+        assert cosine(step / 1000) == old_cosine(step / 1000)  # the decoder stage's factor
+
+
+def test_noise_maths_round_trips_for_both_prediction_types():
+    gen = torch.Generator().manual_seed(0)
+    z0, noise = torch.randn(3, 4, 8, 8, generator=gen), torch.randn(3, 4, 8, 8, generator=gen)
+    for prediction in ("v_prediction", "epsilon"):
+        model = dataclasses.replace(T.PRESETS["tiny"].model, prediction_type=prediction)
+        scheduler = M.build_scheduler(model)
+        t = torch.tensor([10, 500, 990])
+        a = diffusion.alpha_bar(scheduler, t)
+        assert a.shape == (3, 1, 1, 1)
+        zt = diffusion.add_noise(z0, noise, a)
+        assert torch.equal(zt, a.sqrt() * z0 + (1 - a).sqrt() * noise)
+        target = diffusion.training_target(scheduler, z0, noise, t)
+        x0 = diffusion.predicted_x0(scheduler, zt, target, t)  # the perfect prediction
+        assert torch.allclose(x0, z0, atol=1e-3 if prediction == "epsilon" else 1e-5)
+        single = diffusion.predicted_x0(scheduler, zt[1:2], target[1:2], 500)  # an int step
+        assert torch.allclose(single, x0[1:2])
+
+
+def test_export_reads_an_old_checkpoint_by_the_tasks_model_order(tmp_path):
+    """Checkpoints written before progress.json named the models: UNET_MODELS order."""
     from playground.train import main
 
-    base = tmp_path / "base"
-    main(["txt2img", "--preset", "tiny", "--out", str(base)])
-    out = tmp_path / "vae"
-    main(["txt2img", "--preset", "tiny", "--out", str(out), "--set", f"init_from={base}",
-          "--set", "decoder_only=true", "--set", "decoder_steps=4", "--set",
-          "decoder_tail_p=0.5", "--set", "decoder_lr=3e-3"])
-    from diffusers import AutoencoderKL
+    run = tmp_path / "run"
+    main(["txt2img", "--preset", "tiny", "--out", str(run)])
+    progress = tmp_path / "run-ckpt" / "progress.json"
+    record = json.loads(progress.read_text())
+    assert record["models"] == list(T.UNET_MODELS)
+    progress.write_text(json.dumps({"step": record["step"]}))  # as an old checkpoint
+    out = T.export_checkpoint("tiny", str(run), str(tmp_path / "export"))
+    unet = "unet/diffusion_pytorch_model.safetensors"
+    assert (out / unet).read_bytes() == (run / unet).read_bytes()  # the EMA UNet, as saved
+    text = "text_encoder/model.safetensors"
+    assert (out / text).read_bytes() == (run / text).read_bytes()
 
-    old, new = AutoencoderKL.from_pretrained(base / "vae"), AutoencoderKL.from_pretrained(out)
-    assert new.config.scaling_factor == old.config.scaling_factor != 1.0
-    for part in ("encoder", "quant_conv"):  # the latents the UNet learnt stay the same
-        a, b = getattr(old, part).state_dict(), getattr(new, part).state_dict()
-        assert all(torch.equal(a[k], b[k]) for k in a)
-    a, b = old.decoder.state_dict(), new.decoder.state_dict()
-    assert not all(torch.equal(a[k], b[k]) for k in a)
-    summary = json.loads((out / "training_summary.json").read_text())
-    assert summary["steps"] == 4 and summary["config"]["decoder_tail_p"] == 0.5
-    with pytest.raises(UserInputError, match="init_from"):
-        T.train_cli("tiny", dataclasses.replace(_loop(1), out_dir=str(tmp_path / "no")), None,
-                    {"decoder_only": True, "decoder_steps": 2})
-    with pytest.raises(UserInputError, match="decoder_steps"):
-        T.resolve_config("tiny", {"decoder_only": True})
+
+def test_train_cli_without_out_writes_under_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = T.train_cli("tiny", _loop(1), None, {"n_images": 8})
+    assert Path(result.out_dir).resolve() == (tmp_path / "runs" / "txt2img-tiny").resolve()
+    assert (tmp_path / "runs" / "txt2img-tiny" / "model_index.json").exists()

@@ -49,11 +49,14 @@ class Suggested(NamedTuple):
     autoguidance_max_t: int
 
 
-def suggested_settings(model: str) -> Suggested:
-    """A model's own defaults from the registry (the tab's sliders and ``generate``'s None);
-    hub ids typed by hand and unknown names get SD's, with autoguidance off (no guide UNet)."""
+def suggested_settings(model: str | registry.ModelEntry) -> Suggested:
+    """A model's own defaults from the registry (the tab's sliders and ``generate``'s None), by
+    name or from an entry already resolved; hub ids typed by hand and unknown names get SD's,
+    with autoguidance off (no guide UNet)."""
     try:
-        extra = registry.resolve(FAMILY, model).extra
+        entry = model if isinstance(model, registry.ModelEntry) else registry.resolve(FAMILY,
+                                                                                       model)
+        extra = entry.extra
     except UserInputError:
         extra = {}
     return Suggested(int(extra.get("size", 512)), int(extra.get("steps", 25)),

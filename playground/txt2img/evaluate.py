@@ -11,6 +11,7 @@ import json
 
 import torch
 
+from playground.core.seeding import make_generator
 from playground.txt2img import (
     SHIPPED_AUTOGUIDANCE,
     SHIPPED_AUTOGUIDANCE_MAX_T,
@@ -31,26 +32,19 @@ def generate_for(pipe, scenes: list[Scene], *, steps: int = EVAL_STEPS,
                  guidance: float = EVAL_GUIDANCE, seed: int = 0, batch: int = 16,
                  guide=None, autoguidance: float = 0.0,
                  autoguidance_max_t: float = EVAL_AUTOGUIDANCE_MAX_T) -> list:
-    """One image per scene (caption as prompt); image i uses seed + i, DDIM sampling;
-    autoguidance when a ``guide`` UNet is given and its weight is not 0."""
-    from playground.txt2img.autoguidance import Autoguidance
-    from playground.txt2img.inference import with_scheduler
+    """One image per scene (caption as prompt) from ``inference.sample``; image i uses seed + i,
+    DDIM sampling; autoguidance when a ``guide`` UNet is given and its weight is not 0."""
+    from playground.txt2img.inference import sample, with_scheduler
 
     pipe = with_scheduler(pipe, "DDIM")
     pipe.set_progress_bar_config(disable=True)
-    handle = None
-    if guide is not None and autoguidance:
-        handle = Autoguidance(pipe, guide, autoguidance, autoguidance_max_t).attach()
     images = []
-    try:
-        for start in range(0, len(scenes), batch):
-            chunk = scenes[start:start + batch]
-            gens = [torch.Generator().manual_seed(seed + start + i) for i in range(len(chunk))]
-            images += pipe([s.caption for s in chunk], num_inference_steps=steps,
-                           guidance_scale=guidance, generator=gens).images
-    finally:
-        if handle is not None:
-            handle.remove()
+    for start in range(0, len(scenes), batch):
+        chunk = scenes[start:start + batch]
+        gens = [make_generator(seed + start + i) for i in range(len(chunk))]
+        images += sample(pipe, [s.caption for s in chunk], gens, steps=steps,
+                         guidance=guidance, guide=guide, autoguidance=autoguidance,
+                         autoguidance_max_t=autoguidance_max_t)
     return images
 
 

@@ -7,10 +7,10 @@ call ``generate``. Models (ours in ``weights/`` or a hub SD id) load through the
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from weakref import WeakKeyDictionary
 
 import torch
 from PIL import Image
@@ -19,7 +19,7 @@ from playground.core import registry, repro
 from playground.core.device import get_device, inference_dtype
 from playground.core.errors import UserInputError, check_range
 from playground.core.seeding import make_generator
-from playground.txt2img import MAX_TIMESTEP, suggested_settings
+from playground.txt2img import MAX_TIMESTEP, diffusion, suggested_settings
 from playground.txt2img.autoguidance import Autoguidance, load_guide
 
 FAMILY = "txt2img"
@@ -48,30 +48,28 @@ class Generation:
     notes: list[str] = field(default_factory=list)
 
 
-def load_pipeline(name: str):
-    """The cached pipeline for a registry name or hub id (fp16 on CUDA, fp32 on CPU)."""
+@dataclass
+class LoadedPipeline:
+    """A cached diffusers pipeline and the guide UNet stored beside it (None: no autoguidance)."""
+    pipe: object
+    guide: object | None = None
+
+
+def load_pipeline(model: str | registry.ModelEntry) -> LoadedPipeline:
+    """The cached pipeline for a registry name, hub id or an entry already resolved for this
+    request (fp16 on CUDA, fp32 on CPU), with its guide UNet for autoguidance if it has one."""
     device = get_device()
     dtype = inference_dtype(device)
-    local = registry.resolve(FAMILY, name).is_local
+    entry = model if isinstance(model, registry.ModelEntry) else registry.resolve(FAMILY, model)
 
-    def loader(source: str):
+    def loader(source: str) -> LoadedPipeline:
         from diffusers import DiffusionPipeline
 
         pipe = DiffusionPipeline.from_pretrained(source, torch_dtype=dtype).to(device)
-        guide = load_guide(source, dtype, device) if local else None  # hub ids have none
-        if guide is not None:
-            _GUIDES[pipe.unet] = guide
-        return pipe
+        guide = load_guide(source, dtype, device) if entry.is_local else None  # hub: none
+        return LoadedPipeline(pipe, guide)
 
-    return registry.load_model(FAMILY, name, loader, key=f"{device}-{dtype}")
-
-
-_GUIDES: WeakKeyDictionary = WeakKeyDictionary()  # a loaded pipeline's UNet -> its guide UNet
-
-
-def guide_of(pipe):
-    """The autoguidance UNet loaded with ``pipe`` (shared by ``with_scheduler`` copies), or None."""
-    return _GUIDES.get(pipe.unet)
+    return registry.load_model(FAMILY, entry, loader, key=f"{device}-{dtype}")
 
 
 def with_scheduler(pipe, scheduler: str):
@@ -130,9 +128,8 @@ class TrajectoryRecorder:
         self.pipe, self.guidance, self.enabled = pipe, guidance, enabled
         self.frames: list[tuple[float, Image.Image]] = []
         self.captured = None
-        sched = pipe.scheduler
-        self.alphas = sched.alphas_cumprod
-        self.v_prediction = sched.config.get("prediction_type") == "v_prediction"
+        self.alphas = pipe.scheduler.alphas_cumprod
+        self.v_prediction = diffusion.is_v_prediction(pipe.scheduler)
 
     def hook(self, module, args, kwargs, output) -> None:
         sample = args[0] if args else kwargs["sample"]
@@ -151,10 +148,7 @@ class TrajectoryRecorder:
         t = int(round(float(timestep)))
         a = self.alphas[min(max(t, 0), len(self.alphas) - 1)].to(x_t)
         # UNet input is VP-form x_t for every scheduler (Euler-type scale their input to it)
-        if self.v_prediction:
-            x0 = a.sqrt() * x_t[:1] - (1 - a).sqrt() * eps[:1]
-        else:
-            x0 = (x_t[:1] - (1 - a).sqrt() * eps[:1]) / a.sqrt()
+        x0 = diffusion.x0_from_prediction(x_t[:1], eps[:1], a, self.v_prediction)
         vae = pipe.vae
         decoded = vae.decode(x0.to(vae.dtype) / vae.config.scaling_factor).sample
         image = pipe.image_processor.postprocess(decoded.float(), output_type="pil")[0]
@@ -191,6 +185,35 @@ def token_note(pipe, prompt: str) -> str | None:
     return None
 
 
+def sample(pipe, prompt: str | list[str], generators: list[torch.Generator], *, steps: int,
+           guidance: float, negative_prompt: str | None = None, images_per_prompt: int = 1,
+           width: int | None = None, height: int | None = None, guide=None,
+           autoguidance: float = 0.0, autoguidance_max_t: float = MAX_TIMESTEP,
+           recorder: TrajectoryRecorder | None = None) -> list[Image.Image]:
+    """The one sampler: a diffusers pipeline call (its scheduler as given) with autoguidance
+    (when a ``guide`` UNet and a weight are given) and the step ``recorder`` hooked on its UNet.
+    ``generate`` and ``evaluate.generate_for`` both call it.
+
+    Args:
+        prompt: one prompt (``images_per_prompt`` images) or a list (one image each).
+        generators: one CPU generator per image.
+        width, height: pixels; None = the pipeline's native size.
+    """
+    handles = []
+    if guide is not None and autoguidance:  # first: the recorder sees the autoguided prediction
+        handles.append(Autoguidance(pipe, guide, autoguidance, autoguidance_max_t).attach())
+    if recorder is not None:
+        handles.append(pipe.unet.register_forward_hook(recorder.hook, with_kwargs=True))
+    try:
+        return pipe(prompt, negative_prompt=negative_prompt, num_inference_steps=steps,
+                    guidance_scale=guidance, num_images_per_prompt=images_per_prompt,
+                    generator=generators, width=width, height=height,
+                    callback_on_step_end=recorder).images
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def generate(model: str, prompt: str, negative_prompt: str = "", steps: int | None = None,
              guidance: float | None = None, seed: int = 0, scheduler: str = "DDIM",
              n_images: int = 1, width: int | None = None, height: int | None = None,
@@ -209,37 +232,35 @@ def generate(model: str, prompt: str, negative_prompt: str = "", steps: int | No
         autoguidance_max_t: autoguidance only at timesteps up to this one (0-1000); None = the
             model's suggestion.
     """
-    own = suggested_settings(model)
+    try:  # the request's one registry look-up; a bad name is reported after the other inputs
+        entry, bad_model = registry.resolve(FAMILY, model), None
+    except UserInputError as error:
+        entry, bad_model = None, error
+    own = suggested_settings(entry or model)
     params = validate(prompt, negative_prompt, own.steps if steps is None else steps,
                       own.guidance if guidance is None else guidance, scheduler, n_images,
                       own.autoguidance if autoguidance is None else autoguidance,
                       own.autoguidance_max_t if autoguidance_max_t is None
                       else autoguidance_max_t)
-    base = load_pipeline(model)
+    if bad_model is not None:
+        raise bad_model
+    loaded = load_pipeline(entry)
+    base = loaded.pipe
     native = base.unet.config.sample_size * 2 ** (len(base.vae.config.block_out_channels) - 1)
     width, height = check_size(base, width or native, height or native)
     pipe = with_scheduler(base, params["scheduler"])
     notes = []
-    guide = guide_of(base)
-    if params["autoguidance"] and guide is None:
+    if params["autoguidance"] and loaded.guide is None:
         notes.append("This model has no guide UNet, so autoguidance was off.")
         params["autoguidance"] = 0.0
-    handles = []
-    if params["autoguidance"]:  # registered first: the recorder sees the autoguided prediction
-        handles.append(Autoguidance(pipe, guide, params["autoguidance"],
-                                    params["autoguidance_max_t"]).attach())
     recorder = TrajectoryRecorder(pipe, params["guidance"], enabled=show_steps)
-    handles.append(pipe.unet.register_forward_hook(recorder.hook, with_kwargs=True))
-    generators = [make_generator(seed + i) for i in range(params["n_images"])]
-    try:
-        images = pipe(params["prompt"], negative_prompt=params["negative_prompt"] or None,
-                      num_inference_steps=params["steps"], guidance_scale=params["guidance"],
-                      num_images_per_prompt=params["n_images"], generator=generators,
-                      width=width, height=height, callback_on_step_end=recorder).images
-    finally:
-        for handle in handles:
-            handle.remove()
-    entry = registry.resolve(FAMILY, model)
+    images = sample(pipe, params["prompt"], [make_generator(seed + i)
+                                             for i in range(params["n_images"])],
+                    steps=params["steps"], guidance=params["guidance"],
+                    negative_prompt=params["negative_prompt"] or None,
+                    images_per_prompt=params["n_images"], width=width, height=height,
+                    guide=loaded.guide, autoguidance=params["autoguidance"],
+                    autoguidance_max_t=params["autoguidance_max_t"], recorder=recorder)
     record = repro.make_record(FAMILY, entry.name, entry.source,
                                {**params, "width": width, "height": height}, seed)
     paths = save_images(images, record, out_dir)
@@ -261,8 +282,26 @@ def save_images(images: list[Image.Image], record: dict, out_dir: Path | None = 
     return paths
 
 
-def read_parameters(path) -> dict:
-    """The generation parameters stored in a PNG written by ``generate`` ("PNG info")."""
+@dataclass
+class PngParameters:
+    """The settings stored in a PNG written by ``generate`` ("PNG info")."""
+    model: str
+    prompt: str
+    steps: int
+    guidance: float
+    scheduler: str
+    n_images: int
+    width: int
+    height: int
+    seed: int
+    negative_prompt: str = ""
+    autoguidance: float = 0.0  # PNGs made before autoguidance existed: it was off
+    autoguidance_max_t: int = MAX_TIMESTEP
+    stored: dict = field(default_factory=dict)  # every stored parameter (image_index, hash...)
+
+
+def read_parameters(path) -> PngParameters:
+    """The generation parameters stored in a PNG written by ``generate``."""
     if not path:
         raise UserInputError("Drop a PNG made by this tab to read its parameters.")
     try:
@@ -272,8 +311,13 @@ def read_parameters(path) -> dict:
     if not record or record.get("family") != FAMILY:
         raise UserInputError("This PNG carries no text-to-image parameters (it was not made by "
                              "this tab, or its metadata was stripped).")
-    return {**record["params"], "seed": record["seed"], "model": record["model"],
-            "model_hash": record.get("model_hash")}
+    stored = {**record["params"], "seed": record["seed"], "model": record["model"],
+              "model_hash": record.get("model_hash")}
+    names = {f.name for f in dataclasses.fields(PngParameters)} - {"stored"}
+    try:
+        return PngParameters(**{k: v for k, v in stored.items() if k in names}, stored=stored)
+    except TypeError as exc:  # a record without one of the settings
+        raise UserInputError(f"This PNG's parameters are incomplete: {exc}") from exc
 
 
 def save_frames(frames: list[Image.Image], out_dir: Path | None = None) -> list[str]:

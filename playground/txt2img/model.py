@@ -100,15 +100,6 @@ def cosine_betas(steps: int, min_alpha_bar: float) -> list[float]:
     return [round(b, 9) for b in (1 - alpha_bar / previous).tolist()]
 
 
-def training_target(scheduler, z0, noise, t):
-    """What the UNet learns to predict for ``z_t = sqrt(a) z0 + sqrt(1-a) noise`` (a = alpha
-    bar at ``t``): the noise ("epsilon") or the velocity sqrt(a) noise - sqrt(1-a) z0."""
-    a = scheduler.alphas_cumprod[t].view(-1, 1, 1, 1)
-    if scheduler.config.prediction_type == "v_prediction":
-        return a.sqrt() * noise - (1 - a).sqrt() * z0
-    return noise
-
-
 def caption_ids(tokenizer, captions: list[str]):
     """Token ids padded (and truncated) as the pipeline pads them: (B, T)."""
     return tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length,

@@ -13,6 +13,8 @@ import random
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 IMAGE_SIZE = 64
@@ -134,19 +136,52 @@ def eval_scenes(n: int, seed: int = 12345, *, held_out: bool = True,
     return [random_scene(rng, two_objects_p=two_objects_p, held_out=held_out) for _ in range(n)]
 
 
-def shape_swapped(scene: Scene, rng: random.Random) -> Scene:
-    """``scene`` with one object's shape replaced by another (never making a held-out pair)."""
-    j = rng.randrange(len(scene.objects))
-    obj = scene.objects[j]
-    choices = [s for s in SHAPES if s != obj.shape and (obj.colour, s) not in HELD_OUT_PAIRS]
-    objects = list(scene.objects)
-    objects[j] = Obj(rng.choice(choices), obj.colour, obj.size, obj.position)
-    return Scene(tuple(objects), scene.background)
-
-
 def caption_words() -> list[str]:
     """Every word a caption can contain (the tokenizer keeps the merges these need)."""
     words = {"a", "at", "the", "and", "on", "background", *PALETTE, *SHAPES, *SIZES}
     for position in ANCHORS:
         words.update(position.split())
     return sorted(words)
+
+
+# --- as training tensors -----------------------------------------------------------------------
+
+def images_to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> float (N, 3, H, W) in [-1, 1]."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def resize_images(x: torch.Tensor, size: int) -> torch.Tensor:
+    """(N, 3, S, S) -> (N, 3, size, size) by area averaging (unchanged when S == size)."""
+    if x.shape[-1] == size:
+        return x
+    return F.interpolate(x, size=(size, size), mode="area")
+
+
+def random_batches(n: int, batch: int, seed: int):
+    """Endless index batches, reshuffled every epoch (sampling with replacement if n < batch)."""
+    gen = torch.Generator().manual_seed(seed)
+    while True:
+        if n < batch:
+            yield torch.randint(n, (batch,), generator=gen)
+            continue
+        order = torch.randperm(n, generator=gen)
+        for i in range(0, n - batch + 1, batch):
+            yield order[i:i + batch]
+
+
+def object_weights(x: torch.Tensor, object_weight: float) -> torch.Tensor:
+    """(B, 1, S, S): ``object_weight`` where a pixel of ``x`` (B, 3, S, S) differs from the
+    image's border colour (the objects, a small part of each image), 1 on the background."""
+    border = torch.cat([x[..., 0, :], x[..., -1, :], x[..., :, 0], x[..., :, -1]], dim=-1)
+    background = border.median(dim=-1).values[..., None, None]  # (B, 3, 1, 1)
+    is_object = (x - background).abs().sum(1, keepdim=True) > 0.3
+    return 1 + (object_weight - 1) * is_object.float()
+
+
+def latent_object_weights(images: torch.Tensor, latent_size: int,
+                          object_weight: float) -> torch.Tensor:
+    """(N, 1, s, s) loss weights at latent resolution: ``object_weight`` on every latent pixel
+    that covers some object pixel of ``images`` (N, 3, S, S), 1 elsewhere."""
+    weights = object_weights(images, object_weight)
+    return F.adaptive_max_pool2d(weights, latent_size)

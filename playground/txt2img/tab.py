@@ -6,9 +6,10 @@ import gradio as gr
 
 from playground.core.seeding import resolve_seed
 from playground.txt2img import EXAMPLES, FAMILY, MAX_TIMESTEP, suggested_settings
+from playground.txt2img.inference import SCHEDULERS
 from playground.ui import friendly, model_dropdown, model_event, seed_controls
 
-SCHEDULER_NAMES = ["DDIM", "Euler", "Euler ancestral", "DPM++ 2M", "PNDM"]  # = SCHEDULERS
+SCHEDULER_NAMES = list(SCHEDULERS)
 TRACK_TQDM = gr.Progress(track_tqdm=True)  # mirrors the pipeline's step bar in the browser
 
 
@@ -64,10 +65,8 @@ def restore_from_png(path):
     from playground.txt2img.inference import read_parameters
 
     p = read_parameters(path)
-    return (p["model"], p["prompt"], p.get("negative_prompt", ""), p["steps"], p["guidance"],
-            p["scheduler"], p["n_images"], p["width"], p["height"], p["seed"], False, p,
-            p.get("autoguidance", 0.0),  # PNGs made before autoguidance existed: it was off
-            p.get("autoguidance_max_t", MAX_TIMESTEP))
+    return (p.model, p.prompt, p.negative_prompt, p.steps, p.guidance, p.scheduler, p.n_images,
+            p.width, p.height, p.seed, False, p.stored, p.autoguidance, p.autoguidance_max_t)
 
 
 def build_tab() -> None:

@@ -6,7 +6,7 @@ decoded, and each caption's deviation from the four captions' mean is summed per
 caption "hits" when its strongest quadrant is the one it names: 4 of 4 per pair when the model
 places corners, about 1 in 4 (chance) when it does not.
 
-`python -m playground.txt2img.position_probe weights/txt2img-shapes` prints the figure;
+`python -m research.txt2img.position_probe weights/txt2img-shapes` prints the figure;
 `--fit-steps 300` then trains a copy of the UNet on the corner captions of one colour pair alone
 (a large red circle on black), at t = 999 only (the text encoder frozen), and prints how often the
 x0 prediction puts the object in the named quadrant: whether this architecture can place corners
@@ -21,6 +21,7 @@ import argparse
 
 import torch
 
+from playground.txt2img.diffusion import add_noise, predicted_x0, training_target
 from playground.txt2img.emphasis import corner_part, training_scenes
 from playground.txt2img.model import caption_ids, encode_ids
 from playground.txt2img.shapes import CORNERS
@@ -42,14 +43,6 @@ def quadrant_hits(maps: torch.Tensor) -> int:
     """``maps``: (4, C, H, W) images for the four CORNERS captions, in that order."""
     deviation = (maps - maps.mean(0)).abs().sum(1)  # (4, H, W)
     return int((quadrant_means(deviation).argmax(1) == torch.arange(4)).sum())
-
-
-def predicted_x0(scheduler, zt: torch.Tensor, out: torch.Tensor, t: int) -> torch.Tensor:
-    """The clean latents the UNet output ``out`` at step ``t`` implies (v or ε prediction)."""
-    a = scheduler.alphas_cumprod[t]
-    if scheduler.config.prediction_type == "v_prediction":
-        return a.sqrt() * zt - (1 - a).sqrt() * out
-    return (zt - (1 - a).sqrt() * out) / a.sqrt()
 
 
 def text_states(pipe, captions: list[str]) -> torch.Tensor:
@@ -123,9 +116,8 @@ def focused_fit(pipe, steps: int, *, every: int = 50, batch: int = 32, lr: float
     import numpy as np
     import torch.nn.functional as F
 
-    from playground.txt2img.model import training_target
-    from playground.txt2img.shapes import Obj, Scene, random_scene, render
-    from playground.txt2img.train import encode_latents, images_to_tensor
+    from playground.txt2img.shapes import Obj, Scene, images_to_tensor, random_scene, render
+    from playground.txt2img.vae_stage import encode_latents
 
     unet = copy.deepcopy(pipe.unet).train()
     rng = random.Random(seed)
@@ -169,7 +161,7 @@ def focused_fit(pipe, steps: int, *, every: int = 50, batch: int = 32, lr: float
             other = torch.randint(0, len(others), (n_diverse,), generator=gen)
             z, h = torch.cat([z, z_other[other]]), torch.cat([h, h_other[other]])
         noise = torch.randn(z.shape, generator=gen)
-        zt = a.sqrt() * z + (1 - a).sqrt() * noise
+        zt = add_noise(z, noise, a)
         target = training_target(pipe.scheduler, z, noise, torch.full((batch,), t))
         pred = unet(zt, torch.full((batch,), t), h).sample
         loss = F.mse_loss(pred, target)  # equal weights for every sample
