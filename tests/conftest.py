@@ -22,6 +22,18 @@ def free_port() -> int:
 
 
 @pytest.fixture(autouse=True, scope="session")
+def _runs_and_outputs_in_tmp(tmp_path_factory):
+    """Session-trained models and output files go to a temporary folder, never to runs/."""
+    from playground.core import sessions
+
+    root = tmp_path_factory.mktemp("playground")
+    old = sessions.RUNS_ROOT, sessions.OUTPUT_ROOT
+    sessions.RUNS_ROOT, sessions.OUTPUT_ROOT = root / "runs", root / "outputs"
+    yield root
+    sessions.RUNS_ROOT, sessions.OUTPUT_ROOT = old
+
+
+@pytest.fixture(autouse=True, scope="session")
 def _shipped_models_first():
     """Every family's models registered before any test adds a tiny one, as the app does at
     start: a tab's model dropdown opens at the first local model, so a test model registered

@@ -51,7 +51,6 @@ def test_missing_upload_and_bad_settings_are_refused():
 
 
 def test_live_run_trains_and_registers_the_model(monkeypatch, tmp_path):
-    monkeypatch.setattr(live, "RUNS_DIR", tmp_path)
     run, name = live.start_training(tiny_text(), "new", 20, seed=0)
     for _ in run.poll(0.2):
         pass
@@ -61,13 +60,12 @@ def test_live_run_trains_and_registers_the_model(monkeypatch, tmp_path):
     assert len(losses) >= 2 and losses[-1] < losses[0]
     assert run.samples and isinstance(run.samples[0][1], str)
     assert name in registry.choices("gpt")
-    assert (tmp_path / name / "config.json").exists()
+    assert (registry.resolve("gpt", name).path / "config.json").exists()
 
 
 def test_live_run_can_be_cancelled(monkeypatch, tmp_path):
     from playground.core import live as core_live
 
-    monkeypatch.setattr(live, "RUNS_DIR", tmp_path)
     run, name = live.start_training(tiny_text(), "new", 3000, seed=0)
     while not run.history and not run.done.is_set():
         run.done.wait(0.1)
@@ -81,7 +79,6 @@ def test_tab_handler_streams_the_run_and_offers_the_result(monkeypatch, tmp_path
     """The tab's handler on playground.ui.stream_live_run: progress rows, then the dropdown."""
     from playground.gpt import tab
 
-    monkeypatch.setattr(live, "RUNS_DIR", tmp_path)
     upload = tmp_path / "up.txt"
     upload.write_text(tiny_text())
     outputs = list(tab.train_on_upload(str(upload), "new", 20, 3, False))
