@@ -10,6 +10,8 @@ import argparse
 import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+if os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "t", "true"):
+    import spaces  # noqa: F401  -- on ZeroGPU it must come before torch touches CUDA
 
 import gradio as gr  # noqa: E402
 

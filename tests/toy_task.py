@@ -70,3 +70,20 @@ if __name__ == "__main__":  # `accelerate launch ... -m tests.toy_task OUT STEPS
     result = run(sys.argv[1], int(sys.argv[2]))
     rank = os.environ.get("RANK", "0")  # one file per process: stdout lines interleave
     Path(f"{sys.argv[1]}.rank{rank}").write_text(f"{result.steps} {result.last.get('loss')}")
+
+
+def build_live_run(out_dir: str, steps: int, step_sleep_s: float = 0.0,
+                   fail_at: int | None = None) -> tuple[LoopConfig, TrainTask]:
+    """A live-run builder for ``core.live`` tests (runs in the worker process)."""
+    import time
+
+    def on_step(step: int) -> None:
+        if step_sleep_s:
+            time.sleep(step_sleep_s)
+        if fail_at is not None and step >= fail_at:
+            from playground.core.errors import UserInputError
+            raise UserInputError(f"toy failure at step {step}")
+
+    loop = LoopConfig(max_steps=steps, out_dir=out_dir, log_every=1, sample_every=5,
+                      progress=False, checkpoints=False)
+    return loop, make_task(on_step=on_step)

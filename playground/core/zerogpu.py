@@ -1,0 +1,66 @@
+"""ZeroGPU, the free GPU hardware of Hugging Face Spaces, behind one decorator.
+
+On ZeroGPU a GPU exists only inside a function decorated with ``spaces.GPU``; the call asks for
+a time slot (``duration`` seconds, checked against the visitor's quota; shorter slots queue
+first). ``gpu_handler(duration)`` applies ``spaces.GPU(duration=...)`` there and is a plain call
+everywhere else (the ``spaces`` package is not even imported). ``duration`` may be a number or a
+function of the handler's own arguments (``spaces`` calls it with the same arguments), so a
+request for 50 steps asks for more time than one for 4.
+
+Every wrapped handler is recorded in ``HANDLERS`` with its duration function, so a test can
+check that each model route is wrapped and asks for a sane slot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from playground.core.device import on_zerogpu
+
+MIN_DURATION_S = 5
+MAX_DURATION_S = 120  # ZeroGPU's slot for visitors without a PRO account
+
+
+@dataclass(frozen=True)
+class GpuHandler:
+    name: str
+    duration: Callable[..., float]  # seconds for the given arguments (clamped)
+
+
+HANDLERS: dict[str, GpuHandler] = {}
+
+
+def clamp(seconds: float) -> int:
+    return int(min(MAX_DURATION_S, max(MIN_DURATION_S, round(seconds))))
+
+
+def gpu_handler(duration: float | Callable[..., float]):
+    """Decorate a handler that runs a model: ``spaces.GPU(duration=...)`` on ZeroGPU, else as is.
+
+    ``duration``: seconds, or a function of the handler's arguments returning seconds; the
+    result is clamped to [MIN_DURATION_S, MAX_DURATION_S].
+    """
+    def estimate(*args, **kwargs) -> int:
+        try:
+            value = duration(*args, **kwargs) if callable(duration) else duration
+            return clamp(float(value))
+        except Exception:  # a bad argument: the handler itself will report it
+            return clamp(60)
+
+    def decorate(fn):
+        HANDLERS[f"{fn.__module__}.{fn.__qualname__}"] = GpuHandler(fn.__qualname__, estimate)
+        if not on_zerogpu():
+            return fn
+        import spaces  # only on ZeroGPU: it patches torch there
+
+        return spaces.GPU(duration=estimate)(fn)
+    return decorate
+
+
+def as_number(value, default: float) -> float:
+    """A user's numeric input for a duration estimate, or ``default`` if it is not a number."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return default
