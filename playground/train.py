@@ -62,9 +62,11 @@ def _checkpoints(out: str) -> list[Path]:
     return [p for p in found if (p / "progress.json").exists()]
 
 
-def main(argv: list[str] | None = None):
+def main(argv: list[str] | None = None, *, module=None):
+    """Parse the flags and train. ``module`` (default ``playground.<family>.train``) supplies
+    ``PRESETS``, ``DEFAULT_PRESET`` and ``train_cli``: research variants pass their own."""
     args = build_parser().parse_args(argv)
-    module = importlib.import_module(f"playground.{args.family}.train")
+    module = module or importlib.import_module(f"playground.{args.family}.train")
     preset = args.preset or module.DEFAULT_PRESET
     if preset not in module.PRESETS:
         raise SystemExit(f"unknown preset {preset!r}; choose from {sorted(module.PRESETS)}")

@@ -11,6 +11,7 @@ import inspect
 import logging
 
 import gradio as gr
+from gradio import utils as gr_utils
 
 from playground.core import registry, sessions
 from playground.core.errors import ModelLoadError, UserInputError
@@ -62,7 +63,8 @@ def _with_request_signature(wrapper, fn):
                                 annotation=gr.Request)
     wrapper.__signature__ = signature.replace(parameters=[request,
                                                           *signature.parameters.values()])
-    wrapper.__annotations__ = {"request": gr.Request}
+    # resolved hints (gr.SelectData, gr.Progress, ...) so gradio still injects its special args
+    wrapper.__annotations__ = {**gr_utils.get_type_hints(fn), "request": gr.Request}
     return wrapper
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -106,7 +107,7 @@ def test_stop_button_cancels_a_live_run():
     gen = train_live("built-in target", "rings", None, None, "glow", 2, 16, 1e-3, 20_000, 64, 0,
                      False)
     run_id = next(gen)[4]
-    assert stop_training(run_id).startswith("Stopping")
+    assert stop_training(run_id) == "Stopped: nothing was saved."
     *_, last = gen
     assert last[3].startswith("Stopped at step") and last[5] is None  # nothing registered
     assert stop_training(run_id) == "No run to stop."
@@ -125,7 +126,7 @@ def test_live_view_starts_on_the_untrained_flow_then_follows_the_latest():
         return {"logq": logq, "samples": np.zeros((5, 2)) + peak / 4}
 
     cfg = resolve_config("tiny")
-    run = LiveRun(fn=lambda *a: None)
+    run = LiveRun("flow", "unused:builder", {}, "my-flow-abc", Path("unused"))
     view = LiveView(cfg, seed=4)
     empty = view.progress(run)
     assert empty.heatmap is None and empty.samples is None and "step 0/20" in empty.status

@@ -25,6 +25,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 WEIGHTS_DIR = REPO_ROOT / "weights"
 HUB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
 HUB_TIMEOUT_S = 8.0  # a hub load must fail well inside the 10 s the UI promises
+REACH_CACHE_S = 5.0  # a hub that stopped answering is noticed within seconds
+# Without a GPU, a hub repo larger than this is refused before anything is downloaded.
+HUB_MAX_MB_CPU = float(os.environ.get("PLAYGROUND_HUB_MAX_MB_CPU", "3000"))
 
 
 @dataclass
@@ -158,12 +161,12 @@ _reach_cache: dict[tuple[str, int], tuple[float, bool]] = {}
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
-    """Can we open a TCP connection to the hub? Cached for a minute."""
+    """Can we open a TCP connection to the hub? Cached for ``REACH_CACHE_S`` seconds."""
     if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
         return False
     address = hub_address()
     cached = _reach_cache.get(address)
-    if cached and time.monotonic() - cached[0] < 60:
+    if cached and time.monotonic() - cached[0] < REACH_CACHE_S:
         return cached[1]
     try:
         with socket.create_connection(address, timeout=timeout):
@@ -226,12 +229,83 @@ def load_model(family: str, name: str | ModelEntry, loader: Callable[[str], obje
     if entry.is_local and not entry.path.exists():
         raise ModelLoadError(f"Model '{entry.name}' is not installed: {entry.path.name} is missing "
                              "from weights/. Train it with `python -m playground.train`.")
-    if not entry.is_local and not _in_hub_cache(entry.hub_id) and not hub_reachable():
-        raise ModelLoadError(_offline_message(entry.hub_id, "no network connection"))
+    if not entry.is_local:
+        _check_hub_repo(entry)
     model = _load_with_timeout(entry, loader)
     with _LOCK:
         _CACHE.put(cache_key, model)
     return model
+
+
+_REVISIONS: dict[str, str] = {}
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".onnx", ".msgpack", ".h5",
+                   ".gguf")
+_VARIANT = re.compile(r"\.(fp16|bf16|non_ema|ema_only)\.|(^|/)(onnx|flax|openvino)/")
+
+
+def download_estimate_mb(files: list[tuple[str, int]]) -> float:
+    """MB that ``from_pretrained`` fetches from a repo listing ``(path, size)``: the main
+    weights only (safetensors where they exist; no fp16/non-EMA variants, no ONNX/Flax copies;
+    for a diffusers pipeline, only its component folders), plus the small files."""
+    names = {name for name, _ in files}
+    weights = [(n, b) for n, b in files if n.endswith(WEIGHT_SUFFIXES) and not _VARIANT.search(n)]
+    if any(n.endswith(".safetensors") for n, _ in weights):
+        weights = [(n, b) for n, b in weights if n.endswith(".safetensors")]
+    if "model_index.json" in names:  # a pipeline: single-file checkpoints at the root unused
+        weights = [(n, b) for n, b in weights if "/" in n]
+    small = sum(b for n, b in files if not n.endswith(WEIGHT_SUFFIXES) and b < 50 * 2**20)
+    return (sum(b for _, b in weights) + small) / 2**20
+
+
+def revision(entry: ModelEntry) -> str | None:
+    """The commit sha a hub model was loaded at (for its records); None for local folders."""
+    return None if entry.is_local else _REVISIONS.get(str(entry.hub_id))
+
+
+def _cached_revision(hub_id: str) -> str | None:
+    try:
+        from huggingface_hub import scan_cache_dir
+        for repo in scan_cache_dir().repos:
+            if repo.repo_id == hub_id and repo.revisions:
+                return max(repo.revisions, key=lambda r: r.last_modified).commit_hash
+    except Exception:
+        return None
+    return None
+
+
+def _check_hub_repo(entry: ModelEntry) -> None:
+    """Before downloading: is the hub there, which commit is it, and does it fit this machine?
+
+    Records the commit sha (``revision``); refuses, with a clear message, a repo larger than
+    ``HUB_MAX_MB_CPU`` where there is no GPU, and an unreachable hub unless the model is in the
+    local cache.
+    """
+    hub_id = str(entry.hub_id)
+    if not hub_reachable():
+        if _in_hub_cache(hub_id):
+            _REVISIONS[hub_id] = _cached_revision(hub_id) or "cached"
+            return
+        raise ModelLoadError(_offline_message(hub_id, "no network connection"))
+    try:
+        from huggingface_hub import HfApi
+        info = HfApi().model_info(hub_id, files_metadata=True, timeout=HUB_TIMEOUT_S)
+    except Exception as exc:
+        name = type(exc).__name__
+        if "NotFound" in name:
+            raise ModelLoadError(f"'{hub_id}' was not found on the Hugging Face Hub (check the "
+                                 "spelling, or whether the repository is private).") from exc
+        if _in_hub_cache(hub_id):
+            _REVISIONS[hub_id] = _cached_revision(hub_id) or "cached"
+            return
+        raise ModelLoadError(_offline_message(hub_id, f"{name}: {str(exc)[:120]}")) from exc
+    _REVISIONS[hub_id] = info.sha or "unknown"
+    size_mb = download_estimate_mb([(s.rfilename, s.size or 0) for s in info.siblings or []])
+    from playground.core.device import get_device
+    if get_device().type == "cpu" and size_mb > HUB_MAX_MB_CPU:
+        raise ModelLoadError(
+            f"'{hub_id}' is {size_mb:,.0f} MB; without a GPU this app loads hub models up to "
+            f"{HUB_MAX_MB_CPU:,.0f} MB (PLAYGROUND_HUB_MAX_MB_CPU). Choose a smaller model or "
+            "run on a GPU.")
 
 
 def _load_with_timeout(entry: ModelEntry, loader: Callable[[str], object]) -> object:

@@ -260,24 +260,12 @@ def train_cli(preset: str, loop: LoopConfig, data: str | None, overrides: dict) 
 
 def main(argv: list[str] | None = None) -> TrainResult:
     """The flags of `python -m playground.train txt2img`, with the research presets."""
-    import json
     import sys
 
-    from playground.train import build_parser, parse_overrides
+    from playground.train import main as train_main
 
-    args = build_parser().parse_args(["txt2img", *(sys.argv[1:] if argv is None else argv)])
-    loop = LoopConfig(max_steps=args.max_steps or 0, out_dir=args.out, resume=args.resume,
-                      checkpoint_every=args.checkpoint_every, log_every=args.log_every,
-                      sample_every=args.sample_every, seed=args.seed, device=args.device,
-                      mixed_precision=args.mixed_precision)
-    try:
-        result = train_cli(args.preset or DEFAULT_PRESET, loop, args.data,
-                           parse_overrides(args.set))
-    except UserInputError as error:
-        raise SystemExit(f"error: {error}") from None
-    print(json.dumps({"steps": result.steps, "final": result.last,
-                      "out": str(result.out_dir)}, default=str))
-    return result
+    return train_main(["txt2img", *(sys.argv[1:] if argv is None else argv)],
+                      module=sys.modules[__name__])
 
 
 if __name__ == "__main__":
