@@ -67,7 +67,7 @@ class TrainConfig:
     caption_dropout: float = 0.1
     ema_decay: float = 0.995
     snr_gamma: float = 5.0  # Min-SNR-γ loss weighting (Hang et al. 2023); 0 = plain MSE
-    fp16_artefact: bool = True  # ship fp16 weights (half the size); load as fp32 on CPU
+    fp16_artefact: bool = False  # main weights fp32: they load like a hub model, no dtype
     # fine-tuning: start the UNet stage from a pipeline folder we trained (its VAE, UNet and
     # text encoder; no VAE stages)
     init_from: str = ""
