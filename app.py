@@ -85,6 +85,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"Note: --share makes the app public; add --auth USER:PASS (or set ${AUTH_ENV}) "
               "to protect it.")
     demo = build_app()
+    from playground.core.device import on_zerogpu
+    if on_zerogpu():
+        print("ZeroGPU: preloaded", ", ".join(families.preload_all()))
     demo.launch(server_name=args.host, server_port=args.port, share=share or None,
                 auth=auth, prevent_thread_lock=True,
                 max_file_size="50mb", footer_links=["api", "gradio", "settings"])

@@ -26,3 +26,19 @@ def load(name: str) -> ModuleType:
     module = importlib.import_module(f"playground.{name}")
     module.register_models()
     return module
+
+
+def preload_all() -> list[str]:
+    """Load every family's default model now (``<family>.preload()``, where a family has one).
+
+    On ZeroGPU the app calls this at start-up, before any request: models placed on ``cuda``
+    outside a ``spaces.GPU`` call are packed by ``spaces`` and reach every GPU call ready, where
+    a model loaded inside one would be loaded again on every call.
+    """
+    done = []
+    for name in available():
+        preload = getattr(load(name), "preload", None)
+        if preload is not None:
+            preload()
+            done.append(name)
+    return done
