@@ -1,0 +1,294 @@
+"""A class on one link: N simulated users for T seconds against a launched app.
+
+    python -m bench.load [--users 20] [--seconds 90] [--train] [--abandon] [--json FILE]
+
+Launches ``app.py`` in its own process (so its memory and CPU are measured alone), warms every
+route once, then runs ``--users`` gradio_client users, each its own session, drawing requests
+from a mix of every tab's generation routes for ``--seconds``. ``--train`` adds one more user
+who trains all the time (``/gpt_train``, 300 steps, again and again). ``--abandon`` ends with a
+user who starts a long run and drops the connection, and measures the server's CPU after it.
+
+Prints per-route p50/p95, failures, results per minute, the server's RSS after warm-up and at
+the end, and the growth of its output and cache folders.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TEXT = ROOT / "playground" / "gpt" / "tiny_text.txt"
+
+# (route, weight, kwargs, the input that takes a random seed): a class clicking through the
+# tabs at their default settings
+MIX = [
+    ("/txt2img", 3, {"prompt": "a small blue star at the top left on a white background",
+                     "negative": "", "show_steps": False}, "seed"),
+    ("/gan_sample", 3, {"n": 8, "seed_list": ""}, "seed"),
+    ("/gan_interpolate", 1, {"frames": 8}, "seed_a"),
+    ("/vae_sample", 2, {"n": 8}, "seed"),
+    ("/vae_interpolate", 1, {"face_a": "person 10 · photo 0", "face_b": "person 10 · photo 5",
+                             "upload_a": None, "upload_b": None, "frames": 10}, None),
+    ("/gpt_generate", 3, {"max_new_tokens": 60}, "seed"),
+    ("/flow_density", 2, {"n_samples": 1000}, "seed"),
+    ("/flow_layers", 1, {}, "seed"),
+]
+
+
+@dataclass
+class Stats:
+    latencies: dict[str, list[float]] = field(default_factory=dict)
+    failures: dict[str, list[str]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, route: str, seconds: float | None, error: str | None = None) -> None:
+        with self.lock:
+            if error is None:
+                self.latencies.setdefault(route, []).append(seconds)
+            else:
+                self.failures.setdefault(route, []).append(error[:200])
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def tree_pids(pid: int) -> list[int]:
+    """``pid`` and all its descendants (training workers included)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def rss_mb(pid: int) -> float:
+    total = 0.0
+    for p in tree_pids(pid):
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) / 1024
+        except OSError:
+            continue
+    return total
+
+
+def cpu_seconds(pid: int) -> float:
+    total = 0.0
+    for p in tree_pids(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+def folder_mb(path: Path) -> float:
+    if not path.exists():
+        return 0.0
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20
+
+
+def launch(port: int, workdir: Path) -> subprocess.Popen:
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", GRADIO_TEMP_DIR=str(workdir / "gr"),
+               PLAYGROUND_OUTPUT_DIR=str(workdir / "out"),
+               PLAYGROUND_RUNS_DIR=str(workdir / "runs"))
+    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=open(workdir / "server.log", "w"))
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return proc
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise SystemExit("the app did not start within 180 s")
+
+
+def client(url: str):
+    from gradio_client import Client
+
+    return Client(url, verbose=False)
+
+
+def user_loop(url: str, stop_at: float, stats: Stats, seed: int) -> None:
+    rng = random.Random(seed)
+    c = client(url)
+    routes = [r for r, w, _, _ in MIX for _ in range(w)]
+    settings = {r: (k, seed_key) for r, _, k, seed_key in MIX}
+    while time.monotonic() < stop_at:
+        route = rng.choice(routes)
+        kwargs, seed_key = settings[route]
+        if seed_key:
+            kwargs = {**kwargs, seed_key: rng.randrange(1000)}
+        t0 = time.monotonic()
+        try:
+            c.predict(**kwargs, api_name=route)
+            stats.add(route, time.monotonic() - t0)
+        except Exception as exc:  # counted, never fatal
+            stats.add(route, None, f"{type(exc).__name__}: {exc}")
+
+
+def trainer_loop(url: str, stop_at: float, stats: Stats) -> None:
+    from gradio_client import handle_file
+
+    c = client(url)
+    while time.monotonic() < stop_at:
+        t0 = time.monotonic()
+        try:
+            c.predict(handle_file(str(TEXT)), "new", 300, 0, False, api_name="/gpt_train")
+            stats.add("/gpt_train (training user)", time.monotonic() - t0)
+        except Exception as exc:
+            stats.add("/gpt_train (training user)", None, f"{type(exc).__name__}: {exc}")
+
+
+def abandon_check(url: str, server_pid: int) -> dict:
+    """Start a long run, drop the client, and measure the server's CPU over the next 10 s."""
+    c = client(url)
+    job = c.submit("built-in target", "rings", None, None, "nsf", 6, 96, 0.005, 20000, 512, 0,
+                   False, api_name="/flow_train")
+    time.sleep(8)  # the worker starts and trains
+    busy_before = cpu_seconds(server_pid)
+    time.sleep(2)
+    busy_rate = (cpu_seconds(server_pid) - busy_before) / 2
+    job.cancel()
+    c.close() if hasattr(c, "close") else None
+    t_drop = time.monotonic()
+    time.sleep(10)
+    c0 = cpu_seconds(server_pid)
+    time.sleep(3)
+    after = (cpu_seconds(server_pid) - c0) / 3
+    return {"cores_while_training": round(busy_rate, 2), "cores_10s_after_drop": round(after, 2),
+            "workers_left": len(tree_pids(server_pid)) - 1, "waited_s": round(
+                time.monotonic() - t_drop, 1)}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def run(users: int, seconds: float, train: bool, abandon: bool) -> dict:
+    workdir = Path(tempfile.mkdtemp(prefix="playground-load-"))
+    port = free_port()
+    proc = launch(port, workdir)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        warm = Stats()
+        user_loop_once(url, warm)
+        rss_warm, out_warm = rss_mb(proc.pid), folder_mb(workdir)
+        stats = Stats()
+        stop_at = time.monotonic() + seconds
+        threads = [threading.Thread(target=user_loop, args=(url, stop_at, stats, i))
+                   for i in range(users)]
+        if train:
+            threads.append(threading.Thread(target=trainer_loop, args=(url, stop_at, stats)))
+        t0 = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.monotonic() - t0
+        report = summarize(stats, elapsed, users, train)
+        report.update({"rss_after_warmup_mb": round(rss_warm),
+                       "rss_end_mb": round(rss_mb(proc.pid)),
+                       "disk_growth_mb": round(folder_mb(workdir) - out_warm, 1)})
+        if abandon:
+            report["abandon"] = abandon_check(url, proc.pid)
+        return report
+    finally:
+        proc.terminate()
+        proc.wait(20)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def user_loop_once(url: str, stats: Stats) -> None:
+    """Every route once (loads every model) before the clock starts."""
+    c = client(url)
+    for route, _, kwargs, _ in MIX:
+        t0 = time.monotonic()
+        try:
+            c.predict(**kwargs, api_name=route)
+            stats.add(route, time.monotonic() - t0)
+        except Exception as exc:
+            stats.add(route, None, f"{type(exc).__name__}: {exc}")
+
+
+def summarize(stats: Stats, elapsed: float, users: int, train: bool) -> dict:
+    routes = sorted(set(stats.latencies) | set(stats.failures))
+    rows = {}
+    for route in routes:
+        lat = stats.latencies.get(route, [])
+        rows[route] = {"n": len(lat), "failed": len(stats.failures.get(route, [])),
+                       "p50_s": round(statistics.median(lat), 2) if lat else None,
+                       "p95_s": round(percentile(lat, 0.95), 2) if lat else None}
+    gen = [v for r, vals in stats.latencies.items() if "training" not in r for v in vals]
+    return {"users": users, "training_user": train, "seconds": round(elapsed),
+            "results_per_min": round(len(gen) / elapsed * 60, 1),
+            "p50_s": round(statistics.median(gen), 2) if gen else None,
+            "p95_s": round(percentile(gen, 0.95), 2) if gen else None,
+            "failed": sum(len(v) for v in stats.failures.values()),
+            "failures": {r: v[:3] for r, v in stats.failures.items()}, "routes": rows}
+
+
+def print_report(report: dict) -> None:
+    print(f"\n{report['users']} users for {report['seconds']} s"
+          f"{' + one training user' if report['training_user'] else ''}: "
+          f"{report['results_per_min']} results/min, p50 {report['p50_s']} s, "
+          f"p95 {report['p95_s']} s, {report['failed']} failed; RSS "
+          f"{report['rss_after_warmup_mb']} -> {report['rss_end_mb']} MB; disk +"
+          f"{report['disk_growth_mb']} MB")
+    print(f"{'route':32} {'n':>5} {'failed':>6} {'p50 s':>7} {'p95 s':>7}")
+    for route, row in report["routes"].items():
+        print(f"{route:32} {row['n']:>5} {row['failed']:>6} {row['p50_s']!s:>7} "
+              f"{row['p95_s']!s:>7}")
+    if report.get("abandon"):
+        print("abandoned training run:", report["abandon"])
+    for route, errors in report["failures"].items():
+        print("FAILED", route, errors)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=90)
+    parser.add_argument("--train", action="store_true", help="add one user training all along")
+    parser.add_argument("--abandon", action="store_true",
+                        help="end with an abandoned training run and measure the CPU after")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args(argv)
+    report = run(args.users, args.seconds, args.train, args.abandon)
+    print_report(report)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
