@@ -85,7 +85,7 @@ PRESETS: dict[str, GPTConfig] = {
     "austen": GPTConfig(compile=True),
     # the next shipped weights/gpt-austen (issue 27): paragraphs without printed line wraps,
     # context 512; 8 x 256 (8.55 M parameters, 34 MB in fp32) at ~8.4 s/step on one quiet CPU
-    # thread, so 2,400 steps (19.7 M tokens, ~27 passes) take ~5.6 h (research/gpt-prose.md)
+    # thread, so 2,400 steps (19.7 M tokens, ~28 passes) take ~5.6 h (research/gpt-prose.md)
     "austen-prose": GPTConfig(n_embd=256, n_layer=8, n_head=4, block_size=512, dropout=0.15,
                               batch_size=16, steps=2400, lr=1.5e-3, warmup_steps=150,
                               eval_every=100, eval_windows=32, reflow=True, compile=True),
