@@ -36,6 +36,16 @@ def _samples(folder: Path) -> list[str]:
     return out
 
 
+def _stored_dtype(folder: Path) -> str:
+    """"fp32" or "fp16": the dtype of the first tensor of the folder's first shard."""
+    from safetensors import safe_open
+
+    shard = sorted(folder.glob("*.safetensors"))[0]
+    with safe_open(str(shard), "pt") as handle:
+        dtype = handle.get_tensor(next(iter(handle.keys()))).dtype
+    return {"torch.float32": "fp32", "torch.float16": "fp16"}.get(str(dtype), str(dtype))
+
+
 def write_card(folder: Path, data: str, commands: list[str], extra_wall_s: float = 0.0,
                notes: str = "") -> str:
     summary = json.loads((folder / "training_summary.json").read_text())
@@ -47,6 +57,8 @@ def write_card(folder: Path, data: str, commands: list[str], extra_wall_s: float
     wall = summary["wall_time_s"] + extra_wall_s
     slice_key = next(k for k in ev if k.startswith("first_"))
     commands_md = "\n".join(commands)
+    reflowed = (" Both were **reflowed** (`data.reflow`): the printed line wraps removed, one "
+                "blank line between paragraphs and speeches." if cfg.get("reflow") else "")
     npc, slice_npc = full["nats_per_char"], ev[slice_key]["nats_per_char"]
     slice_chars = slice_key.split("_")[1]
     optim = (f"AdamW (β 0.9/0.95, weight decay {cfg['weight_decay']}), peak LR {cfg['lr']}, "
@@ -63,7 +75,7 @@ A small GPT-2 ({summary['parameters'] / 1e6:.2f} M parameters: {cfg['n_layer']} 
 {cfg['n_embd']}, {cfg['n_head']} heads, context {cfg['block_size']} tokens, tied embeddings) with a
 byte-level BPE tokenizer of {cfg['vocab_size']} tokens, both trained from scratch by this
 repository's trainer (`playground/gpt/train.py` on the shared accelerate loop). Weights are
-stored in fp16, sharded so that every file is under 10 MB; load with
+stored in {_stored_dtype(folder)}, sharded so that every file is under 10 MB; load with
 `AutoModelForCausalLM.from_pretrained("weights/gpt-austen")`.
 
 ## Data
@@ -71,7 +83,7 @@ stored in fp16, sharded so that every file is under 10 MB; load with
 janeaustenr package). **Training:** Emma, Mansfield Park, Pride and Prejudice, Sense and
 Sensibility ({summary['train_chars']:,} characters, {summary['train_tokens']:,} tokens).
 **Held out, never trained on:** {summary['held_out']} ({summary['val_chars']:,} characters). The
-tokenizer was trained on the training split only.
+tokenizer was trained on the training split only.{reflowed}
 
 ## Results on the held-out novel
 | metric | value |

@@ -59,6 +59,33 @@ def make_split(text: str, held_out: str = HELD_OUT_NOVEL, val_fraction: float = 
     return TextSplit(text[:cut], text[cut:], f"the last {len(text) - cut} characters")
 
 
+def reflow(text: str) -> str:
+    """Remove the printed line wraps: each paragraph becomes one line.
+
+    A paragraph is a run of non-blank lines (each speech of dialogue is its own paragraph in
+    these novels). Its lines, indented verse and letters included, are stripped and joined with
+    single spaces (runs of spaces and tabs become one space) — except after a line that ends
+    in a dash ("--") before an unindented line: the printer broke "word--word" after its dash,
+    so no space is added there.
+    Paragraphs are joined by exactly one blank line, however many separated them. The result
+    has no single "\n", no trailing spaces, and no blank line at either end.
+    """
+    paragraphs = []
+    for block in _BLANK_LINES.split(text):
+        joined = ""
+        for raw in block.split("\n"):
+            glued = not joined or (joined.endswith("--") and not raw[:1].isspace())
+            joined += ("" if glued else " ") + raw.strip()
+        joined = _SPACES.sub(" ", joined).strip()
+        if joined:
+            paragraphs.append(joined)
+    return "\n\n".join(paragraphs)
+
+
+_BLANK_LINES = re.compile(r"\n[ \t]*\n\s*")  # one or more blank (or whitespace-only) lines
+_SPACES = re.compile(r"[ \t]+")
+
+
 def train_tokenizer(text: str, vocab_size: int, max_length: int = 1024):
     """A byte-level BPE trained on ``text``, wrapped as a transformers fast tokenizer.
 
@@ -81,11 +108,23 @@ def train_tokenizer(text: str, vocab_size: int, max_length: int = 1024):
                                    clean_up_tokenization_spaces=False)
 
 
+# The GPT-2 byte-level pre-tokenizer regex,
+#   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+# has no look-behind, and only a literal space (never "\n") may lead a non-space pre-token, so a
+# pre-token always starts at a "\n" that is directly followed by a non-space character: the
+# whitespace before it is matched by \s+(?!\S) (which stops one short of the non-space
+# character), and the "\n" alone by \s+. Cutting there gives each piece exactly the pre-tokens
+# the whole text has. Cutting *after* that "\n" does not: a piece ending in "\n\n" makes one
+# pre-token of it (nothing follows), where the whole text has "\n", "\n".
+_SAFE_CUT = re.compile(r"(?=\n[^\s])")
+
+
 def encode(tokenizer, text: str) -> torch.Tensor:
-    """All token ids of ``text`` as one int64 tensor, encoded in paragraph-sized pieces
-    (a single multi-megabyte call is slow and warns about the model length)."""
+    """The token ids ``tokenizer(text)["input_ids"]`` gives for the whole of ``text``, as one
+    int64 tensor, computed in paragraph-sized pieces (one multi-megabyte call is slow and
+    warns about the model length); see ``_SAFE_CUT`` for why the pieces change nothing."""
     ids: list[int] = []
-    pieces = re.split(r"(?<=\n\n)", text)
+    pieces = [piece for piece in _SAFE_CUT.split(text) if piece]
     batch = 2000
     for i in range(0, len(pieces), batch):
         rows = tokenizer(pieces[i:i + batch], add_special_tokens=False, verbose=False)
@@ -102,3 +141,13 @@ def random_batches(ids: torch.Tensor, batch_size: int, block: int, generator: to
     while True:
         starts = torch.randint(0, len(ids) - block - 1, (batch_size,), generator=generator)
         yield torch.stack([ids[s:s + block + 1] for s in starts.tolist()])
+
+
+def stray_line_breaks(text: str, ignore_tail: bool = True) -> int:
+    """How many runs of newlines in ``text`` are not exactly one paragraph break ("\\n\\n"):
+    a printed-wrap "\\n", or 3+ newlines (an empty paragraph). With ``ignore_tail`` a run at
+    the very end is not counted (a generation cut off mid-break)."""
+    runs = list(re.finditer(r"\n+", text))
+    if ignore_tail and runs and runs[-1].end() == len(text):
+        runs.pop()
+    return sum(1 for run in runs if len(run.group()) != 2)

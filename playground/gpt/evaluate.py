@@ -34,17 +34,27 @@ class TextScore:
     chars: int
 
 
-@torch.no_grad()
 def nats_per_char(model, tokenizer, text: str, stride: int | None = None,
                   batch_size: int = 8) -> TextScore:
-    """Score ``text``: nats/char, bits/char, token perplexity and the counts."""
+    """Score ``text``: nats/char, bits/char, token perplexity and the counts.
+
+    The ids are exactly ``tokenizer(text)["input_ids"]`` (``data.encode``), the ids training
+    used, so the standard recipe (tokenize the whole text, slide a window) gives this score.
+    """
+    from playground.gpt.data import encode
+
+    bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    return score_ids(model, encode(tokenizer, text), len(text), bos, stride, batch_size)
+
+
+@torch.no_grad()
+def score_ids(model, text_ids: torch.Tensor, chars: int, bos: int, stride: int | None = None,
+              batch_size: int = 8) -> TextScore:
+    """The sliding-window score of the token ids ``text_ids`` (N,) of a ``chars``-long text."""
     block = getattr(model.config, "n_positions", None) or model.config.max_position_embeddings
     block = min(block, 1024)
     stride = stride or block // 2
-    bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-    from playground.gpt.data import encode
-
-    ids = torch.cat([torch.tensor([bos]), encode(tokenizer, text)])  # (N+1,)
+    ids = torch.cat([torch.tensor([bos]), text_ids])  # (N+1,)
     n_targets = len(ids) - 1
     # window w covers ids[start : start+block+1] and scores the targets not scored before
     starts = list(range(0, max(1, n_targets - block + stride), stride))
@@ -65,8 +75,15 @@ def nats_per_char(model, tokenizer, text: str, stride: int | None = None,
                                                 ignore_index=-100, reduction="sum")
         total += nll.item()
         scored += int((targets != -100).sum())
-    npc = total / max(1, len(text))
-    return TextScore(npc, npc / math.log(2), math.exp(total / max(1, scored)), scored, len(text))
+    npc = total / max(1, chars)
+    return TextScore(npc, npc / math.log(2), math.exp(total / max(1, scored)), scored, chars)
+
+
+def wants_reflow(model, reflow: str = "auto") -> bool:
+    """Whether to score ``data.reflow``-ed text: ``reflow`` is "yes", or "auto" and the model's
+    config says ``reflowed_text`` (it was trained on paragraphs without printed wraps)."""
+    return reflow == "yes" or (reflow == "auto" and
+                               bool(getattr(model.config, "reflowed_text", False)))
 
 
 def load_local(folder: str):
@@ -86,25 +103,31 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--max-chars", type=int, default=0, help="score only the first N chars")
     parser.add_argument("--stride", type=int, default=None)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--reflow", default="auto", choices=["auto", "yes", "no"],
+                        help="reflow the text into paragraphs first (auto: when the model's "
+                             "config.json says reflowed_text, as training did)")
     parser.add_argument("--write", action="store_true",
                         help=f"also score the first {SLICE_CHARS:,} held-out characters and write "
                              "both results to <model>/eval.json (the model card's numbers)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from playground.gpt.data import make_split, read_text
+    from playground.gpt.data import make_split, read_text, reflow
 
     text = read_text(args.data)
     split = make_split(text)
-    target = split.val if args.split == "held-out" else text
+    model, tokenizer = load_local(args.model)
+    reflowed = wants_reflow(model, args.reflow)
+    held_out = reflow(split.val) if reflowed else split.val
+    target = held_out if args.split == "held-out" else (reflow(text) if reflowed else text)
     if args.max_chars:
         target = target[:args.max_chars]
-    model, tokenizer = load_local(args.model)
     t0 = time.perf_counter()
     result = dataclasses.asdict(nats_per_char(model, tokenizer, target, stride=args.stride))
     result.update(held_out=split.val_name if args.split == "held-out" else "none",
+                  reflowed=reflowed,
                   seconds=round(time.perf_counter() - t0, 1))
     if args.write:
-        sliced = nats_per_char(model, tokenizer, split.val[:SLICE_CHARS], stride=args.stride)
+        sliced = nats_per_char(model, tokenizer, held_out[:SLICE_CHARS], stride=args.stride)
         result = {"full": result, f"first_{SLICE_CHARS}_chars": dataclasses.asdict(sliced),
                   "data": Path(args.data).name, "stride": args.stride or "context/2"}
         (Path(args.model) / "eval.json").write_text(json.dumps(result, indent=1))

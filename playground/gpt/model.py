@@ -6,7 +6,10 @@ from __future__ import annotations
 
 def build_model(cfg, tokenizer):
     """A freshly initialised ``GPT2LMHeadModel`` (input/output embeddings tied) of the shape
-    in ``cfg`` (a ``train.GPTConfig``: block_size, n_embd, n_layer, n_head, dropouts)."""
+    in ``cfg`` (a ``train.GPTConfig``: block_size, n_embd, n_layer, n_head, dropouts).
+
+    ``config.reflowed_text`` (saved in config.json) records that the model was trained on
+    ``data.reflow``-ed paragraphs, so evaluation reflows the held-out text the same way."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     config = GPT2Config(vocab_size=len(tokenizer), n_positions=cfg.block_size,
@@ -14,7 +17,8 @@ def build_model(cfg, tokenizer):
                         resid_pdrop=cfg.dropout, embd_pdrop=cfg.dropout,
                         attn_pdrop=cfg.attn_dropout, bos_token_id=tokenizer.bos_token_id,
                         eos_token_id=tokenizer.eos_token_id,
-                        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
+                        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True,
+                        reflowed_text=bool(getattr(cfg, "reflow", False)))
     return GPT2LMHeadModel(config)
 
 

@@ -32,7 +32,14 @@ from playground.core.training import (
     export_checkpoint,
     train_loop,
 )
-from playground.gpt.data import END_OF_TEXT, encode, make_split, random_batches, read_text
+from playground.gpt.data import (
+    END_OF_TEXT,
+    encode,
+    make_split,
+    random_batches,
+    read_text,
+    reflow,
+)
 from playground.gpt.model import build_model, fill_tied_head_on_load
 
 TINY_TEXT = Path(__file__).with_name("tiny_text.txt")  # an original few-KB sample for `tiny`
@@ -60,6 +67,7 @@ class GPTConfig:
     time_budget_s: float = 0.0  # >0: fit the LR schedule into this wall time, then stop
     eval_every: int = 100  # steps between held-out evaluations (0 = never)
     eval_windows: int = 24  # (block_size)-token windows of the held-out text per evaluation
+    reflow: bool = False  # train and score on data.reflow(text): paragraphs, no printed wraps
     sample_prompt: str = "It is a truth universally acknowledged"
     sample_tokens: int = 60
 
@@ -75,6 +83,12 @@ PRESETS: dict[str, GPTConfig] = {
                         eval_every=50, eval_windows=8, sample_tokens=40),
     # the shipped weights/gpt-austen: ~90 minutes on one CPU thread
     "austen": GPTConfig(compile=True),
+    # the next shipped weights/gpt-austen (issue 27): paragraphs without printed line wraps,
+    # context 512; 8 x 256 (8.55 M parameters, 34 MB in fp32) at ~8.4 s/step on one quiet CPU
+    # thread, so 2,400 steps (19.7 M tokens, ~28 passes) take ~5.6 h (research/gpt-prose.md)
+    "austen-prose": GPTConfig(n_embd=256, n_layer=8, n_head=4, block_size=512, dropout=0.15,
+                              batch_size=16, steps=2400, lr=1.5e-3, warmup_steps=150,
+                              eval_every=100, eval_windows=32, reflow=True, compile=True),
     # the same recipe, larger, for a GPU
     "austen-cuda": GPTConfig(vocab_size=8192, n_embd=512, n_layer=8, n_head=8,
                              block_size=512, dropout=0.1, batch_size=32, steps=6000,
@@ -172,11 +186,11 @@ def sample_text(model, tokenizer, prompt: str, max_new_tokens: int, seed: int = 
 
 
 def save_model(model, tokenizer, folder: Path) -> None:
-    """The artefact: fp16 safetensors shards of at most 9 MB, and the tokenizer.
+    """The artefact: fp32 safetensors shards of at most 9 MB, and the tokenizer.
 
-    fp16 halves the folder; the rounding changes nats/char by < 0.001.
+    fp32, so ``from_pretrained(folder)`` with no dtype argument runs on a CPU (issue 21).
     """
-    copy.deepcopy(model).half().save_pretrained(folder, max_shard_size="9MB")
+    copy.deepcopy(model).float().save_pretrained(folder, max_shard_size="9MB")
     tokenizer.save_pretrained(folder)
 
 
@@ -276,6 +290,8 @@ def prepare_run(cfg: GPTConfig, loop: LoopConfig, text: str, *, base_model=None,
     """Split ``text``, get a tokenizer (the base model's when fine-tuning), build the task;
     returns it with ``loop`` (its ``max_steps`` filled from the preset when left at 0)."""
     split = make_split(text)
+    if cfg.reflow:  # after the split: the novels' titles are found on lines of their own
+        split = dataclasses.replace(split, train=reflow(split.train), val=reflow(split.val))
     tokenizer = base_tokenizer or tokenizer_for_run(cfg, loop, split.train)
     task = build_task(cfg, loop, split.train, split.val, tokenizer, model=base_model,
                       val_name=split.val_name, stop=stop)
