@@ -1,0 +1,111 @@
+"""The GPT tab as a Space: ZeroGPU slots sized from the request, preload, hub ids from a
+(fake) hub through the tab and the API, with their commit sha in the record."""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import types
+
+import pytest
+
+from playground.core import registry, zerogpu
+from playground.gpt import tab
+from tests.test_gpt_support import tiny_model_dir
+
+TINY = "test-tiny-gpt"
+HANDLER_ARGS = dict(use_chat=True, temperature=0.9, top_k=0, top_p=0.95, repetition_penalty=1.0,
+                    stop="", seed=5, randomize=False)
+
+
+@pytest.fixture(scope="module")
+def tiny_name(tmp_path_factory):
+    tiny_model_dir(str(tmp_path_factory.getbasetemp()))
+    return TINY
+
+
+def _args(model: str, prompt: str, max_new_tokens) -> tuple:
+    """generate_text's positional arguments, as gradio passes them (without the request)."""
+    a = HANDLER_ARGS
+    return (model, prompt, a["use_chat"], max_new_tokens, a["temperature"], a["top_k"],
+            a["top_p"], a["repetition_penalty"], a["stop"], a["seed"], a["randomize"])
+
+
+# ---- ZeroGPU ---------------------------------------------------------------------------------
+
+def test_generate_is_a_gpu_handler_with_a_slot_growing_with_the_tokens():
+    handler = zerogpu.HANDLERS["playground.gpt.tab.generate_text"]
+    seconds = [handler.duration(*_args("gpt-austen", "Hello", n)) for n in (1, 120, 500, 1000)]
+    assert all(zerogpu.MIN_DURATION_S <= s <= zerogpu.MAX_DURATION_S for s in seconds), seconds
+    assert seconds == sorted(seconds) and seconds[0] < seconds[1] < seconds[-1], seconds
+    assert seconds[0] <= 15 and seconds[-1] >= 60  # a short request queues first on ZeroGPU
+    # gradio also passes the Progress object; a bad number gets the default slot, no crash
+    assert handler.duration(*_args("gpt-austen", "Hi", 120), None) == seconds[1]
+    assert zerogpu.MIN_DURATION_S <= handler.duration(*_args("x", "Hi", "lots")) <= 60
+
+
+def test_only_model_handlers_ask_for_a_gpu():
+    """The alternatives view reads the odds generate_text recorded, and training runs in CPU
+    worker processes: neither is a GPU handler, and the view never loads a model."""
+    ours = {k for k in zerogpu.HANDLERS if k.startswith("playground.gpt.")}
+    assert ours == {"playground.gpt.tab.generate_text"}
+    fail = pytest.MonkeyPatch()
+    fail.setattr(registry, "load_model", lambda *a, **k: pytest.fail("a model was loaded"))
+    try:
+        from playground.gpt.inference import TokenInfo
+
+        token = TokenInfo(" the", 1, 0.4, 0.5, [(" the", 0.4), (" a", 0.3)], [(" the", 0.5)])
+        rows, caption = tab.show_alternatives([token], types.SimpleNamespace(index=1))
+    finally:
+        fail.undo()
+    assert rows[0] == ["' the'", 0.4, 0.5] and "Token 1" in caption
+
+
+def _fake_spaces(calls: list) -> types.ModuleType:
+    """A stand-in for ``spaces`` built like its source (spaces/zero/decorator.py, wrappers.py):
+    ``GPU(duration=f)`` computes ``f(*args, **kwargs)`` per call, and a generator function
+    gets a generator wrapper that yields what the task yields."""
+    module = types.ModuleType("spaces")
+
+    def gpu(duration):
+        def decorate(task):
+            assert inspect.isgeneratorfunction(task)
+
+            def gradio_handler(*args, **kwargs):
+                calls.append(duration(*args, **kwargs))
+                yield from task(*args, **kwargs)
+            return gradio_handler
+        return decorate
+    module.GPU = gpu
+    return module
+
+
+def test_streaming_handler_through_a_zerogpu_style_generator_wrapper(tiny_name, monkeypatch):
+    """On ZeroGPU ``generate_text`` (a generator) is wrapped by spaces' generator wrapper;
+    under ``friendly`` it still streams, and the slot comes from the request's tokens."""
+    from playground.ui import friendly
+
+    calls: list[int] = []
+    monkeypatch.setitem(sys.modules, "spaces", _fake_spaces(calls))
+    monkeypatch.setattr(zerogpu, "on_zerogpu", lambda: True)
+    monkeypatch.setattr(zerogpu, "HANDLERS", dict(zerogpu.HANDLERS))
+    raw = tab.generate_text.__wrapped__  # the handler under friendly (a plain call here)
+    on_zero = friendly(zerogpu.gpu_handler(tab.generate_seconds)(raw))
+    assert inspect.isgeneratorfunction(on_zero)
+    outputs = list(on_zero(*_args(tiny_name, "the lady said", 8)))
+    assert calls == [zerogpu.clamp(tab.generate_seconds(tiny_name, "", True, 8))]
+    text, tokens, info, details, _ = outputs[-1]
+    assert len(outputs) >= 2 and text == details["text"] and "Seed used:** 5" in info
+
+
+def test_preload_loads_the_shipped_model_into_the_cache(monkeypatch):
+    import playground.gpt as gpt
+
+    loaded = []
+    load = registry.load_model
+    monkeypatch.setattr(registry, "load_model", lambda *a, **k: loaded.append(a[:2]) or
+                        load(*a, **k))
+    gpt.preload()
+    entry = registry.resolve("gpt", gpt.SHIPPED)
+    assert [(f, getattr(e, "name", e)) for f, e in loaded] == [("gpt", gpt.SHIPPED)]
+    assert registry._CACHE.get(("gpt", entry.source, "")) is not None  # requests reuse it
