@@ -69,7 +69,9 @@ def show_alternatives(tokens, evt: gr.SelectData):
 
 @friendly
 def train_on_upload(file, mode, steps, seed, randomize):
-    """Start a LiveRun and stream its loss curve and samples; offer the result when done."""
+    """Start a LiveRun and stream its loss curve and samples; offer the result when done.
+
+    The upload is text, read and checked by ``live.read_upload`` (size, binary, encoding)."""
     from playground.gpt import live, views
 
     text = live.read_upload(file)
@@ -79,7 +81,9 @@ def train_on_upload(file, mode, steps, seed, randomize):
     yield views.loss_frame([]), "", status, run.run_id, gr.skip()
 
     def progress(r):
-        return (views.loss_frame(r.history), views.samples_text(r.samples), status, r.run_id,
+        note = r.waiting_note()  # while queued behind other users' runs: what we wait for
+        shown = f"{note} **{name}** starts when its turn comes." if note else status
+        return (views.loss_frame(r.history), views.samples_text(r.samples), shown, r.run_id,
                 gr.skip())
 
     def finished(r):
