@@ -156,6 +156,7 @@ def build_tab() -> None:
     with gr.Row():
         go = gr.Button("Generate", variant="primary")
         halt = gr.Button("Stop")
+        gr.DeepLinkButton()  # a link that reopens this page with the result and its settings
     output = gr.Textbox(label="Generated text", lines=6)
     info = gr.Markdown()
     tokens_view = gr.HighlightedText(label="Tokens by probability (click one)",
