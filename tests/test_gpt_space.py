@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import sys
+import time
 import types
 
 import pytest
@@ -13,7 +14,9 @@ from playground.core import registry, zerogpu
 from playground.gpt import tab
 from tests.test_gpt_support import tiny_model_dir
 
+pytest_plugins = ["tests.hub_fixtures"]
 TINY = "test-tiny-gpt"
+HUB = "test/gpt-austen"  # weights/gpt-austen served by tests/fake_hub.py
 HANDLER_ARGS = dict(use_chat=True, temperature=0.9, top_k=0, top_p=0.95, repetition_penalty=1.0,
                     stop="", seed=5, randomize=False)
 
@@ -109,3 +112,74 @@ def test_preload_loads_the_shipped_model_into_the_cache(monkeypatch):
     entry = registry.resolve("gpt", gpt.SHIPPED)
     assert [(f, getattr(e, "name", e)) for f, e in loaded] == [("gpt", gpt.SHIPPED)]
     assert registry._CACHE.get(("gpt", entry.source, "")) is not None  # requests reuse it
+
+
+# ---- hub ids (tests/fake_hub.py) -------------------------------------------------------------
+
+@pytest.fixture
+def cold_models(monkeypatch):
+    """Nothing loaded or looked up yet in this process (the app's too: it is the same one)."""
+    monkeypatch.setattr(registry, "_CACHE", registry._LRU(6))
+    monkeypatch.setattr(registry, "_REVISIONS", {})
+
+
+def _weights_downloaded(fake_hub) -> list[str]:
+    return [p for p in fake_hub.downloads() if p.endswith(".safetensors")]
+
+
+def test_hub_id_through_the_tab_handler_records_its_commit(fake_hub, hub_cache, cold_models):
+    *_, last = tab.generate_text(*_args(HUB, "It is a truth", 6))
+    text, _, info, details, _ = last
+    record = details["record"]
+    assert record["revision"] == fake_hub.repos[HUB].sha and len(record["revision"]) == 40
+    assert record["model"] == HUB and record["model_hash"] == f"hub:{HUB}"
+    assert len(_weights_downloaded(fake_hub)) == 4 and "Seed used:** 5" in info
+    *_, local = tab.generate_text(*_args("gpt-austen", "It is a truth", 6))
+    assert local[0] == text and "revision" not in local[3]["record"]  # same weights, same text
+
+
+def test_hub_download_bars_reach_the_requests_progress(fake_hub, hub_cache, cold_models,
+                                                       monkeypatch):
+    """The registry downloads in a thread of its own; gradio's tqdm tracking follows a context
+    variable, which the GPT loader carries into that thread."""
+    import gradio as gr
+    from gradio.context import LocalContext
+
+    from playground.gpt import inference
+
+    bars: set[str] = set()
+    progress = gr.Progress(track_tqdm=True)
+    monkeypatch.setattr(progress, "_progress_callback",
+                        lambda: lambda tracked: bars.update(str(t.desc) for t in tracked))
+    token = LocalContext.progress.set(progress)
+    try:
+        inference.load_language_model(HUB)
+    finally:
+        LocalContext.progress.reset(token)
+    assert any("safetensors" in bar for bar in bars), bars
+    wired = inspect.signature(tab.generate_text).parameters["progress"].default
+    assert isinstance(wired, gr.Progress) and wired.track_tqdm  # gradio injects the tracker
+
+
+def test_hub_id_over_the_api(client, fake_hub, hub_cache, cold_models):
+    text, _, info, details = client.predict(model=HUB, prompt="It is a truth",
+                                            api_name="/gpt_generate", max_new_tokens=6,
+                                            **{k: v for k, v in HANDLER_ARGS.items()})
+    assert details["record"]["revision"] == fake_hub.repos[HUB].sha
+    assert text == details["text"] and len(_weights_downloaded(fake_hub)) == 4
+
+
+def test_stopped_hub_gives_a_clear_message_fast_and_the_app_keeps_serving(
+        client, fake_hub, hub_cache, cold_models, tiny_name):
+    from gradio_client.exceptions import AppError
+
+    fake_hub.stop()
+    registry._reach_cache.clear()
+    start = time.monotonic()
+    with pytest.raises(AppError, match="cannot reach the hub.*Choose one of the bundled models"):
+        client.predict(model=HUB, prompt="It is", api_name="/gpt_generate", max_new_tokens=4,
+                       **HANDLER_ARGS)
+    assert time.monotonic() - start < 10
+    text, *_ = client.predict(model=tiny_name, prompt="the lady", api_name="/gpt_generate",
+                              max_new_tokens=4, **HANDLER_ARGS)
+    assert text
