@@ -104,3 +104,35 @@ def test_browser_trains_on_an_upload_and_offers_the_result(page, tmp_path):
     name = re.search(r"my-gpt-[0-9a-f]{6}", page.get_by_text("It is now in the model list")
                      .filter(visible=True).inner_text()).group(0)
     assert page.get_by_label("Model", exact=True).filter(visible=True).first.input_value() == name
+
+
+@pytest.mark.browser
+def test_browser_share_link_reopens_the_result_with_its_settings(page, browser, app_url):
+    """The tab's gr.DeepLinkButton: its link opens the page with the prompt and the text."""
+    open_tab(page, "Text (GPT)")
+    page.get_by_label("Prompt", exact=True).filter(visible=True).fill("Elizabeth smiled")
+    max_new = page.get_by_label("number input for Max new tokens").filter(visible=True)
+    max_new.fill("8")
+    max_new.press("Enter")
+    page.get_by_role("button", name="Generate", exact=True).filter(visible=True).click()
+    page.get_by_text("Seed used:").filter(visible=True).wait_for(timeout=120_000)
+    text = page.get_by_label("Generated text").filter(visible=True).input_value()
+    assert text.strip()
+    page.get_by_role("button", name="Share via Link").filter(visible=True).click()
+    page.get_by_role("button", name="Link Copied!").filter(visible=True).wait_for(timeout=10_000)
+    link = page.evaluate("() => fetch('gradio_api/deep_link?session_hash=' + "
+                         "window.__gradio_session_hash__).then(r => r.json())")
+    assert re.fullmatch(r"[\w-]+", link), link
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    try:
+        other = context.new_page()
+        other.goto(f"{app_url}/?deep_link={link}")
+        other.wait_for_selector("button[role='tab']")
+        open_tab(other, "Text (GPT)")
+        assert other.get_by_label("Generated text").filter(visible=True).input_value() == text
+        assert other.get_by_label("Prompt", exact=True).filter(
+            visible=True).input_value() == "Elizabeth smiled"
+        assert other.get_by_label("number input for Max new tokens").filter(
+            visible=True).input_value() == "8"
+    finally:
+        context.close()

@@ -89,3 +89,32 @@ def test_tab_handler_streams_the_run_and_offers_the_result(monkeypatch, tmp_path
                         r"list above\.", last[2]) and last[3] is None
     assert last[4]["value"] == name and name in last[4]["choices"]
     assert set(last[0]["series"]) == {"train loss"} and len(last[0]) == 20  # a row per step
+
+
+def test_a_queued_run_shows_what_it_waits_for(monkeypatch, tmp_path):
+    """With the pool full (another session's run), the status line says why we wait; the
+    stream's end (a closed tab) stops the queued run before it ever starts."""
+    from playground.core import live as core_live
+    from playground.core import sessions
+    from playground.gpt import tab
+
+    monkeypatch.setattr(core_live, "SLOTS", core_live._Slots(1))
+    with sessions.use_session("s-gpt-busy"):
+        busy = core_live.start_live_run("toyfam", "tests.toy_task:build_live_run",
+                                        {"steps": 100000, "step_sleep_s": 0.01},
+                                        label="toy-busy-{id}")
+    upload = tmp_path / "up.txt"
+    upload.write_text(tiny_text())
+    try:
+        stream = tab.train_on_upload(str(upload), "new", 20, 3, False)
+        first = next(stream)
+        name, run = first[2].split("**")[1], core_live._RUNS[first[3]]
+        status = next(stream)[2]
+        assert status.startswith("Queued: 1 training run(s) ahead of yours; this server trains "
+                                 "1 run(s) at a time") and f"**{name}** starts" in status
+        assert run.state == "queued"
+        stream.close()
+        assert run.done.wait(10) and run.state == "stopped" and run.result is None
+    finally:
+        busy.stop()
+    assert busy.done.wait(10) and name not in registry.choices("gpt")

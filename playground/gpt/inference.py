@@ -9,6 +9,7 @@ registry entry once and passes it down.
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import math
 import threading
@@ -134,6 +135,7 @@ class LanguageModel:
     name: str
     source: str
     chat: bool  # use the tokenizer's chat template for the prompt
+    revision: str | None = None  # the hub commit sha it was loaded at (None: a local folder)
 
     @property
     def context(self) -> int:
@@ -153,13 +155,20 @@ def _from_pretrained(source: str, gguf_file: str | None = None):
 
 def load_language_model(name: str | registry.ModelEntry) -> LanguageModel:
     """A registry name (``gpt-austen``, a session-trained run, SmolLM2), a hub id, or the
-    entry a request already resolved."""
+    entry a request already resolved.
+
+    The registry may load in a thread of its own; the loader runs in a copy of the caller's
+    context, so a tab's ``gr.Progress(track_tqdm=True)`` (a context variable) sees
+    huggingface_hub's download bars.
+    """
     entry = name if isinstance(name, registry.ModelEntry) else registry.resolve(FAMILY, name)
     gguf = entry.extra.get("gguf_file")
-    model, tokenizer = registry.load_model(FAMILY, entry,
-                                           lambda src: _from_pretrained(src, gguf))
+    context = contextvars.copy_context()
+    model, tokenizer = registry.load_model(
+        FAMILY, entry, lambda src: context.run(_from_pretrained, src, gguf))
     chat = bool(entry.extra.get("chat", getattr(tokenizer, "chat_template", None)))
-    return LanguageModel(model, tokenizer, entry.name, entry.source, chat)
+    return LanguageModel(model, tokenizer, entry.name, entry.source, chat,
+                         registry.revision(entry))
 
 
 def check_settings(prompt, max_new_tokens, temperature, top_k, top_p,
@@ -332,7 +341,8 @@ def finish(lm: LanguageModel, prompt: str, sampler: SeededSampler, stop: str, no
     text = text[:cut] if cut is not None else text
     return Generation(text, describe_tokens(lm.tokenizer, sampler.steps, cut),
                       prompt_perplexity(lm, prompt), seed,
-                      repro.make_record(FAMILY, lm.name, lm.source, params, seed), notes)
+                      repro.make_record(FAMILY, lm.name, lm.source, params, seed,
+                                        revision=lm.revision), notes)
 
 
 def generate(name: str | registry.ModelEntry, prompt: str, **kwargs) -> Generation:

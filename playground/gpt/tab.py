@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from playground.core import registry
+from playground.core import registry, zerogpu
 from playground.core.seeding import resolve_seed
 from playground.gpt import FAMILY
 from playground.ui import (
@@ -21,12 +21,28 @@ from playground.ui import (
 DEFAULT_PROMPT = "It is a truth universally acknowledged, that"
 PROB_COLORS = {"p ≥ 0.5": "#4caf50", "0.1 – 0.5": "#cddc39", "0.01 – 0.1": "#ff9800",
                "< 0.01": "#f44336"}
+TRACK_TQDM = gr.Progress(track_tqdm=True)  # huggingface_hub's download bars, in the browser
+# ZeroGPU slot of one generation: a fixed part (the worker's first CUDA call, the prompt's
+# perplexity, decoding the odds) plus a per-token part. A GPU token costs about 10-30 ms for
+# these models (gpt-austen: 6 layers; SmolLM2-135M: 30), plus our sampler's step on the CPU;
+# 60 ms leaves room, so 1000 tokens ask for 70 s and the default 120 for 17 s.
+GENERATE_BASE_S = 10.0
+GENERATE_S_PER_TOKEN = 0.06
+
+
+def generate_seconds(model, prompt, use_chat, max_new_tokens, *_, **__) -> float:
+    """Seconds of GPU that ``generate_text`` asks ZeroGPU for, from its own arguments."""
+    return GENERATE_BASE_S + GENERATE_S_PER_TOKEN * zerogpu.as_number(max_new_tokens, 120)
 
 
 @friendly
+@zerogpu.gpu_handler(generate_seconds)
 def generate_text(model, prompt, use_chat, max_new_tokens, temperature, top_k, top_p,
-                  repetition_penalty, stop, seed, randomize):
-    """Stream the continuation; finally the coloured tokens, the details JSON and the notes."""
+                  repetition_penalty, stop, seed, randomize,
+                  progress=TRACK_TQDM):
+    """Stream the continuation; finally the coloured tokens, the details JSON and the notes.
+
+    ``progress`` shows huggingface_hub's download bars when ``model`` is a hub id."""
     from playground.gpt import inference, views
 
     seed = resolve_seed(seed, randomize)
@@ -43,6 +59,8 @@ def generate_text(model, prompt, use_chat, max_new_tokens, temperature, top_k, t
 
 @friendly
 def show_alternatives(tokens, evt: gr.SelectData):
+    """The top-10 at the clicked token, read from the odds ``generate_text`` recorded: no
+    model runs here, so no GPU slot is asked for (on ZeroGPU a slot costs the user quota)."""
     from playground.gpt import views
 
     rows, caption = views.alternatives(tokens or [], (evt.index or 0) - 1)  # 0 is the prompt
@@ -51,7 +69,9 @@ def show_alternatives(tokens, evt: gr.SelectData):
 
 @friendly
 def train_on_upload(file, mode, steps, seed, randomize):
-    """Start a LiveRun and stream its loss curve and samples; offer the result when done."""
+    """Start a LiveRun and stream its loss curve and samples; offer the result when done.
+
+    The upload is text, read and checked by ``live.read_upload`` (size, binary, encoding)."""
     from playground.gpt import live, views
 
     text = live.read_upload(file)
@@ -61,7 +81,9 @@ def train_on_upload(file, mode, steps, seed, randomize):
     yield views.loss_frame([]), "", status, run.run_id, gr.skip()
 
     def progress(r):
-        return (views.loss_frame(r.history), views.samples_text(r.samples), status, r.run_id,
+        note = r.waiting_note()  # while queued behind other users' runs: what we wait for
+        shown = f"{note} **{name}** starts when its turn comes." if note else status
+        return (views.loss_frame(r.history), views.samples_text(r.samples), shown, r.run_id,
                 gr.skip())
 
     def finished(r):
@@ -134,6 +156,7 @@ def build_tab() -> None:
     with gr.Row():
         go = gr.Button("Generate", variant="primary")
         halt = gr.Button("Stop")
+        gr.DeepLinkButton()  # a link that reopens this page with the result and its settings
     output = gr.Textbox(label="Generated text", lines=6)
     info = gr.Markdown()
     tokens_view = gr.HighlightedText(label="Tokens by probability (click one)",
