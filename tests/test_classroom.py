@@ -252,3 +252,76 @@ def test_gpu_handler_records_a_clamped_duration():
     assert handler.duration(40, 2) == 40
     assert handler.duration(1000, 4) == zerogpu.MAX_DURATION_S
     assert handler.duration("bad", 1) == 60  # a bad argument: the default slot
+
+
+class _FakeSpaces:
+    """Stands in for ``spaces`` on ZeroGPU: runs each task in another thread with a fresh
+    context (as the real one runs it in a worker process), after asking for its duration."""
+
+    def __init__(self):
+        self.durations = []
+
+    def GPU(self, duration):  # noqa: N802 (the real package's name)
+        def decorate(task):
+            import inspect
+            import threading
+
+            def run(*args, **kwargs):
+                self.durations.append(duration(*args, **kwargs))
+                box = {}
+
+                def target():
+                    try:
+                        value = task(*args, **kwargs)
+                        box["value"] = list(value) if inspect.isgenerator(value) else value
+                    except BaseException as exc:
+                        box["error"] = exc
+                thread = threading.Thread(target=target)
+                thread.start()
+                thread.join()
+                if "error" in box:
+                    raise box["error"]
+                return box["value"]
+
+            if inspect.isgeneratorfunction(task):
+                def gen(*args, **kwargs):
+                    yield from run(*args, **kwargs)
+                return gen
+            return run
+        return decorate
+
+
+def test_on_zerogpu_the_task_carries_the_session_its_models_and_readable_errors(monkeypatch,
+                                                                                tmp_path):
+    import sys
+
+    import gradio as gr
+
+    from playground.core import zerogpu
+
+    fake = _FakeSpaces()
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    monkeypatch.setitem(sys.modules, "spaces", fake)
+
+    @zerogpu.gpu_handler(lambda name, n=1: 10 * n)
+    def handler(name, n=1):
+        if name == "bad":
+            raise UserInputError("Choose a model.")
+        return sessions.current_session(), registry.resolve("zerofam", name).name, n
+
+    @zerogpu.gpu_handler(lambda name: 7)
+    def streaming(name):
+        yield sessions.current_session()
+        yield registry.resolve("zerofam", name).name
+
+    entry = registry.ModelEntry("carol-model", "zerofam", path=tmp_path, owner="carol")
+    registry.register(entry)
+    with sessions.use_session("carol"):
+        assert handler("carol-model", n=3) == ("carol", "carol-model", 3)
+        assert list(streaming("carol-model")) == ["carol", "carol-model"]
+        with pytest.raises(gr.Error, match="Choose a model"):
+            handler("bad")
+    assert fake.durations[:2] == [30, 7]
+    with sessions.use_session("dave"), pytest.raises(gr.Error, match="Unknown model"):
+        handler("carol-model")  # another session's model stays out of reach in the worker
+    sessions.end_session("carol")

@@ -7,6 +7,7 @@ typed by a user is refused. Every model, local or hub, is loaded through the sam
 
 from __future__ import annotations
 
+import contextvars
 import os
 import re
 import socket
@@ -70,6 +71,13 @@ def register(entry: ModelEntry) -> ModelEntry:
 def _visible(entry: ModelEntry) -> bool:
     """A session's own models are listed and usable only in that session."""
     return entry.owner is None or entry.owner == current_session()
+
+
+def owned(session: str | None) -> list[ModelEntry]:
+    """The models ``session`` trained (to hand them to a ZeroGPU worker process)."""
+    with _LOCK:
+        return [e for fam in _REGISTRY.values() for e in fam.values()
+                if session and e.owner == session]
 
 
 def drop_owned(session: str) -> list[ModelEntry]:
@@ -322,8 +330,11 @@ def _load_with_timeout(entry: ModelEntry, loader: Callable[[str], object]) -> ob
         except Exception as exc:  # reported below
             result["error"] = exc
 
-    # hub downloads can be slow on a Space; only the offline check above is bounded tightly
-    thread = threading.Thread(target=target, daemon=True)
+    # hub downloads can be slow on a Space; only the offline check above is bounded tightly.
+    # The thread runs in a copy of the caller's context, so a tab's gr.Progress(track_tqdm=True)
+    # (a context variable) sees huggingface_hub's download bars.
+    context = contextvars.copy_context()
+    thread = threading.Thread(target=lambda: context.run(target), daemon=True)
     thread.start()
     thread.join(float(os.environ.get("PLAYGROUND_HUB_LOAD_TIMEOUT", "1800")))
     if "model" in result:

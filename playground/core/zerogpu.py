@@ -9,6 +9,12 @@ request for 50 steps asks for more time than one for 4.
 
 Every wrapped handler is recorded in ``HANDLERS`` with its duration function, so a test can
 check that each model route is wrapped and asks for a sane slot.
+
+``spaces`` runs the task in a worker process forked once and reused; the request's session and
+the models that session trained are not there. The task therefore takes them along: it enters
+the caller's session and registers the caller's own models before calling the handler. A
+``UserInputError``/``ModelLoadError`` raised there becomes a ``gr.Error`` inside the worker, or
+``spaces`` would replace its message with "ZeroGPU worker error".
 """
 
 from __future__ import annotations
@@ -52,10 +58,64 @@ def gpu_handler(duration: float | Callable[..., float]):
         HANDLERS[f"{fn.__module__}.{fn.__qualname__}"] = GpuHandler(fn.__qualname__, estimate)
         if not on_zerogpu():
             return fn
-        import spaces  # only on ZeroGPU: it patches torch there
-
-        return spaces.GPU(duration=estimate)(fn)
+        return _on_zerogpu(fn, estimate)
     return decorate
+
+
+def _on_zerogpu(fn, estimate):
+    """``fn`` as a ``spaces.GPU`` task that carries the caller's session and models along."""
+    import functools
+    import inspect
+
+    import spaces  # only on ZeroGPU: it patches torch there
+
+    from playground.core import registry, sessions
+
+    def slot(session, own, *args, **kwargs) -> int:
+        return estimate(*args, **kwargs)
+
+    def enter(session, own):
+        for entry in own:
+            registry.register(entry)
+        return sessions.use_session(session)
+
+    if inspect.isgeneratorfunction(fn):
+        def task(session, own, *args, **kwargs):
+            with enter(session, own), _user_errors():
+                yield from fn(*args, **kwargs)
+    else:
+        def task(session, own, *args, **kwargs):
+            with enter(session, own), _user_errors():
+                return fn(*args, **kwargs)
+    gpu_task = spaces.GPU(duration=slot)(task)
+
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def call(*args, **kwargs):
+            session = sessions.current_session()
+            yield from gpu_task(session, registry.owned(session), *args, **kwargs)
+    else:
+        @functools.wraps(fn)
+        def call(*args, **kwargs):
+            session = sessions.current_session()
+            return gpu_task(session, registry.owned(session), *args, **kwargs)
+    return call
+
+
+class _user_errors:
+    """Inside the ZeroGPU worker: our readable errors leave as ``gr.Error``."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        from playground.core.errors import ModelLoadError, UserInputError
+
+        if isinstance(exc, (UserInputError, ModelLoadError)):
+            import gradio  # the worker's errors must be gr.Error to keep their message
+
+            raise gradio.Error(str(exc)) from exc
+        return False
 
 
 def as_number(value, default: float) -> float:

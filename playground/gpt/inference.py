@@ -9,7 +9,6 @@ registry entry once and passes it down.
 
 from __future__ import annotations
 
-import contextvars
 import dataclasses
 import math
 import threading
@@ -157,15 +156,12 @@ def load_language_model(name: str | registry.ModelEntry) -> LanguageModel:
     """A registry name (``gpt-austen``, a session-trained run, SmolLM2), a hub id, or the
     entry a request already resolved.
 
-    The registry may load in a thread of its own; the loader runs in a copy of the caller's
-    context, so a tab's ``gr.Progress(track_tqdm=True)`` (a context variable) sees
-    huggingface_hub's download bars.
+    The registry loads hub models in a thread that runs in a copy of the caller's context, so
+    a tab's ``gr.Progress(track_tqdm=True)`` sees huggingface_hub's download bars.
     """
     entry = name if isinstance(name, registry.ModelEntry) else registry.resolve(FAMILY, name)
     gguf = entry.extra.get("gguf_file")
-    context = contextvars.copy_context()
-    model, tokenizer = registry.load_model(
-        FAMILY, entry, lambda src: context.run(_from_pretrained, src, gguf))
+    model, tokenizer = registry.load_model(FAMILY, entry, lambda src: _from_pretrained(src, gguf))
     chat = bool(entry.extra.get("chat", getattr(tokenizer, "chat_template", None)))
     return LanguageModel(model, tokenizer, entry.name, entry.source, chat,
                          registry.revision(entry))
