@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from playground.core import registry, repro
+from playground.core import registry, repro, sessions
 from playground.core.errors import UserInputError, check_range
 from playground.core.latent import slerp
 from playground.core.seeding import MAX_SEED, make_generator, resolve_seed
@@ -177,6 +177,7 @@ class FaceSamples:
     grid_png: str  # path of the grid PNG carrying ``record``
     record: dict  # reproducibility record
     nearest: NearestPhotos | None  # None for colour models / no training faces
+    face_pngs: list[str]  # one PNG per face, each carrying the record of that face alone
 
 
 @dataclass
@@ -193,6 +194,21 @@ def _record(entry: registry.ModelEntry, params: dict, seed) -> dict:
     return repro.make_record(FAMILY, entry.name, entry.source, params, seed)
 
 
+def _output(stem: str, suffix: str) -> Path:
+    """A fresh file of the requesting session (never shared, never rewritten while served)."""
+    return sessions.unique_output(FAMILY, stem, suffix)
+
+
+def _face_pngs(entry: registry.ModelEntry, faces: list[Image.Image], seeds: list[int],
+               psi: float) -> list[str]:
+    """Each face as its own PNG whose record reproduces it alone (``seed_list`` = its seed)."""
+    paths = []
+    for face, seed in zip(faces, seeds, strict=True):
+        record = _record(entry, {"psi": psi, "n": 1, "seeds": [seed]}, seed)
+        paths.append(str(repro.save_png(face, record, _output(f"gan-face-{seed}", ".png"))))
+    return paths
+
+
 def sample_faces(model_name: str, seed=0, randomize: bool = False, n=8, psi=1.0,
                  seed_list: str | None = None) -> FaceSamples:
     """A grid of faces, one seed per face (``seed, seed+1, ...`` or the listed seeds), each with
@@ -204,9 +220,11 @@ def sample_faces(model_name: str, seed=0, randomize: bool = False, n=8, psi=1.0,
     latents = torch.stack([latent(s, model.nz) for s in seeds])  # (B, nz)
     images = generate(model, latents, psi)  # (B, C, S, S)
     record = _record(entry, {"psi": psi, "n": len(seeds), "seeds": seeds}, seeds[0])
-    grid = repro.save_png(grid_image(images, min(8, len(seeds))), record)
-    return FaceSamples([to_pil(img) for img in images], seeds, str(grid), record,
-                       nearest_faces(images))
+    grid = repro.save_png(grid_image(images, min(8, len(seeds))), record,
+                          _output(f"gan-grid-{seeds[0]}", ".png"))
+    faces = [to_pil(img) for img in images]
+    return FaceSamples(faces, seeds, str(grid), record, nearest_faces(images),
+                       _face_pngs(entry, faces, seeds, psi))
 
 
 def interpolate_faces(model_name: str, seed_a, seed_b, frames=8, mode: str = "spherical",
@@ -228,9 +246,11 @@ def interpolate_faces(model_name: str, seed_a, seed_b, frames=8, mode: str = "sp
     images = generate(model, torch.stack(path), psi)
     record = _record(entry, {"seed_a": a, "seed_b": b, "frames": frames, "mode": mode,
                              "psi": psi}, a)
-    strip = repro.save_png(grid_image(images, frames), record)
+    strip = repro.save_png(grid_image(images, frames), record,
+                           _output(f"gan-strip-{a}-{b}", ".png"))
     pics = [to_pil(img) for img in images]
-    gif = Path(str(strip)[:-4] + ".gif")
+    gif = _output(f"gan-interpolation-{a}-{b}", ".gif")
     loop = pics + pics[-2:0:-1]  # there and back
-    loop[0].save(gif, save_all=True, append_images=loop[1:], duration=frame_ms, loop=0)
+    loop[0].save(gif, save_all=True, append_images=loop[1:], duration=frame_ms, loop=0,
+                 comment=repro.record_json(record))  # the record, as in the PNG
     return Interpolation(pics, str(strip), str(gif), record)

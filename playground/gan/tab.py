@@ -28,7 +28,7 @@ def on_sample(model, seed, randomize, n, psi, seed_list):
     from playground.gan.inference import sample_faces
 
     out = sample_faces(model, seed, randomize, n, psi, seed_list)
-    faces = [(img, f"seed {s}") for img, s in zip(out.images, out.seeds, strict=True)]
+    faces = [(png, f"seed {s}") for png, s in zip(out.face_pngs, out.seeds, strict=True)]
     near_out = out.nearest
     if near_out is None:
         near, note = [], "Nearest training photos: not available for this model / machine."
