@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from playground.core import registry, repro, sessions
+from playground.core.device import get_device
 from playground.core.errors import UserInputError, check_range
 from playground.core.latent import slerp
 from playground.core.seeding import MAX_SEED, make_generator, resolve_seed
@@ -31,14 +32,17 @@ MAX_FRAMES = 32
 
 
 def load_generator_source(source: str):
-    """loader(source): our HF-format folder / hub id, or the tutorial checkpoint of the pip pkg."""
+    """loader(source): our HF-format folder / hub id, or the tutorial checkpoint of the pip pkg,
+    in fp32 on the app's device (on ZeroGPU: cuda at start-up, as ``spaces`` expects)."""
     from playground.gan.model import Generator, generator_from_tutorial_state_dict
 
     tar = Path(source) / "weights.tar"
     if tar.is_file():
         state = torch.load(tar, map_location="cpu", weights_only=True)
-        return generator_from_tutorial_state_dict(state.get("netG_state_dict", state))
-    return Generator.from_pretrained(source).eval()
+        model = generator_from_tutorial_state_dict(state.get("netG_state_dict", state))
+    else:
+        model = Generator.from_pretrained(source)
+    return model.eval().to(get_device())
 
 
 def load_generator(model: str | registry.ModelEntry):

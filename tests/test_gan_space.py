@@ -1,0 +1,49 @@
+"""The GAN tab as a Space: ZeroGPU slots, start-up preload."""
+
+from __future__ import annotations
+
+import pytest
+
+from playground.core import registry, zerogpu
+from playground.gan import FAMILY, SHIPPED, preload, register_models
+from playground.gan import tab as gan_tab
+
+register_models()
+
+
+@pytest.mark.parametrize("handler", ["on_sample", "on_interpolate"])
+def test_model_handlers_ask_for_a_zerogpu_slot(handler):
+    assert f"playground.gan.tab.{handler}" in zerogpu.HANDLERS
+
+
+def test_slots_are_sane_and_grow_with_the_work():
+    sample = zerogpu.HANDLERS["playground.gan.tab.on_sample"].duration
+    interpolate = zerogpu.HANDLERS["playground.gan.tab.on_interpolate"].duration
+    one, many = sample(SHIPPED, 0, False, 1, 1.0, ""), sample(SHIPPED, 0, False, 64, 1.0, "")
+    assert 5 <= one < many <= 120 and many >= 15
+    assert sample(SHIPPED, 0, False, 1, 1.0, " ".join(map(str, range(40)))) > one  # a list
+    assert sample(SHIPPED, 0, False, "lots", 1.0, "") == many  # unreadable: the largest
+    assert sample("test/gan-olivetti", 0, False, 1, 1.0, "") > one  # a hub id is fetched
+    two, all_frames = interpolate(SHIPPED, 0, 1, 2, "linear", 1.0), interpolate(SHIPPED, 0, 1,
+                                                                              32, "linear", 1.0)
+    assert 5 <= two < all_frames <= 120
+    assert interpolate(SHIPPED, 0, 1, None, "linear", 1.0) == all_frames
+
+
+def test_handlers_still_answer_off_zerogpu():
+    faces, _, info, seeds, grid, seed_a = gan_tab.on_sample(SHIPPED, 4, False, 2, 1.0, "")
+    assert seeds == [4, 5] and seed_a == 4 and len(faces) == 2 and grid.endswith(".png")
+
+
+def test_preload_loads_the_shipped_generator_into_the_cache(monkeypatch):
+    registry.clear_cache()
+    loads = []
+    original = registry._load_with_timeout
+    monkeypatch.setattr(registry, "_load_with_timeout",
+                        lambda entry, loader: loads.append(entry.name) or original(entry, loader))
+    preload()
+    assert loads == [SHIPPED]
+    from playground.gan.inference import load_generator
+
+    assert load_generator(SHIPPED) is load_generator(SHIPPED)  # cached: no second load
+    assert loads == [SHIPPED] and registry.resolve(FAMILY, SHIPPED).is_local
