@@ -1,14 +1,31 @@
-"""The GAN tab as a Space: ZeroGPU slots, start-up preload."""
+"""The GAN tab as a Space: ZeroGPU slots, start-up preload, a fair training queue."""
 
 from __future__ import annotations
 
-import pytest
+import threading
 
-from playground.core import registry, zerogpu
+import numpy as np
+import pytest
+from PIL import Image
+
+from playground.core import live, registry, zerogpu
 from playground.gan import FAMILY, SHIPPED, preload, register_models
 from playground.gan import tab as gan_tab
 
 register_models()
+
+
+@pytest.fixture
+def tiny_faces(tmp_path, monkeypatch):
+    """8 random 'faces' of 2 people in an image folder, used as the training data."""
+    rng = np.random.default_rng(0)
+    for person in range(2):
+        (tmp_path / f"p{person}").mkdir()
+        for i in range(4):
+            pixels = (rng.random((64, 64)) * 255).astype(np.uint8)
+            Image.fromarray(pixels).save(tmp_path / f"p{person}" / f"{i}.png")
+    monkeypatch.setenv("PLAYGROUND_FACES", str(tmp_path))
+    return tmp_path
 
 
 @pytest.mark.parametrize("handler", ["on_sample", "on_interpolate"])
@@ -47,3 +64,22 @@ def test_preload_loads_the_shipped_generator_into_the_cache(monkeypatch):
 
     assert load_generator(SHIPPED) is load_generator(SHIPPED)  # cached: no second load
     assert loads == [SHIPPED] and registry.resolve(FAMILY, SHIPPED).is_local
+
+
+def test_a_queued_run_says_what_it_waits_for(tiny_faces, monkeypatch):
+    """While another run holds the only training slot, the status line is the run's
+    waiting note; once the slot is free the same stream trains, and Stop still works."""
+    slots = live._Slots(1)
+    monkeypatch.setattr(live, "SLOTS", slots)
+    assert slots.acquire("someone-else", threading.Event())  # the slot is busy
+    stream = gan_tab.on_train("scratch", SHIPPED, 32, "cpu", 5000)
+    run_id, *_, status, _ = next(stream)
+    assert status.startswith("Queued: 1 training run(s) ahead of yours")
+    assert "1 run(s) at a time" in status
+    slots.release()
+    for _, *_, status, _ in stream:
+        if status.startswith("Training (scratch, 32 px, cpu): step"):
+            break
+    assert gan_tab.on_stop(run_id) == "Stopped: nothing was saved."
+    *_, (last_id, _, _, _, status, _) = stream
+    assert last_id is None and status == "Stopped: nothing was saved."

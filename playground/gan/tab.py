@@ -120,9 +120,12 @@ def on_train(mode, model, size, device, steps):
     run = start_training(mode, model, size, device, steps)
 
     def progress(r):
-        step = r.history[-1]["step"] if r.history else 0
-        return (r.run_id, *_plots(r.history), _fixed_grid(r.samples),
-                f"Training ({mode}, {size} px, {device}): step {step} / {steps}", gr.update())
+        if r.state == "queued":  # waiting for a training slot: say for what
+            status = r.waiting_note() or "Queued: waiting for a training slot."
+        else:
+            step = r.history[-1]["step"] if r.history else 0
+            status = f"Training ({mode}, {size} px, {device}): step {step} / {steps}"
+        return (r.run_id, *_plots(r.history), _fixed_grid(r.samples), status, gr.update())
 
     def stopped(r):
         return (None, *_plots(r.history), _fixed_grid(r.samples), "Stopped: nothing was saved.",
