@@ -83,3 +83,48 @@ def test_a_queued_run_says_what_it_waits_for(tiny_faces, monkeypatch):
     assert gan_tab.on_stop(run_id) == "Stopped: nothing was saved."
     *_, (last_id, _, _, _, status, _) = stream
     assert last_id is None and status == "Stopped: nothing was saved."
+
+
+def _gan_tab_blocks():
+    import gradio as gr
+
+    with gr.Blocks() as demo:
+        gan_tab.build_tab()
+    return demo
+
+
+def test_the_tab_takes_no_image_input_and_has_a_deep_link_button():
+    """No GAN event reads an image, file or drawing from the user (so nothing needs
+    core.uploads); a DeepLinkButton shares the tab's settings and results."""
+    import gradio as gr
+
+    demo = _gan_tab_blocks()
+    uploads = (gr.Image, gr.Gallery, gr.File, gr.ImageEditor, gr.Sketchpad, gr.UploadButton)
+    inputs = [c for fn in demo.fns.values() for c in fn.inputs]
+    assert inputs and not [c for c in inputs if isinstance(c, uploads)]
+    assert [b for b in demo.blocks.values() if isinstance(b, gr.DeepLinkButton)]
+
+
+def test_browser_deep_link_reopens_the_faces(page, browser, app_url):
+    """Generate, take the link the Share button copies, open it in another browser: the same
+    settings and faces are there."""
+    from tests.conftest import open_tab
+
+    open_tab(page, "GAN faces")
+    page.locator("#gan-n input").fill("3")
+    page.locator("#gan-generate").click()
+    page.wait_for_function("document.querySelectorAll('#gan-samples img').length == 3")
+    assert page.locator("#gan-share button").is_visible()
+    key = page.evaluate("() => fetch(`gradio_api/deep_link?session_hash="
+                        "${window.__gradio_session_hash__}`).then(r => r.text())").strip('"')
+    assert key
+    other = browser.new_context(viewport={"width": 1280, "height": 1000}).new_page()
+    try:
+        other.goto(f"{app_url}/?deep_link={key}")
+        other.wait_for_selector("button[role='tab']")
+        open_tab(other, "GAN faces")
+        other.wait_for_function("document.querySelectorAll('#gan-samples img').length == 3")
+        assert other.locator("#gan-n input").input_value() == "3"
+        assert "Seeds used: 0, 1, 2" in other.inner_text("#gan-info")
+    finally:
+        other.context.close()

@@ -160,7 +160,11 @@ def build_tab() -> None:
             nearest = gr.Gallery(label="Nearest training photo of each sample", columns=8,
                                  height=300, fit_columns=False, elem_id="gan-nearest")
             info = gr.Markdown(elem_id="gan-info")
-            grid_file = gr.File(label="Grid PNG (with reproducibility record)")
+            with gr.Row(equal_height=True):
+                grid_file = gr.File(label="Grid PNG (with reproducibility record)", scale=3)
+                with gr.Column(scale=1, min_width=160, elem_id="gan-share"):
+                    # a link that reopens this tab with these settings and faces
+                    gr.DeepLinkButton()
     with gr.Accordion("Interpolate between two seeds", open=True):
         with gr.Row():
             seed_a = gr.Number(value=0, precision=0, label="Seed A", elem_id="gan-seed-a")
