@@ -33,28 +33,30 @@ BASE_S = 5.0
 PER_FACE_S = 0.25  # nearest photo + PNG with its record
 PER_FRAME_S = 0.4  # a strip column + two GIF frames (there and back)
 HUB_S = 20.0  # a hub id: download and move to the GPU inside the slot
+TRACK_TQDM = gr.Progress(track_tqdm=True)  # a hub id's download bars, in the browser
 
 
 def _hub_extra(model) -> float:
     return HUB_S if isinstance(model, str) and registry.is_hub_id(model.strip()) else 0.0
 
 
-def sample_seconds(model, seed=0, randomize=False, n=8, psi=1.0, seed_list="") -> float:
+def sample_seconds(model, seed=0, randomize=False, n=8, psi=1.0, seed_list="",
+                   progress=None) -> float:
     """Slot for ``on_sample``: the listed seeds, else ``n`` faces (64 if unreadable)."""
     listed = len(str(seed_list or "").replace(",", " ").replace(";", " ").split())
     faces = listed or min(as_number(n, 64), 64)
     return BASE_S + PER_FACE_S * faces + _hub_extra(model)
 
 
-def interpolate_seconds(model, seed_a=0, seed_b=1, frames=8, mode="spherical", psi=1.0
-                        ) -> float:
+def interpolate_seconds(model, seed_a=0, seed_b=1, frames=8, mode="spherical", psi=1.0,
+                        progress=None) -> float:
     """Slot for ``on_interpolate``: grows with the frames (32 if unreadable)."""
     return BASE_S + PER_FRAME_S * min(as_number(frames, 32), 32) + _hub_extra(model)
 
 
 @friendly
 @gpu_handler(sample_seconds)
-def on_sample(model, seed, randomize, n, psi, seed_list):
+def on_sample(model, seed, randomize, n, psi, seed_list, progress=TRACK_TQDM):
     from playground.gan.inference import sample_faces
 
     out = sample_faces(model, seed, randomize, n, psi, seed_list)
@@ -80,7 +82,7 @@ def on_select(seeds, evt: gr.SelectData):
 
 @friendly
 @gpu_handler(interpolate_seconds)
-def on_interpolate(model, seed_a, seed_b, frames, mode, psi):
+def on_interpolate(model, seed_a, seed_b, frames, mode, psi, progress=TRACK_TQDM):
     from playground.gan.inference import interpolate_faces
 
     out = interpolate_faces(model, seed_a, seed_b, frames, mode, psi)
