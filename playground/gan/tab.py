@@ -144,6 +144,9 @@ def on_train(mode, model, size, device, steps):
 on_stop = stop_live_run  # shared Stop-button handler (playground.ui)
 
 
+GALLERY_PX = 480  # two rows of four faces (the default eight) without scrolling
+
+
 def build_tab() -> None:
     gr.Markdown(INTRO)
     model = model_dropdown(FAMILY)
@@ -157,10 +160,13 @@ def build_tab() -> None:
             seed_list = gr.Textbox(label="Or a list of seeds", placeholder="e.g. 3, 17, 42")
             go = gr.Button("Generate faces", variant="primary", elem_id="gan-generate")
         with gr.Column(scale=3):
-            gallery = gr.Gallery(label="Samples (click one to reuse its seed)", columns=8,
-                                 height=300, fit_columns=False, elem_id="gan-samples")
-            nearest = gr.Gallery(label="Nearest training photo of each sample", columns=8,
-                                 height=300, fit_columns=False, elem_id="gan-nearest")
+            # four faces a row: each drawn ~200 px on a laptop screen, where a face reads
+            gallery = gr.Gallery(label="Samples (click one to reuse its seed)", columns=4,
+                                 height=GALLERY_PX, fit_columns=False, format="png",
+                                 elem_id="gan-samples")
+            nearest = gr.Gallery(label="Nearest training photo of each sample", columns=4,
+                                 height=GALLERY_PX, fit_columns=False, format="png",
+                                 elem_id="gan-nearest")
             info = gr.Markdown(elem_id="gan-info")
             with gr.Row(equal_height=True):
                 grid_file = gr.File(label="Grid PNG (with reproducibility record)", scale=3)
