@@ -26,9 +26,11 @@ Click a face to reuse its seed."""
 
 # ---- ZeroGPU slots (seconds), from the request ------------------------------------------
 # On a GPU our 64 px DCGAN makes 64 faces in a few milliseconds; the time goes to the nearest
-# training photo of each face (numpy, ~20 ms a face on a CPU core), writing one PNG per face
-# plus the grid, and the GIF's frames. The base covers moving the model and the first search's
-# cache; a hub id adds time to fetch it inside the slot. Shorter slots queue first on ZeroGPU.
+# training photo of each face and one PNG per face plus the grid (CPU work: 16 faces take
+# 0.13 s on one core here, bench/gan.py), and the GIF's frames. The per-item rates are ~30x
+# that, for a busy shared CPU; the base covers moving the model and building the nearest-photo
+# cache on a first call; a hub id adds time to fetch it inside the slot. Shorter slots queue
+# first on ZeroGPU, so the default 8 faces ask for 7 s and 64 faces for 21 s.
 BASE_S = 5.0
 PER_FACE_S = 0.25  # nearest photo + PNG with its record
 PER_FRAME_S = 0.4  # a strip column + two GIF frames (there and back)
