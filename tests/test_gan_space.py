@@ -45,6 +45,10 @@ def test_slots_are_sane_and_grow_with_the_work():
                                                                               32, "linear", 1.0)
     assert 5 <= two < all_frames <= 120
     assert interpolate(SHIPPED, 0, 1, None, "linear", 1.0) == all_frames
+    # spaces calls the slot function with the handler's arguments, gradio's Progress included
+    progress = gan_tab.TRACK_TQDM
+    assert sample(SHIPPED, 0, False, 1, 1.0, "", progress) == one
+    assert interpolate(SHIPPED, 0, 1, 2, "linear", 1.0, progress) == two
 
 
 def test_handlers_still_answer_off_zerogpu():
