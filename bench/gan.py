@@ -35,7 +35,8 @@ def sampling() -> dict:
     ours, reference = best_of_pair(lambda: sample_faces(name, seed=0, n=N_FACES), raw,
                                    repeats=5)
     return {"ours": ours, "reference": reference, "unit": "s",
-            "note": "ours adds seeding, nearest training photo of each face, PNG grid + record"}
+            "note": "ours adds seeding, nearest training photo of each face, PNG grid "
+            "and one PNG per face, each with its record"}
 
 
 def _reference_dcgan_seconds_per_image(cfg, data: torch.Tensor, steps: int) -> float:

@@ -178,3 +178,22 @@ def test_browser_shows_a_lone_face_whole(page):
 
 def test_browser_shows_a_lone_nearest_photo_whole(page):
     _one_face(page, "#gan-nearest")
+
+
+def _drawn_sizes(page, gallery: str) -> list[tuple[float, float]]:
+    boxes = [page.locator(f"{gallery} img").nth(i).bounding_box()
+             for i in range(page.locator(f"{gallery} img").count())]
+    return [(b["width"], b["height"]) for b in boxes]
+
+
+def test_browser_shows_each_face_where_it_reads(page):
+    """Issue 27: the eight default faces and their nearest photos are each drawn at least
+    128 px on a 1280 px wide window, and the first row is in view without scrolling."""
+    open_tab(page, "GAN faces")
+    page.locator("#gan-generate").click()
+    page.wait_for_function("document.querySelectorAll('#gan-samples img').length == 8 && "
+                           "document.querySelectorAll('#gan-nearest img').length == 8")
+    for gallery in ("#gan-samples", "#gan-nearest"):
+        sizes = _drawn_sizes(page, gallery)
+        assert len(sizes) == 8 and min(min(s) for s in sizes) >= 128, (gallery, sizes)
+        assert_image_in_view(page, gallery, taller_than=128)

@@ -42,3 +42,13 @@ def register_models() -> None:
             PRETRAINED_NAME, FAMILY, path=folder, description="pytorch-tutorial DCGAN from the "
             "pip package gan-face-generate 1.1.1, trained on DigiFace-1M (synthetic faces)",
             extra={"faces": False, "tutorial_checkpoint": True}))
+
+
+def preload() -> None:
+    """Load the shipped generator through the normal cached loader (the app calls this at
+    start-up on ZeroGPU, so the model already sits on the GPU when the first request comes)."""
+    from playground.gan.inference import load_generator
+
+    if SHIPPED not in registry.choices(FAMILY):
+        register_models()
+    load_generator(SHIPPED)

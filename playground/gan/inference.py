@@ -7,6 +7,7 @@ typical, less varied faces) and ``psi = 0`` gives the same "mean face" ``G(0)`` 
 
 from __future__ import annotations
 
+import contextvars
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -16,7 +17,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from playground.core import registry, repro
+from playground.core import registry, repro, sessions
+from playground.core.device import get_device
 from playground.core.errors import UserInputError, check_range
 from playground.core.latent import slerp
 from playground.core.seeding import MAX_SEED, make_generator, resolve_seed
@@ -31,19 +33,33 @@ MAX_FRAMES = 32
 
 
 def load_generator_source(source: str):
-    """loader(source): our HF-format folder / hub id, or the tutorial checkpoint of the pip pkg."""
+    """loader(source): our HF-format folder / hub id, or the tutorial checkpoint of the pip pkg,
+    in fp32 on the app's device (on ZeroGPU: cuda at start-up, as ``spaces`` expects)."""
     from playground.gan.model import Generator, generator_from_tutorial_state_dict
 
     tar = Path(source) / "weights.tar"
     if tar.is_file():
         state = torch.load(tar, map_location="cpu", weights_only=True)
-        return generator_from_tutorial_state_dict(state.get("netG_state_dict", state))
-    return Generator.from_pretrained(source).eval()
+        model = generator_from_tutorial_state_dict(state.get("netG_state_dict", state))
+    else:
+        model = Generator.from_pretrained(source)
+    return model.eval().to(get_device())
 
 
 def load_generator(model: str | registry.ModelEntry):
-    """The cached generator of a registry name / hub id, or of an entry already resolved."""
-    return registry.load_model(FAMILY, model, load_generator_source)
+    """The cached generator of a registry name / hub id, or of an entry already resolved.
+
+    The registry loads a hub id in a thread of its own; running the loader in a copy of this
+    request's context keeps gradio's progress tracker (a context variable) there, so the
+    download's tqdm bars reach the user."""
+    entry = model if isinstance(model, registry.ModelEntry) else registry.resolve(FAMILY, model)
+    if not entry.is_local and Path(str(entry.hub_id)).exists():
+        # from_pretrained would read a folder of that name on this server instead of the hub
+        raise UserInputError(f"{entry.hub_id!r} names a folder on this server, not a hub "
+                             "model; file paths are not accepted.")
+    context = contextvars.copy_context()
+    return registry.load_model(FAMILY, entry,
+                               lambda source: context.run(load_generator_source, source))
 
 
 # ---- parsing and validation -------------------------------------------------------------
@@ -177,6 +193,7 @@ class FaceSamples:
     grid_png: str  # path of the grid PNG carrying ``record``
     record: dict  # reproducibility record
     nearest: NearestPhotos | None  # None for colour models / no training faces
+    face_pngs: list[str]  # one PNG per face, each carrying the record of that face alone
 
 
 @dataclass
@@ -190,7 +207,24 @@ class Interpolation:
 
 
 def _record(entry: registry.ModelEntry, params: dict, seed) -> dict:
-    return repro.make_record(FAMILY, entry.name, entry.source, params, seed)
+    """The record of one output; a hub model's carries the commit it was loaded at."""
+    return repro.make_record(FAMILY, entry.name, entry.source, params, seed,
+                             revision=registry.revision(entry))
+
+
+def _output(stem: str, suffix: str) -> Path:
+    """A fresh file of the requesting session (never shared, never rewritten while served)."""
+    return sessions.unique_output(FAMILY, stem, suffix)
+
+
+def _face_pngs(entry: registry.ModelEntry, faces: list[Image.Image], seeds: list[int],
+               psi: float) -> list[str]:
+    """Each face as its own PNG whose record reproduces it alone (``seed_list`` = its seed)."""
+    paths = []
+    for face, seed in zip(faces, seeds, strict=True):
+        record = _record(entry, {"psi": psi, "n": 1, "seeds": [seed]}, seed)
+        paths.append(str(repro.save_png(face, record, _output(f"gan-face-{seed}", ".png"))))
+    return paths
 
 
 def sample_faces(model_name: str, seed=0, randomize: bool = False, n=8, psi=1.0,
@@ -204,9 +238,11 @@ def sample_faces(model_name: str, seed=0, randomize: bool = False, n=8, psi=1.0,
     latents = torch.stack([latent(s, model.nz) for s in seeds])  # (B, nz)
     images = generate(model, latents, psi)  # (B, C, S, S)
     record = _record(entry, {"psi": psi, "n": len(seeds), "seeds": seeds}, seeds[0])
-    grid = repro.save_png(grid_image(images, min(8, len(seeds))), record)
-    return FaceSamples([to_pil(img) for img in images], seeds, str(grid), record,
-                       nearest_faces(images))
+    grid = repro.save_png(grid_image(images, min(8, len(seeds))), record,
+                          _output(f"gan-grid-{seeds[0]}", ".png"))
+    faces = [to_pil(img) for img in images]
+    return FaceSamples(faces, seeds, str(grid), record, nearest_faces(images),
+                       _face_pngs(entry, faces, seeds, psi))
 
 
 def interpolate_faces(model_name: str, seed_a, seed_b, frames=8, mode: str = "spherical",
@@ -228,9 +264,11 @@ def interpolate_faces(model_name: str, seed_a, seed_b, frames=8, mode: str = "sp
     images = generate(model, torch.stack(path), psi)
     record = _record(entry, {"seed_a": a, "seed_b": b, "frames": frames, "mode": mode,
                              "psi": psi}, a)
-    strip = repro.save_png(grid_image(images, frames), record)
+    strip = repro.save_png(grid_image(images, frames), record,
+                           _output(f"gan-strip-{a}-{b}", ".png"))
     pics = [to_pil(img) for img in images]
-    gif = Path(str(strip)[:-4] + ".gif")
+    gif = _output(f"gan-interpolation-{a}-{b}", ".gif")
     loop = pics + pics[-2:0:-1]  # there and back
-    loop[0].save(gif, save_all=True, append_images=loop[1:], duration=frame_ms, loop=0)
+    loop[0].save(gif, save_all=True, append_images=loop[1:], duration=frame_ms, loop=0,
+                 comment=repro.record_json(record))  # the record, as in the PNG
     return Interpolation(pics, str(strip), str(gif), record)

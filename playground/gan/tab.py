@@ -5,6 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from playground.core import registry
+from playground.core.zerogpu import as_number, gpu_handler
 from playground.gan import FAMILY
 from playground.ui import (
     friendly,
@@ -23,12 +24,45 @@ distance, 0 = identical): a sample far closer than two photos of one person woul
 Click a face to reuse its seed."""
 
 
+# ---- ZeroGPU slots (seconds), from the request ------------------------------------------
+# On a GPU our 64 px DCGAN makes 64 faces in a few milliseconds; the time goes to the nearest
+# training photo of each face and one PNG per face plus the grid (CPU work: 16 faces take
+# 0.13 s on one core here, bench/gan.py), and the GIF's frames. The per-item rates are ~30x
+# that, for a busy shared CPU; the base covers moving the model and building the nearest-photo
+# cache on a first call; a hub id adds time to fetch it inside the slot. Shorter slots queue
+# first on ZeroGPU, so the default 8 faces ask for 7 s and 64 faces for 21 s.
+BASE_S = 5.0
+PER_FACE_S = 0.25  # nearest photo + PNG with its record
+PER_FRAME_S = 0.4  # a strip column + two GIF frames (there and back)
+HUB_S = 20.0  # a hub id: download and move to the GPU inside the slot
+TRACK_TQDM = gr.Progress(track_tqdm=True)  # a hub id's download bars, in the browser
+
+
+def _hub_extra(model) -> float:
+    return HUB_S if isinstance(model, str) and registry.is_hub_id(model.strip()) else 0.0
+
+
+def sample_seconds(model, seed=0, randomize=False, n=8, psi=1.0, seed_list="",
+                   progress=None) -> float:
+    """Slot for ``on_sample``: the listed seeds, else ``n`` faces (64 if unreadable)."""
+    listed = len(str(seed_list or "").replace(",", " ").replace(";", " ").split())
+    faces = listed or min(as_number(n, 64), 64)
+    return BASE_S + PER_FACE_S * faces + _hub_extra(model)
+
+
+def interpolate_seconds(model, seed_a=0, seed_b=1, frames=8, mode="spherical", psi=1.0,
+                        progress=None) -> float:
+    """Slot for ``on_interpolate``: grows with the frames (32 if unreadable)."""
+    return BASE_S + PER_FRAME_S * min(as_number(frames, 32), 32) + _hub_extra(model)
+
+
 @friendly
-def on_sample(model, seed, randomize, n, psi, seed_list):
+@gpu_handler(sample_seconds)
+def on_sample(model, seed, randomize, n, psi, seed_list, progress=TRACK_TQDM):
     from playground.gan.inference import sample_faces
 
     out = sample_faces(model, seed, randomize, n, psi, seed_list)
-    faces = [(img, f"seed {s}") for img, s in zip(out.images, out.seeds, strict=True)]
+    faces = [(png, f"seed {s}") for png, s in zip(out.face_pngs, out.seeds, strict=True)]
     near_out = out.nearest
     if near_out is None:
         near, note = [], "Nearest training photos: not available for this model / machine."
@@ -49,7 +83,8 @@ def on_select(seeds, evt: gr.SelectData):
 
 
 @friendly
-def on_interpolate(model, seed_a, seed_b, frames, mode, psi):
+@gpu_handler(interpolate_seconds)
+def on_interpolate(model, seed_a, seed_b, frames, mode, psi, progress=TRACK_TQDM):
     from playground.gan.inference import interpolate_faces
 
     out = interpolate_faces(model, seed_a, seed_b, frames, mode, psi)
@@ -89,9 +124,12 @@ def on_train(mode, model, size, device, steps):
     run = start_training(mode, model, size, device, steps)
 
     def progress(r):
-        step = r.history[-1]["step"] if r.history else 0
-        return (r.run_id, *_plots(r.history), _fixed_grid(r.samples),
-                f"Training ({mode}, {size} px, {device}): step {step} / {steps}", gr.update())
+        if r.state == "queued":  # waiting for a training slot: say for what
+            status = r.waiting_note() or "Queued: waiting for a training slot."
+        else:
+            step = r.history[-1]["step"] if r.history else 0
+            status = f"Training ({mode}, {size} px, {device}): step {step} / {steps}"
+        return (r.run_id, *_plots(r.history), _fixed_grid(r.samples), status, gr.update())
 
     def stopped(r):
         return (None, *_plots(r.history), _fixed_grid(r.samples), "Stopped: nothing was saved.",
@@ -108,6 +146,9 @@ def on_train(mode, model, size, device, steps):
 on_stop = stop_live_run  # shared Stop-button handler (playground.ui)
 
 
+GALLERY_PX = 480  # two rows of four faces (the default eight) without scrolling
+
+
 def build_tab() -> None:
     gr.Markdown(INTRO)
     model = model_dropdown(FAMILY)
@@ -121,12 +162,19 @@ def build_tab() -> None:
             seed_list = gr.Textbox(label="Or a list of seeds", placeholder="e.g. 3, 17, 42")
             go = gr.Button("Generate faces", variant="primary", elem_id="gan-generate")
         with gr.Column(scale=3):
-            gallery = gr.Gallery(label="Samples (click one to reuse its seed)", columns=8,
-                                 height=300, fit_columns=False, elem_id="gan-samples")
-            nearest = gr.Gallery(label="Nearest training photo of each sample", columns=8,
-                                 height=300, fit_columns=False, elem_id="gan-nearest")
+            # four faces a row: each drawn ~200 px on a laptop screen, where a face reads
+            gallery = gr.Gallery(label="Samples (click one to reuse its seed)", columns=4,
+                                 height=GALLERY_PX, fit_columns=False, format="png",
+                                 elem_id="gan-samples")
+            nearest = gr.Gallery(label="Nearest training photo of each sample", columns=4,
+                                 height=GALLERY_PX, fit_columns=False, format="png",
+                                 elem_id="gan-nearest")
             info = gr.Markdown(elem_id="gan-info")
-            grid_file = gr.File(label="Grid PNG (with reproducibility record)")
+            with gr.Row(equal_height=True):
+                grid_file = gr.File(label="Grid PNG (with reproducibility record)", scale=3)
+                with gr.Column(scale=1, min_width=160, elem_id="gan-share"):
+                    # a link that reopens this tab with these settings and faces
+                    gr.DeepLinkButton()
     with gr.Accordion("Interpolate between two seeds", open=True):
         with gr.Row():
             seed_a = gr.Number(value=0, precision=0, label="Seed A", elem_id="gan-seed-a")
