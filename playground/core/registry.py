@@ -147,6 +147,9 @@ def resolve(family: str, name) -> ModelEntry:
         raise UserInputError(
             f"Unknown model {name[:80]!r}. Use a listed model ({known}) or a Hugging Face hub id "
             "of the form 'owner/name'; file paths are not accepted.")
+    if Path(name).exists():  # from_pretrained would read this server's folder, not the hub
+        raise UserInputError(f"{name[:80]!r} names a folder on this server, not a hub model; "
+                             "file paths are not accepted.")
     return ModelEntry(name, family, hub_id=name)
 
 

@@ -7,7 +7,6 @@ typical, less varied faces) and ``psi = 0`` gives the same "mean face" ``G(0)`` 
 
 from __future__ import annotations
 
-import contextvars
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -47,19 +46,9 @@ def load_generator_source(source: str):
 
 
 def load_generator(model: str | registry.ModelEntry):
-    """The cached generator of a registry name / hub id, or of an entry already resolved.
-
-    The registry loads a hub id in a thread of its own; running the loader in a copy of this
-    request's context keeps gradio's progress tracker (a context variable) there, so the
-    download's tqdm bars reach the user."""
+    """The cached generator of a registry name / hub id, or of an entry already resolved."""
     entry = model if isinstance(model, registry.ModelEntry) else registry.resolve(FAMILY, model)
-    if not entry.is_local and Path(str(entry.hub_id)).exists():
-        # from_pretrained would read a folder of that name on this server instead of the hub
-        raise UserInputError(f"{entry.hub_id!r} names a folder on this server, not a hub "
-                             "model; file paths are not accepted.")
-    context = contextvars.copy_context()
-    return registry.load_model(FAMILY, entry,
-                               lambda source: context.run(load_generator_source, source))
+    return registry.load_model(FAMILY, entry, load_generator_source)
 
 
 # ---- parsing and validation -------------------------------------------------------------
