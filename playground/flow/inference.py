@@ -15,6 +15,7 @@ from playground.core import registry
 from playground.core.errors import check_range
 from playground.core.repro import make_record, save_png
 from playground.core.seeding import make_generator
+from playground.core.sessions import unique_output
 from playground.flow import FAMILY
 from playground.flow.metrics import density_grid, kl_estimate, log_prob_batched, nll
 from playground.flow.render import (
@@ -120,8 +121,11 @@ def density_view(target: str, flow: str, n_samples: int = 1000, seed: int = 0,
         samples = model.sample(n_samples, make_generator(seed)).cpu().numpy()
     record = _record(entry, {"target": target, "n_samples": n_samples,
                              "resolution": resolution}, seed)
-    heat = save_png(density_image(logq.numpy(), IMAGE_SIZE), record)
-    dots = save_png(scatter_image(samples, IMAGE_SIZE), record)
+    # fresh names in the session's folder: two users on one seed never share (or rewrite) a file
+    heat = save_png(density_image(logq.numpy(), IMAGE_SIZE), record,
+                    unique_output(FAMILY, f"density-{target}-seed{seed}", ".png"))
+    dots = save_png(scatter_image(samples, IMAGE_SIZE), record,
+                    unique_output(FAMILY, f"samples-{target}-seed{seed}", ".png"))
     metrics["record"] = record
     return DensityView(str(heat), str(dots), metrics)
 
@@ -182,4 +186,5 @@ def layers_view(flow: str, n_samples: int = 800, seed: int = 0) -> LayersView:
         panels.append(layer_panel([ln.numpy() for ln in line_states[k]],
                                   point_states[k].numpy(), colors, title))
     record = _record(entry, {"view": "layers", "n_samples": n_samples}, seed)
-    return LayersView(str(save_png(small_multiples(panels, columns=4), record)), steps)
+    path = unique_output(FAMILY, f"layers-seed{seed}", ".png")
+    return LayersView(str(save_png(small_multiples(panels, columns=4), record, path)), steps)
