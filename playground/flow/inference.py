@@ -32,10 +32,12 @@ IMAGE_SIZE = 400
 
 
 def _load(source: str):
+    from playground.core.device import get_device
     from playground.flow.model import FlowModel
 
+    # fp32 on every device: spline bins and log-dets are not safe in fp16
     model = FlowModel.from_pretrained(source)
-    return model.eval()
+    return model.to(get_device()).eval()
 
 
 def load_flow(flow: str | registry.ModelEntry):
@@ -170,11 +172,13 @@ def layers_view(flow: str, n_samples: int = 800, seed: int = 0) -> LayersView:
     n_samples = check_range("Number of samples", n_samples, 10, 5000, integer=True)
     entry = registry.resolve(FAMILY, flow)
     model = load_flow(entry)
-    z = torch.randn(n_samples, 2, generator=make_generator(seed))
+    device = next(model.parameters()).device
+    z = torch.randn(n_samples, 2, generator=make_generator(seed))  # CPU noise, then moved
     colors = angle_colors(z.numpy())
-    point_states = layer_inverse(model, z)  # [z, ..., x]
-    line_states = list(zip(*[layer_inverse(model, line) for line in _grid_lines()], strict=True))
-    _, ladjs = layer_outputs(model, point_states[-1])  # data → base, layer order
+    point_states = [h.cpu() for h in layer_inverse(model, z.to(device))]  # [z, ..., x]
+    line_states = list(zip(*[[h.cpu() for h in layer_inverse(model, line.to(device))]
+                             for line in _grid_lines()], strict=True))
+    _, ladjs = layer_outputs(model, point_states[-1].to(device))  # data → base, layer order
     names = model.layer_names()
     steps, panels = [], [layer_panel([ln.numpy() for ln in line_states[0]],
                                      z.numpy(), colors, "base z ~ N(0, I)\nlog|det| = 0")]

@@ -14,6 +14,7 @@ from playground import ui
 from playground.core import registry
 from playground.core.errors import UserInputError
 from playground.core.seeding import resolve_seed
+from playground.core.zerogpu import as_number, gpu_handler
 from playground.flow import FAMILY, shipped_name
 from playground.flow.targets import TARGETS
 from playground.ui import stop_live_run
@@ -32,7 +33,30 @@ click on the heatmap to read the exact log q there. KL(p‖q) is estimated from 
 """
 
 
+# ZeroGPU slots (seconds, clamped to [5, 120] by gpu_handler). The flows are tiny: the time is
+# mostly attaching the GPU and moving the model there (~5 s); the request's own work is a 128²
+# density grid, 5,000 test points (NLL, KL) and the samples, about a second per 10,000 points
+# on one CPU thread, far less on a GPU. Shorter slots queue first, so ask for no more than this.
+GPU_BASE_S = 10
+
+
+def density_seconds(target, flow, n_samples, seed=None, randomize=None) -> float:
+    """The density view: base + 1 s per 1,000 samples drawn (20,000 at most: 30 s)."""
+    return GPU_BASE_S + as_number(n_samples, 1000) / 1000
+
+
+def layers_seconds(flow, seed=None, randomize=None) -> float:
+    """The layer view: 800 points and a 26-line grid through every layer, a fixed amount."""
+    return GPU_BASE_S
+
+
+def click_seconds(flow, target, evt=None) -> float:
+    """One point's log-density: the shortest slot."""
+    return 5
+
+
 @ui.friendly
+@gpu_handler(density_seconds)
 def show_density(target, flow, n_samples, seed, randomize):
     from playground.flow.inference import density_view
 
@@ -42,6 +66,7 @@ def show_density(target, flow, n_samples, seed, randomize):
 
 
 @ui.friendly
+@gpu_handler(click_seconds)
 def click_log_prob(flow, target, evt: gr.SelectData):
     from playground.flow.inference import log_prob_at
     from playground.flow.render import pixel_to_point
@@ -54,6 +79,7 @@ def click_log_prob(flow, target, evt: gr.SelectData):
 
 
 @ui.friendly
+@gpu_handler(layers_seconds)
 def show_layers(flow, seed, randomize):
     import pandas as pd
 
