@@ -3,12 +3,17 @@ uploads checked before decoding, live-run waiting notes, hub ids."""
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import numpy as np
+import pytest
 from PIL import Image
 
 from playground.core import sessions
+from playground.core.errors import UserInputError
 from playground.core.repro import read_png_record
-from playground.flow import register_models
+from playground.flow import register_models, userdata
 from playground.flow.inference import density_view, layers_view
 
 register_models()
@@ -72,3 +77,96 @@ def test_preload_puts_the_default_flow_in_the_loader_cache(monkeypatch):
     monkeypatch.setattr(inference, "_load", lambda source: (_ for _ in ()).throw(
         AssertionError(f"loaded {source} again")))
     assert inference.load_flow("flow-8gaussians") is not None  # served from the cache
+
+
+@pytest.fixture(scope="module")
+def pixel_bomb(tmp_path_factory) -> str:
+    """A 13000×13000 PNG of about 20 kB (one bit per pixel, all zeros): 169 megapixels,
+    just under PIL's own bomb limit, about 680 MB once decoded as RGBA."""
+    path = tmp_path_factory.mktemp("bomb") / "bomb.png"
+    Image.new("1", (13_000, 13_000)).save(path, optimize=True)
+    assert path.stat().st_size < 100_000
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def drawing(tmp_path_factory) -> str:
+    """A 400×400 RGBA canvas export (transparent) with a black stroke across the upper half."""
+    pixels = np.zeros((400, 400, 4), np.uint8)
+    pixels[95:106, 40:360] = (0, 0, 0, 255)  # rows ~100 → y ≈ +2
+    path = tmp_path_factory.mktemp("drawing") / "drawing.png"
+    Image.fromarray(pixels, "RGBA").save(path)
+    return str(path)
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def test_a_drawing_file_becomes_points_and_a_pixel_bomb_is_refused_unread(drawing, pixel_bomb):
+    value = {"background": None, "layers": [drawing], "composite": drawing}
+    pts = userdata.points_from_sketch(value, n_points=400, noise=0.02, seed=0)
+    assert pts.shape == (400, 2) and pts[:, 1].mean().item() == pytest.approx(2.0, abs=0.1)
+    rss, t0 = _rss_mb(), time.perf_counter()
+    with pytest.raises(UserInputError, match=r"13000×13000 .* limit is 4 megapixels"):
+        userdata.points_from_sketch({"background": None, "layers": [], "composite": pixel_bomb})
+    assert time.perf_counter() - t0 < 0.5 and _rss_mb() - rss < 100
+
+
+def test_sketchpad_hands_over_the_uploaded_files_undecoded(pixel_bomb):
+    """Gradio's own ImageEditor would decode (and re-encode) the bomb in preprocess."""
+    from gradio.components.image_editor import EditorData
+    from gradio.data_classes import FileData
+
+    from playground.flow.tab import checked_sketchpad
+
+    pad = checked_sketchpad()
+    assert pad.get_block_name() == "imageeditor" and pad.type == "filepath"
+    t0 = time.perf_counter()
+    value = pad.preprocess(EditorData(background=None, layers=[FileData(path=pixel_bomb)],
+                                      composite=FileData(path=pixel_bomb)))
+    assert value == {"background": None, "layers": [pixel_bomb], "composite": pixel_bomb}
+    assert time.perf_counter() - t0 < 0.2
+
+
+def _sketch_value(path: str) -> dict:
+    from gradio_client import handle_file
+
+    return {"background": None, "layers": [], "composite": handle_file(path), "id": None}
+
+
+def test_api_refuses_a_pixel_bomb_sketch_fast_with_the_limit(client, pixel_bomb):
+    rss, t0 = _rss_mb(), time.perf_counter()
+    with pytest.raises(Exception, match=r"limit is 4 megapixels") as info:
+        client.predict("my drawing", "moons", _sketch_value(pixel_bomb), None, "nsf", 2, 16,
+                       1e-3, 30, 64, 0, False, api_name="/flow_train")
+    elapsed = time.perf_counter() - t0
+    assert "13000×13000" in str(info.value)
+    assert elapsed < 1.0, elapsed
+    assert _rss_mb() - rss < 200  # the app runs in this process: nothing was decoded
+
+
+def test_api_trains_on_a_drawing_file(client, drawing):
+    out = client.predict("my drawing", "moons", _sketch_value(drawing), None, "realnvp", 2, 16,
+                         5e-3, 30, 64, 0, False, api_name="/flow_train")
+    status = out[3]
+    assert status.startswith("Done: step 30/30") and "custom" in status
+
+
+def test_browser_blobs_are_written_as_they_are(pixel_bomb):
+    """The browser sends the canvas layers as blobs (accept_blobs); they reach the handler as a
+    file in gradio's cache with the same bytes, still undecoded."""
+    from gradio.components.image_editor import EditorData
+
+    from playground.flow.tab import checked_sketchpad
+
+    pad = checked_sketchpad()
+    raw = Path(pixel_bomb).read_bytes()
+    pad.blob_storage["abc"] = type("Blobs", (), {"background": None, "layers": [raw],
+                                                 "composite": raw})()
+    value = pad.preprocess(EditorData(id="abc"))
+    assert Path(value["composite"]).read_bytes() == raw and value["layers"] == [value["composite"]]
+    assert "abc" not in pad.blob_storage

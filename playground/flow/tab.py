@@ -11,7 +11,7 @@ from pathlib import Path
 import gradio as gr
 
 from playground import ui
-from playground.core import registry
+from playground.core import registry, uploads
 from playground.core.errors import UserInputError
 from playground.core.seeding import resolve_seed
 from playground.core.zerogpu import as_number, gpu_handler
@@ -53,6 +53,35 @@ def layers_seconds(flow, seed=None, randomize=None) -> float:
 def click_seconds(flow, target, evt=None) -> float:
     """One point's log-density: the shortest slot."""
     return 5
+
+
+def _undecoded_file(file, cache_dir: str) -> str | None:
+    """Stand-in for ImageEditor.convert_and_format_image: the uploaded file as it is (or the
+    browser's blob written to gradio's cache as it is), never decoded here."""
+    from gradio import processing_utils
+    from gradio.data_classes import FileData
+
+    if file is None:
+        return None
+    if isinstance(file, FileData):
+        return file.path
+    return processing_utils.save_bytes_to_cache(bytes(file), "sketch.png", cache_dir)
+
+
+def checked_sketchpad(**kwargs) -> gr.Sketchpad:
+    """A Sketchpad whose value reaches the handler as undecoded file paths.
+
+    Gradio's ImageEditor decodes every layer and re-encodes it even with ``type="filepath"``
+    (``convert_and_format_image``: ``Image.open(...).convert(mode)``, then a save to its cache),
+    so a 20 kB PNG of 13000×13000 pixels cost 30 s and 4.6 GB before any handler ran. This
+    instance passes each image on as the uploaded file; the handler opens it with
+    ``core.uploads``, which checks the pixel count in the header before decoding. (Replaced on
+    the instance: a subclass of a gradio component makes gradio write a .pyi beside this file.)
+    """
+    pad = gr.Sketchpad(type="filepath", **kwargs)
+    pad.convert_and_format_image = (
+        lambda file, flatten_on_white=False: _undecoded_file(file, pad.GRADIO_CACHE))
+    return pad
 
 
 @ui.friendly
@@ -99,8 +128,8 @@ def _user_points(source, sketch, csv_file, seed):
         if csv_file is None:
             raise UserInputError("Upload a CSV file of x,y points first.")
         path = csv_file if isinstance(csv_file, str) else getattr(csv_file, "name", None)
-        ui.check_upload_size(path, userdata.MAX_CSV_BYTES / 2**20)
-        return userdata.points_from_csv(path)
+        uploads.check_file(path, userdata.MAX_CSV_BYTES / 2**20)  # missing, empty, too big
+        return userdata.points_from_csv(str(path))
     if source != "built-in target":
         raise UserInputError(f"Data must be one of {', '.join(SOURCES)}, got {source!r}.")
     return None
@@ -196,11 +225,11 @@ def _train_section(flow):
         source = gr.Radio(SOURCES, value="built-in target", label="Data", elem_id="flow-source")
         target = gr.Dropdown(TARGET_CHOICES, value="8gaussians", label="Built-in target")
     with gr.Row():
-        sketch = gr.Sketchpad(label="Draw your distribution (the canvas is [-4, 4]²)",
-                              canvas_size=(400, 400), height=480, width=460,
-                              elem_id="flow-sketch", fixed_canvas=True,
-                              brush=gr.Brush(colors=["#000000"], color_mode="fixed",
-                                             default_size=8))
+        sketch = checked_sketchpad(label="Draw your distribution (the canvas is [-4, 4]²)",
+                                   canvas_size=(400, 400), height=480, width=460,
+                                   elem_id="flow-sketch", fixed_canvas=True,
+                                   brush=gr.Brush(colors=["#000000"], color_mode="fixed",
+                                                  default_size=8))
         csv_file = gr.File(label="...or upload a CSV of x,y (max 5 MB)", file_types=[".csv"],
                            type="filepath")
     with gr.Row():
