@@ -170,3 +170,23 @@ def test_browser_blobs_are_written_as_they_are(pixel_bomb):
     value = pad.preprocess(EditorData(id="abc"))
     assert Path(value["composite"]).read_bytes() == raw and value["layers"] == [value["composite"]]
     assert "abc" not in pad.blob_storage
+
+
+def test_a_queued_run_shows_what_it_waits_for_then_trains(monkeypatch):
+    from playground.core import live as core_live
+    from playground.flow.tab import stop_training, train_live
+
+    monkeypatch.setattr(core_live, "SLOTS", core_live._Slots(1))
+    with sessions.use_session("flow-first"):
+        first = train_live("built-in target", "rings", None, None, "glow", 2, 16, 1e-3, 20_000,
+                           64, 0, False)
+        first_id = next(first)[4]
+    with sessions.use_session("flow-second"):
+        second = train_live("built-in target", "moons", None, None, "realnvp", 2, 16, 5e-3, 20,
+                            64, 0, False)
+        frame = next(second)
+    assert frame[3].startswith("Queued: 1 training run(s) ahead of yours"), frame[3]
+    assert stop_training(first_id) == "Stopped: nothing was saved."
+    *_, last = second
+    assert last[3].startswith("Done: step 20/20") and last[5]
+    first.close()
