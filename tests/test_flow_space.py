@@ -190,3 +190,15 @@ def test_a_queued_run_shows_what_it_waits_for_then_trains(monkeypatch):
     *_, last = second
     assert last[3].startswith("Done: step 20/20") and last[5]
     first.close()
+
+
+def test_the_tab_has_a_share_link_button_beside_the_results():
+    import gradio as gr
+
+    from playground.flow.tab import build_tab
+
+    with gr.Blocks() as demo:
+        build_tab()
+    rows = [b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "flow-share"]
+    assert len(rows) == 1
+    assert [type(c).__name__ for c in rows[0].children] == ["DeepLinkButton"]

@@ -200,6 +200,9 @@ def _density_section():
             with gr.Row():
                 metrics = gr.JSON(_preview_metrics(), label="Likelihood (nats)")
                 clicked = gr.JSON(label="Exact log-density at the clicked point")
+            with gr.Row(elem_id="flow-share"):
+                # a link that reopens this page with the shown density and its settings
+                gr.DeepLinkButton()
     event = ui.model_event("flow_density")
     inputs = [target, flow, n_samples, seed, randomize]
     show.click(show_density, inputs, [heat, samples, metrics, seed], **event)
