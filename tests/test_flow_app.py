@@ -164,8 +164,13 @@ def test_browser_share_link_reopens_the_density_and_its_settings(page, app_url):
                            ".some(img => img.src.includes('seed7'))", timeout=60_000)
     heatmap = page.locator("#flow-heatmap img").first.get_attribute("src")
     share.click()
-    page.wait_for_function("navigator.clipboard.readText().then(t => t.includes('deep_link='))")
-    link = page.evaluate("navigator.clipboard.readText()")
+    link = ""
+    for _ in range(50):  # the button copies once the server has saved the page's state
+        link = page.evaluate("navigator.clipboard.readText()")
+        if "deep_link=" in link:
+            break
+        page.wait_for_timeout(200)
+    assert "deep_link=" in link, link
     again = page.context.new_page()
     again.goto(link)
     again.wait_for_selector("button[role='tab']")
