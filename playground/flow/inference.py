@@ -5,6 +5,7 @@ reproducibility record) and resolves the model's registry entry once per request
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import json
 from dataclasses import dataclass
@@ -43,11 +44,17 @@ def _load(source: str):
 def load_flow(flow: str | registry.ModelEntry):
     """A flow from the registry (shipped, session-trained, or a hub id), cached; pass the
     entry when the request has resolved it already."""
-    return registry.load_model(FAMILY, flow, _load)
+    # registry.load_model downloads a hub model in a thread of its own; run the loader in a
+    # copy of this request's context so the UI's download progress (gradio's tqdm tracker,
+    # kept in context variables) follows it there
+    context = contextvars.copy_context()
+    return registry.load_model(FAMILY, flow, lambda source: context.run(_load, source))
 
 
 def _record(entry: registry.ModelEntry, params: dict, seed: int | None) -> dict:
-    return make_record(FAMILY, entry.name, entry.source, params, seed)
+    """The reproducibility record; a hub model's carries the commit sha it was loaded at."""
+    return make_record(FAMILY, entry.name, entry.source, params, seed,
+                       revision=registry.revision(entry))
 
 
 @dataclass

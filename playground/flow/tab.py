@@ -25,6 +25,7 @@ FLOW_CHOICES = [("Neural spline flow", "nsf"), ("RealNVP (affine coupling)", "re
                 ("Glow-style (ActNorm + linear + coupling)", "glow")]
 HEAT_SIZE = 400
 DEFAULT_TARGET = "8gaussians"
+TRACK_TQDM = gr.Progress(track_tqdm=True)  # hub downloads' tqdm bars, shown in the browser
 INTRO = """
 **A flow is an invertible map from a Gaussian to the data**, so it gives the *exact* density of
 any point: `log q(x) = log N(z) + Σ log|det J|` over its layers. Pick a target and a fitted flow;
@@ -40,17 +41,17 @@ click on the heatmap to read the exact log q there. KL(p‖q) is estimated from 
 GPU_BASE_S = 10
 
 
-def density_seconds(target, flow, n_samples, seed=None, randomize=None) -> float:
+def density_seconds(target, flow, n_samples, seed=None, randomize=None, progress=None) -> float:
     """The density view: base + 1 s per 1,000 samples drawn (20,000 at most: 30 s)."""
     return GPU_BASE_S + as_number(n_samples, 1000) / 1000
 
 
-def layers_seconds(flow, seed=None, randomize=None) -> float:
+def layers_seconds(flow, seed=None, randomize=None, progress=None) -> float:
     """The layer view: 800 points and a 26-line grid through every layer, a fixed amount."""
     return GPU_BASE_S
 
 
-def click_seconds(flow, target, evt=None) -> float:
+def click_seconds(flow, target, evt=None, progress=None) -> float:
     """One point's log-density: the shortest slot."""
     return 5
 
@@ -86,7 +87,7 @@ def checked_sketchpad(**kwargs) -> gr.Sketchpad:
 
 @ui.friendly
 @gpu_handler(density_seconds)
-def show_density(target, flow, n_samples, seed, randomize):
+def show_density(target, flow, n_samples, seed, randomize, progress=TRACK_TQDM):
     from playground.flow.inference import density_view
 
     used = resolve_seed(seed, randomize)
@@ -96,7 +97,7 @@ def show_density(target, flow, n_samples, seed, randomize):
 
 @ui.friendly
 @gpu_handler(click_seconds)
-def click_log_prob(flow, target, evt: gr.SelectData):
+def click_log_prob(flow, target, evt: gr.SelectData, progress=TRACK_TQDM):
     from playground.flow.inference import log_prob_at
     from playground.flow.render import pixel_to_point
 
@@ -109,7 +110,7 @@ def click_log_prob(flow, target, evt: gr.SelectData):
 
 @ui.friendly
 @gpu_handler(layers_seconds)
-def show_layers(flow, seed, randomize):
+def show_layers(flow, seed, randomize, progress=TRACK_TQDM):
     import pandas as pd
 
     from playground.flow.inference import layers_view
