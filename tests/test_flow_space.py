@@ -156,7 +156,7 @@ def test_api_trains_on_a_drawing_file(client, drawing):
     assert status.startswith("Done: step 30/30") and "custom" in status
 
 
-def test_browser_blobs_are_written_as_they_are(pixel_bomb):
+def test_canvas_blobs_are_written_as_they_are(pixel_bomb):
     """The browser sends the canvas layers as blobs (accept_blobs); they reach the handler as a
     file in gradio's cache with the same bytes, still undecoded."""
     from gradio.components.image_editor import EditorData
