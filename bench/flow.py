@@ -27,6 +27,7 @@ def density_grid_row() -> dict:
     torch.set_num_threads(1)
     model = _shipped()
     pts, _ = grid_points(200)
+    pts = pts.to(next(model.parameters()).device)  # the loader puts the flow on the device
 
     def raw():
         with torch.no_grad():

@@ -149,3 +149,33 @@ def test_live_view_starts_on_the_untrained_flow_then_follows_the_latest():
     stopped = view.stopped(run)
     assert stopped.status == "Stopped at step 10/20 · 0.4 s · train NLL 3.500 · seed 4."
     assert stopped.model_name is None
+
+
+def test_browser_share_link_reopens_the_density_and_its_settings(page, app_url):
+    """gr.DeepLinkButton beside the results: the copied link opens a page showing the same
+    heatmap with the same seed."""
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=app_url)
+    open_tab(page, "Flows")
+    share = page.locator("#flow-share button")
+    share.wait_for(state="visible")
+    page.get_by_label("Seed").filter(visible=True).first.fill("7")
+    page.get_by_role("button", name="Show density").click()
+    page.wait_for_function("[...document.querySelectorAll('#flow-heatmap img')]"
+                           ".some(img => img.src.includes('seed7'))", timeout=60_000)
+    heatmap = page.locator("#flow-heatmap img").first.get_attribute("src")
+    share.click()
+    link = ""
+    for _ in range(50):  # the button copies once the server has saved the page's state
+        link = page.evaluate("navigator.clipboard.readText()")
+        if "deep_link=" in link:
+            break
+        page.wait_for_timeout(200)
+    assert "deep_link=" in link, link
+    again = page.context.new_page()
+    again.goto(link)
+    again.wait_for_selector("button[role='tab']")
+    open_tab(again, "Flows")
+    again.wait_for_function("[...document.querySelectorAll('#flow-heatmap img')]"
+                            ".some(img => img.src.includes('seed7'))", timeout=30_000)
+    assert again.locator("#flow-heatmap img").first.get_attribute("src") == heatmap
+    assert again.get_by_label("Seed").filter(visible=True).first.input_value() == "7"

@@ -25,3 +25,12 @@ def register_models() -> None:
         registry.register_weights(FAMILY, shipped_name(target),
                                   f"neural spline flow fitted here to the {target} target",
                                   target=target)
+
+
+def preload() -> None:
+    """Load the default shipped flow through the normal cached loader (the app calls this at
+    start-up on ZeroGPU, so the model is in memory before the first request)."""
+    from playground.flow.inference import load_flow
+
+    register_models()  # idempotent; the name must resolve
+    load_flow(shipped_name(SHIPPED_TARGETS[0]))

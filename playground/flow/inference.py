@@ -5,6 +5,7 @@ reproducibility record) and resolves the model's registry entry once per request
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import json
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from playground.core import registry
 from playground.core.errors import check_range
 from playground.core.repro import make_record, save_png
 from playground.core.seeding import make_generator
+from playground.core.sessions import unique_output
 from playground.flow import FAMILY
 from playground.flow.metrics import density_grid, kl_estimate, log_prob_batched, nll
 from playground.flow.render import (
@@ -31,20 +33,28 @@ IMAGE_SIZE = 400
 
 
 def _load(source: str):
+    from playground.core.device import get_device
     from playground.flow.model import FlowModel
 
+    # fp32 on every device: spline bins and log-dets are not safe in fp16
     model = FlowModel.from_pretrained(source)
-    return model.eval()
+    return model.to(get_device()).eval()
 
 
 def load_flow(flow: str | registry.ModelEntry):
     """A flow from the registry (shipped, session-trained, or a hub id), cached; pass the
     entry when the request has resolved it already."""
-    return registry.load_model(FAMILY, flow, _load)
+    # registry.load_model downloads a hub model in a thread of its own; run the loader in a
+    # copy of this request's context so the UI's download progress (gradio's tqdm tracker,
+    # kept in context variables) follows it there
+    context = contextvars.copy_context()
+    return registry.load_model(FAMILY, flow, lambda source: context.run(_load, source))
 
 
 def _record(entry: registry.ModelEntry, params: dict, seed: int | None) -> dict:
-    return make_record(FAMILY, entry.name, entry.source, params, seed)
+    """The reproducibility record; a hub model's carries the commit sha it was loaded at."""
+    return make_record(FAMILY, entry.name, entry.source, params, seed,
+                       revision=registry.revision(entry))
 
 
 @dataclass
@@ -120,8 +130,11 @@ def density_view(target: str, flow: str, n_samples: int = 1000, seed: int = 0,
         samples = model.sample(n_samples, make_generator(seed)).cpu().numpy()
     record = _record(entry, {"target": target, "n_samples": n_samples,
                              "resolution": resolution}, seed)
-    heat = save_png(density_image(logq.numpy(), IMAGE_SIZE), record)
-    dots = save_png(scatter_image(samples, IMAGE_SIZE), record)
+    # fresh names in the session's folder: two users on one seed never share (or rewrite) a file
+    heat = save_png(density_image(logq.numpy(), IMAGE_SIZE), record,
+                    unique_output(FAMILY, f"density-{target}-seed{seed}", ".png"))
+    dots = save_png(scatter_image(samples, IMAGE_SIZE), record,
+                    unique_output(FAMILY, f"samples-{target}-seed{seed}", ".png"))
     metrics["record"] = record
     return DensityView(str(heat), str(dots), metrics)
 
@@ -166,11 +179,13 @@ def layers_view(flow: str, n_samples: int = 800, seed: int = 0) -> LayersView:
     n_samples = check_range("Number of samples", n_samples, 10, 5000, integer=True)
     entry = registry.resolve(FAMILY, flow)
     model = load_flow(entry)
-    z = torch.randn(n_samples, 2, generator=make_generator(seed))
+    device = next(model.parameters()).device
+    z = torch.randn(n_samples, 2, generator=make_generator(seed))  # CPU noise, then moved
     colors = angle_colors(z.numpy())
-    point_states = layer_inverse(model, z)  # [z, ..., x]
-    line_states = list(zip(*[layer_inverse(model, line) for line in _grid_lines()], strict=True))
-    _, ladjs = layer_outputs(model, point_states[-1])  # data → base, layer order
+    point_states = [h.cpu() for h in layer_inverse(model, z.to(device))]  # [z, ..., x]
+    line_states = list(zip(*[[h.cpu() for h in layer_inverse(model, line.to(device))]
+                             for line in _grid_lines()], strict=True))
+    _, ladjs = layer_outputs(model, point_states[-1].to(device))  # data → base, layer order
     names = model.layer_names()
     steps, panels = [], [layer_panel([ln.numpy() for ln in line_states[0]],
                                      z.numpy(), colors, "base z ~ N(0, I)\nlog|det| = 0")]
@@ -182,4 +197,5 @@ def layers_view(flow: str, n_samples: int = 800, seed: int = 0) -> LayersView:
         panels.append(layer_panel([ln.numpy() for ln in line_states[k]],
                                   point_states[k].numpy(), colors, title))
     record = _record(entry, {"view": "layers", "n_samples": n_samples}, seed)
-    return LayersView(str(save_png(small_multiples(panels, columns=4), record)), steps)
+    path = unique_output(FAMILY, f"layers-seed{seed}", ".png")
+    return LayersView(str(save_png(small_multiples(panels, columns=4), record, path)), steps)

@@ -139,6 +139,9 @@ class LiveView:
         return progress_text(run.history, self.cfg, self.seed)
 
     def progress(self, run: LiveRun) -> LiveFrame:
+        waiting = run.waiting_note()  # queued behind other users' runs: say for what
+        if waiting:
+            return self._frame(run, -1, waiting)
         return self._frame(run, 0 if self.heatmap is None else -1, f"Training: {self._text(run)}")
 
     def finished(self, run: LiveRun) -> LiveFrame:

@@ -11,9 +11,10 @@ from pathlib import Path
 import gradio as gr
 
 from playground import ui
-from playground.core import registry
+from playground.core import registry, uploads
 from playground.core.errors import UserInputError
 from playground.core.seeding import resolve_seed
+from playground.core.zerogpu import as_number, gpu_handler
 from playground.flow import FAMILY, shipped_name
 from playground.flow.targets import TARGETS
 from playground.ui import stop_live_run
@@ -24,6 +25,7 @@ FLOW_CHOICES = [("Neural spline flow", "nsf"), ("RealNVP (affine coupling)", "re
                 ("Glow-style (ActNorm + linear + coupling)", "glow")]
 HEAT_SIZE = 400
 DEFAULT_TARGET = "8gaussians"
+TRACK_TQDM = gr.Progress(track_tqdm=True)  # hub downloads' tqdm bars, shown in the browser
 INTRO = """
 **A flow is an invertible map from a Gaussian to the data**, so it gives the *exact* density of
 any point: `log q(x) = log N(z) + Σ log|det J|` over its layers. Pick a target and a fitted flow;
@@ -32,8 +34,60 @@ click on the heatmap to read the exact log q there. KL(p‖q) is estimated from 
 """
 
 
+# ZeroGPU slots (seconds, clamped to [5, 120] by gpu_handler). The flows are tiny: the time is
+# mostly attaching the GPU and moving the model there (~5 s); the request's own work is a 128²
+# density grid, 5,000 test points (NLL, KL) and the samples, about a second per 10,000 points
+# on one CPU thread, far less on a GPU. Shorter slots queue first, so ask for no more than this.
+GPU_BASE_S = 10
+
+
+def density_seconds(target, flow, n_samples, seed=None, randomize=None, progress=None) -> float:
+    """The density view: base + 1 s per 1,000 samples drawn (20,000 at most: 30 s)."""
+    return GPU_BASE_S + as_number(n_samples, 1000) / 1000
+
+
+def layers_seconds(flow, seed=None, randomize=None, progress=None) -> float:
+    """The layer view: 800 points and a 26-line grid through every layer, a fixed amount."""
+    return GPU_BASE_S
+
+
+def click_seconds(flow, target, evt=None, progress=None) -> float:
+    """One point's log-density: the shortest slot."""
+    return 5
+
+
+def _undecoded_file(file, cache_dir: str) -> str | None:
+    """Stand-in for ImageEditor.convert_and_format_image: the uploaded file as it is (or the
+    browser's blob written to gradio's cache as it is), never decoded here."""
+    from gradio import processing_utils
+    from gradio.data_classes import FileData
+
+    if file is None:
+        return None
+    if isinstance(file, FileData):
+        return file.path
+    return processing_utils.save_bytes_to_cache(bytes(file), "sketch.png", cache_dir)
+
+
+def checked_sketchpad(**kwargs) -> gr.Sketchpad:
+    """A Sketchpad whose value reaches the handler as undecoded file paths.
+
+    Gradio's ImageEditor decodes every layer and re-encodes it even with ``type="filepath"``
+    (``convert_and_format_image``: ``Image.open(...).convert(mode)``, then a save to its cache),
+    so a 20 kB PNG of 13000×13000 pixels cost 30 s and 4.6 GB before any handler ran. This
+    instance passes each image on as the uploaded file; the handler opens it with
+    ``core.uploads``, which checks the pixel count in the header before decoding. (Replaced on
+    the instance: a subclass of a gradio component makes gradio write a .pyi beside this file.)
+    """
+    pad = gr.Sketchpad(type="filepath", **kwargs)
+    pad.convert_and_format_image = (
+        lambda file, flatten_on_white=False: _undecoded_file(file, pad.GRADIO_CACHE))
+    return pad
+
+
 @ui.friendly
-def show_density(target, flow, n_samples, seed, randomize):
+@gpu_handler(density_seconds)
+def show_density(target, flow, n_samples, seed, randomize, progress=TRACK_TQDM):
     from playground.flow.inference import density_view
 
     used = resolve_seed(seed, randomize)
@@ -42,7 +96,8 @@ def show_density(target, flow, n_samples, seed, randomize):
 
 
 @ui.friendly
-def click_log_prob(flow, target, evt: gr.SelectData):
+@gpu_handler(click_seconds)
+def click_log_prob(flow, target, evt: gr.SelectData, progress=TRACK_TQDM):
     from playground.flow.inference import log_prob_at
     from playground.flow.render import pixel_to_point
 
@@ -54,7 +109,8 @@ def click_log_prob(flow, target, evt: gr.SelectData):
 
 
 @ui.friendly
-def show_layers(flow, seed, randomize):
+@gpu_handler(layers_seconds)
+def show_layers(flow, seed, randomize, progress=TRACK_TQDM):
     import pandas as pd
 
     from playground.flow.inference import layers_view
@@ -73,8 +129,8 @@ def _user_points(source, sketch, csv_file, seed):
         if csv_file is None:
             raise UserInputError("Upload a CSV file of x,y points first.")
         path = csv_file if isinstance(csv_file, str) else getattr(csv_file, "name", None)
-        ui.check_upload_size(path, userdata.MAX_CSV_BYTES / 2**20)
-        return userdata.points_from_csv(path)
+        uploads.check_file(path, userdata.MAX_CSV_BYTES / 2**20)  # missing, empty, too big
+        return userdata.points_from_csv(str(path))
     if source != "built-in target":
         raise UserInputError(f"Data must be one of {', '.join(SOURCES)}, got {source!r}.")
     return None
@@ -145,6 +201,9 @@ def _density_section():
             with gr.Row():
                 metrics = gr.JSON(_preview_metrics(), label="Likelihood (nats)")
                 clicked = gr.JSON(label="Exact log-density at the clicked point")
+            with gr.Row(elem_id="flow-share"):
+                # a link that reopens this page with the shown density and its settings
+                gr.DeepLinkButton()
     event = ui.model_event("flow_density")
     inputs = [target, flow, n_samples, seed, randomize]
     show.click(show_density, inputs, [heat, samples, metrics, seed], **event)
@@ -170,11 +229,11 @@ def _train_section(flow):
         source = gr.Radio(SOURCES, value="built-in target", label="Data", elem_id="flow-source")
         target = gr.Dropdown(TARGET_CHOICES, value="8gaussians", label="Built-in target")
     with gr.Row():
-        sketch = gr.Sketchpad(label="Draw your distribution (the canvas is [-4, 4]²)",
-                              canvas_size=(400, 400), height=480, width=460,
-                              elem_id="flow-sketch", fixed_canvas=True,
-                              brush=gr.Brush(colors=["#000000"], color_mode="fixed",
-                                             default_size=8))
+        sketch = checked_sketchpad(label="Draw your distribution (the canvas is [-4, 4]²)",
+                                   canvas_size=(400, 400), height=480, width=460,
+                                   elem_id="flow-sketch", fixed_canvas=True,
+                                   brush=gr.Brush(colors=["#000000"], color_mode="fixed",
+                                                  default_size=8))
         csv_file = gr.File(label="...or upload a CSV of x,y (max 5 MB)", file_types=[".csv"],
                            type="filepath")
     with gr.Row():

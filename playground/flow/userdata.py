@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from playground.core.errors import UserInputError
+from playground.core.uploads import load_image
 from playground.flow.targets import BOX
 
 MAX_CSV_BYTES = 5 * 1024 * 1024  # ~200k short rows; a 10-million-row file is refused unread
@@ -20,6 +21,10 @@ MAX_CSV_ROWS = 100_000
 MIN_POINTS = 20
 FIT_HALF_WIDTH = 3.5  # uploaded points are rescaled to fit in [-3.5, 3.5]²
 MIN_SPAN = 0.04  # a drawing narrower than 4 % of the canvas both ways is "one dot"
+# The canvas is 400×400 (800×800 on a high-density screen); 4 MP leaves room for any real
+# drawing and refuses, from the PNG header alone, a 20 kB file that would decode to gigabytes.
+SKETCH_MAX_PIXELS = 4_000_000
+SKETCH_MAX_MB = 10
 
 
 def _parse_row(line: str, number: int) -> tuple[float, float] | None:
@@ -88,16 +93,36 @@ def points_from_csv(path: str) -> torch.Tensor:
     return fit_to_box(read_csv_points(path))[0]
 
 
+def _sketch_image(value):
+    """The picture to read from a Sketchpad/ImageEditor value: the composite, else the first
+    layer, else the background; each may be a file path (as the tab receives it), a PIL image
+    or an array."""
+    if not isinstance(value, dict):
+        return value
+    layers = value.get("layers") or []
+    for image in (value.get("composite"), layers[0] if layers else None,
+                  value.get("background")):
+        if image is not None:
+            return image
+    return None
+
+
+def _open_sketch(path) -> np.ndarray:
+    """(H, W, 4) uint8 of a drawing saved as a file, its pixel count checked before decoding."""
+    image = load_image(path, max_pixels=SKETCH_MAX_PIXELS, max_mb=SKETCH_MAX_MB,
+                       what="drawing")
+    with image:
+        return np.asarray(image.convert("RGBA"))
+
+
 def stroke_mask(value) -> np.ndarray:
-    """Boolean (H, W) mask of painted pixels from a gr.Sketchpad / ImageEditor value."""
-    if value is None:
-        raise UserInputError("Draw something on the canvas first.")
-    image = value.get("composite") if isinstance(value, dict) else value
-    if image is None:
-        layers = value.get("layers") if isinstance(value, dict) else None
-        image = layers[0] if layers else None
+    """Boolean (H, W) mask of painted pixels from a gr.Sketchpad / ImageEditor value (file
+    paths, PIL images or arrays)."""
+    image = _sketch_image(value)
     if image is None:
         raise UserInputError("Draw something on the canvas first.")
+    if isinstance(image, (str, os.PathLike)):
+        image = _open_sketch(image)
     arr = np.asarray(image)
     if arr.ndim == 2:
         return arr < 128
