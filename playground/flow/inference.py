@@ -5,7 +5,6 @@ reproducibility record) and resolves the model's registry entry once per request
 
 from __future__ import annotations
 
-import contextvars
 import dataclasses
 import json
 from dataclasses import dataclass
@@ -44,11 +43,7 @@ def _load(source: str):
 def load_flow(flow: str | registry.ModelEntry):
     """A flow from the registry (shipped, session-trained, or a hub id), cached; pass the
     entry when the request has resolved it already."""
-    # registry.load_model downloads a hub model in a thread of its own; run the loader in a
-    # copy of this request's context so the UI's download progress (gradio's tqdm tracker,
-    # kept in context variables) follows it there
-    context = contextvars.copy_context()
-    return registry.load_model(FAMILY, flow, lambda source: context.run(_load, source))
+    return registry.load_model(FAMILY, flow, _load)
 
 
 def _record(entry: registry.ModelEntry, params: dict, seed: int | None) -> dict:
