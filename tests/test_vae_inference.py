@@ -240,3 +240,29 @@ def test_each_request_resolves_its_model_once(tiny_model, faces_folder, photo, m
         calls.clear()
         request()
         assert calls == [tiny_model]
+
+
+def test_outputs_are_fresh_files_in_the_session_folder(tiny_model, faces_folder, photo):
+    """Same seed twice, two sessions: every PNG/GIF has its own name in its session's folder,
+    and ending the session deletes them."""
+    from playground.core import sessions
+
+    labels = inf.heldout_faces().labels
+    with sessions.use_session("vae-alice"):
+        first = inf.sample_faces(tiny_model, seed=3, n=2)
+        again = inf.sample_faces(tiny_model, seed=3, n=2)
+        walk = inf.interpolate_faces(tiny_model, labels[0], labels[1], frames=3,
+                                     through_mean=True)
+        recon = inf.reconstruct_face(tiny_model, upload=photo)
+    with sessions.use_session("vae-bob"):
+        other = inf.sample_faces(tiny_model, seed=3, n=2)
+    alice = sessions.output_dir(FAMILY, "vae-alice")
+    files = [first.grid_png, again.grid_png, walk.strip_png, walk.gif, walk.mean_strip_png,
+             recon.image_png]
+    assert len(set(files)) == len(files)
+    assert all(Path(f).parent == alice and Path(f).is_file() for f in files)
+    assert Path(other.grid_png).parent == sessions.output_dir(FAMILY, "vae-bob")
+    assert Path(first.grid_png).read_bytes() == Path(other.grid_png).read_bytes()
+    sessions.end_session("vae-alice")
+    assert not any(Path(f).exists() for f in files) and Path(other.grid_png).is_file()
+    sessions.end_session("vae-bob")

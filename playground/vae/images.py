@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -134,10 +133,10 @@ def as_rgb(image: torch.Tensor) -> torch.Tensor:
     return image.expand(3, -1, -1) if image.shape[0] == 1 else image
 
 
-def write_gif(frames: list[Image.Image], frame_ms: int, bounce: bool = True) -> str:
-    """Animated GIF in a temp file (there and back if ``bounce``); returns its path."""
-    handle = tempfile.NamedTemporaryFile(prefix="playground-vae-", suffix=".gif", delete=False)
-    handle.close()
+def write_gif(frames: list[Image.Image], frame_ms: int, path: str | Path,
+              bounce: bool = True) -> str:
+    """Animated GIF at ``path`` (there and back if ``bounce``); returns the path."""
     seq = frames + frames[-2:0:-1] if bounce and len(frames) > 2 else list(frames)
-    seq[0].save(handle.name, save_all=True, append_images=seq[1:], duration=frame_ms, loop=0)
-    return handle.name
+    seq[0].save(path, format="GIF", save_all=True, append_images=seq[1:], duration=frame_ms,
+                loop=0)
+    return str(path)
