@@ -24,3 +24,13 @@ def register_models() -> None:
                               "faces (64×64 grey, 32-d latent)", kind="conv")
     registry.register_hub(FAMILY, SD_VAE, "Stable Diffusion VAE (diffusers AutoencoderKL; "
                           "colour, 256 px here; needs the internet)", kind="autoencoderkl")
+
+
+def preload() -> None:
+    """Load the shipped VAE through the normal cached loader (the app calls this at start-up on
+    ZeroGPU, so the model already sits on the GPU when the first request comes)."""
+    from playground.vae.codec import load_codec
+
+    if SHIPPED not in registry.choices(FAMILY):
+        register_models()
+    load_codec(SHIPPED)

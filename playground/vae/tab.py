@@ -5,6 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from playground.core import registry
+from playground.core.zerogpu import as_number, gpu_handler
 from playground.ui import (
     friendly,
     model_dropdown,
@@ -25,6 +26,37 @@ that passes the average code 0. A Stable Diffusion VAE hub id works here too whe
 is available (colour, 256 px)."""
 
 N_SLIDERS = 6
+
+# ---- ZeroGPU slots (seconds), from the request ------------------------------------------
+# On a GPU our 64 px VAE decodes a frame in about a millisecond and the Stable Diffusion VAE a
+# 256 px frame in some tens of ms; the base covers moving the model and writing the PNG/GIF,
+# the per-image part is generous for the SD VAE, and a hub id adds time to fetch it. Shorter
+# slots queue first on ZeroGPU, so a 10-frame walk asks for little.
+BASE_S = 8.0
+PER_IMAGE_S = 0.25
+HUB_S = 20.0  # a hub id: download and move to the GPU inside the slot
+
+
+def _hub_extra(model) -> float:
+    return HUB_S if isinstance(model, str) and registry.is_hub_id(model.strip()) else 0.0
+
+
+def interpolate_seconds(model, face_a=None, upload_a=None, face_b=None, upload_b=None, frames=10,
+                        mode="spherical", through_mean=False) -> float:
+    images = as_number(frames, 64) * (2 if through_mean else 1)
+    return BASE_S + PER_IMAGE_S * images + _hub_extra(model)
+
+
+def reconstruct_seconds(model, face=None, upload=None) -> float:
+    return BASE_S + PER_IMAGE_S * 8 + _hub_extra(model)  # 8 posterior samples for the ELBO
+
+
+def sample_seconds(model, seed=0, randomize=False, n=8, temperature=1.0) -> float:
+    return BASE_S + PER_IMAGE_S * as_number(n, 64) + _hub_extra(model)
+
+
+def explore_seconds(model, *coefficients) -> float:
+    return BASE_S + 7.0 + _hub_extra(model)  # the first call encodes the faces for the PCA
 
 
 def _faces_update():
@@ -52,6 +84,7 @@ def on_pick(target, evt: gr.SelectData):
 
 
 @friendly
+@gpu_handler(interpolate_seconds)
 def on_interpolate(model, face_a, upload_a, face_b, upload_b, frames, mode, through_mean):
     from playground.vae.inference import interpolate_faces
 
@@ -65,6 +98,7 @@ def on_interpolate(model, face_a, upload_a, face_b, upload_b, frames, mode, thro
 
 
 @friendly
+@gpu_handler(reconstruct_seconds)
 def on_reconstruct(model, face, upload):
     from playground.vae.inference import reconstruct_face
 
@@ -76,6 +110,7 @@ def on_reconstruct(model, face, upload):
 
 
 @friendly
+@gpu_handler(sample_seconds)
 def on_sample(model, seed, randomize, n, temperature):
     from playground.vae.inference import sample_faces
 
@@ -85,6 +120,7 @@ def on_sample(model, seed, randomize, n, temperature):
 
 
 @friendly
+@gpu_handler(explore_seconds)
 def on_explore(model, *coefficients):
     from playground.vae.inference import explore
 

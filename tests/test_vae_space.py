@@ -1,0 +1,45 @@
+"""The VAE tab as a Space serves it: ZeroGPU slots, start-up preload, uploads checked before
+decoding, held-out faces by label over the API, live-run queue notes, deep links, hub ids."""
+
+from __future__ import annotations
+
+import pytest
+
+from playground.vae import SHIPPED, register_models
+
+register_models()
+MODEL_HANDLERS = ("on_interpolate", "on_reconstruct", "on_sample", "on_explore")
+
+
+def test_every_model_handler_asks_for_a_zerogpu_slot_sized_by_the_request():
+    from playground.core import zerogpu
+    from playground.vae import tab  # noqa: F401  (registers the handlers)
+
+    handlers = {name: zerogpu.HANDLERS[f"playground.vae.tab.{name}"] for name in MODEL_HANDLERS}
+    interp = handlers["on_interpolate"].duration
+    small = interp(SHIPPED, None, None, None, None, 2, "linear", False)
+    large = interp(SHIPPED, None, None, None, None, 64, "linear", True)
+    assert zerogpu.MIN_DURATION_S <= small < large <= zerogpu.MAX_DURATION_S
+    assert interp(SHIPPED, None, None, None, None, "x", "linear", False) <= 60  # not a number
+    sample = handlers["on_sample"].duration
+    assert 5 <= sample(SHIPPED, 0, False, 1, 1.0) < sample(SHIPPED, 0, False, 64, 1.0) <= 120
+    # a hub id adds time to download it inside the slot
+    assert sample("test/txt2img-vae", 0, False, 1, 1.0) > sample(SHIPPED, 0, False, 1, 1.0)
+    for name in ("on_reconstruct", "on_explore"):
+        assert 5 <= handlers[name].duration(SHIPPED, None, None) <= 30
+
+
+def test_preload_puts_the_shipped_model_in_the_loader_cache(monkeypatch):
+    from playground import vae
+    from playground.core import registry
+    from playground.vae.codec import load_codec
+
+    registry.clear_cache()
+    loaded = []
+    original = registry.load_model
+    monkeypatch.setattr(registry, "load_model",
+                        lambda *a, **k: loaded.append(a[1]) or original(*a, **k))
+    vae.preload()
+    assert loaded == [SHIPPED]
+    monkeypatch.setattr(registry, "_load_with_timeout", lambda *a: pytest.fail("loaded twice"))
+    assert load_codec(SHIPPED).kind == "conv"  # from the cache
