@@ -144,7 +144,7 @@ def test_bad_uploads_are_refused_with_clear_messages(tmp_path, tiny_model, faces
     with pytest.raises(UserInputError, match="only 1×1 pixels"):
         inf.reconstruct_face(tiny_model, upload=tiny)
     huge = _save(tmp_path, "huge.png", Image.new("L", (8000, 6500)))  # 52 MP, small file
-    with pytest.raises(UserInputError, match="52 megapixels; the limit is 40 MP"):
+    with pytest.raises(UserInputError, match="52.0 megapixels; the limit is 16 megapixels"):
         inf.interpolate_faces(tiny_model, upload_a=huge, upload_b=huge)
     text = tmp_path / "notes.png"
     text.write_text("not an image")
@@ -153,8 +153,34 @@ def test_bad_uploads_are_refused_with_clear_messages(tmp_path, tiny_model, faces
     truncated = tmp_path / "cut.png"
     truncated.write_bytes(Path(_save(tmp_path, "ok.png", Image.effect_noise((64, 64), 50))
                                ).read_bytes()[:200])
-    with pytest.raises(UserInputError, match="could not be decoded|not an image"):
+    with pytest.raises(UserInputError, match="damaged or truncated"):
         inf.reconstruct_face(tiny_model, upload=str(truncated))
+    empty = tmp_path / "empty.png"
+    empty.touch()
+    with pytest.raises(UserInputError, match="is empty"):
+        inf.reconstruct_face(tiny_model, upload=str(empty))
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # making the file
+def test_a_pixel_bomb_upload_is_refused_fast_before_decoding(tmp_path, tiny_model,
+                                                              faces_folder, monkeypatch):
+    """A 13000×13000 PNG of a few hundred kB: refused from its header, the limit named."""
+    import time
+
+    bomb = _save(tmp_path, "bomb.png", Image.new("L", (13000, 13000), 255))
+    assert Path(bomb).stat().st_size < 1_000_000
+    from PIL import ImageFile
+
+    labels = inf.heldout_faces().labels
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("decoded it"))
+    for request in (lambda: inf.reconstruct_face(tiny_model, upload=bomb),
+                    lambda: inf.interpolate_faces(tiny_model, None, labels[0], bomb, None),
+                    lambda: inf.interpolate_faces(tiny_model, labels[0], None, None, bomb)):
+        t0 = time.perf_counter()
+        with pytest.raises(UserInputError, match=r"13000×13000 = 169\.0 megapixels; the limit "
+                                                 r"is 16 megapixels"):
+            request()
+        assert time.perf_counter() - t0 < 1.0
 
 
 @pytest.mark.parametrize("kwargs,message", [

@@ -3,7 +3,10 @@ decoding, held-out faces by label over the API, live-run queue notes, deep links
 
 from __future__ import annotations
 
+import time
+
 import pytest
+from PIL import Image
 
 from playground.vae import SHIPPED, register_models
 
@@ -43,3 +46,32 @@ def test_preload_puts_the_shipped_model_in_the_loader_cache(monkeypatch):
     assert loaded == [SHIPPED]
     monkeypatch.setattr(registry, "_load_with_timeout", lambda *a: pytest.fail("loaded twice"))
     assert load_codec(SHIPPED).kind == "conv"  # from the cache
+
+
+@pytest.fixture(scope="module")
+def pixel_bomb(tmp_path_factory) -> str:
+    """A 13000×13000 PNG, tiny on disk (uniform grey compresses to a few hundred kB)."""
+    import warnings
+
+    path = tmp_path_factory.mktemp("bomb") / "bomb.png"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        Image.new("L", (13000, 13000), 200).save(path)
+    assert path.stat().st_size < 1_000_000
+    return str(path)
+
+
+def test_a_pixel_bomb_is_refused_over_the_api_with_the_limit_named(client, pixel_bomb):
+    from gradio_client import handle_file
+
+    limit = r"13000×13000 = 169\.0 megapixels; the limit is 16 megapixels"
+    t0 = time.perf_counter()
+    with pytest.raises(Exception, match=limit):
+        client.predict(SHIPPED, None, handle_file(pixel_bomb), api_name="/vae_reconstruct")
+    with pytest.raises(Exception, match=limit):
+        client.predict(SHIPPED, None, handle_file(pixel_bomb), None, handle_file(pixel_bomb), 4,
+                       "linear", False, api_name="/vae_interpolate")
+    assert time.perf_counter() - t0 < 10
+    # the server is still serving
+    _, _, info, _ = client.predict(SHIPPED, 1, False, 1, 1.0, api_name="/vae_sample")
+    assert "Seed used: 1" in info
