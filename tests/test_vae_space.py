@@ -75,3 +75,21 @@ def test_a_pixel_bomb_is_refused_over_the_api_with_the_limit_named(client, pixel
     # the server is still serving
     _, _, info, _ = client.predict(SHIPPED, 1, False, 1, 1.0, api_name="/vae_sample")
     assert "Seed used: 1" in info
+
+
+def test_heldout_faces_are_addressable_over_the_api_by_label(client):
+    """The dropdowns' choices exist when the tab is built, not only once a browser loads it."""
+
+    strip, gif, prev_a, prev_b, mean_strip, info = client.predict(
+        SHIPPED, "person 10 · photo 0", None, "person 30 · photo 9", None, 4, "spherical",
+        False, api_name="/vae_interpolate")
+    assert info.startswith("person 10 · photo 0 → person 30 · photo 9, 4 frames")
+    assert Image.open(strip).width > 4 * 128 and mean_strip is None
+    recon, recon_info = client.predict(SHIPPED, "person 10 · photo 3", None,
+                                       api_name="/vae_reconstruct")
+    assert "MSE" in recon_info and "bits/dim" in recon_info
+    from playground.core.repro import read_png_record
+
+    assert read_png_record(recon)["params"]["face"] == "person 10 · photo 3"
+    with pytest.raises(Exception, match="not in the list of choices"):
+        client.predict(SHIPPED, "person 99 · photo 0", None, api_name="/vae_reconstruct")

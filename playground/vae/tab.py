@@ -59,18 +59,27 @@ def explore_seconds(model, *coefficients) -> float:
     return BASE_S + 7.0 + _hub_extra(model)  # the first call encodes the faces for the PCA
 
 
-def _faces_update():
-    """Gallery of held-out faces + choices for the face dropdowns (loaded when the page opens)."""
+def _heldout_labels() -> list[str]:
+    """The held-out faces' labels ("person 10 · photo 0"), read when the tab is built, so the
+    dropdowns accept them from the first request: the browser's and the API's alike."""
+    from playground.vae.inference import heldout_faces
+
+    return heldout_faces().labels
+
+
+def _gallery():
+    """The held-out faces with their labels as captions (sent when the page opens)."""
     from playground.vae.images import to_pil, to_tensor
     from playground.vae.inference import heldout_faces
 
     faces = heldout_faces()
-    labels = faces.labels
-    gallery = [(to_pil(to_tensor(img)[0], 1), label) for img, label in zip(faces.images, labels,
-                                                                            strict=True)]
-    first, second = (labels[0], labels[10 % len(labels)]) if labels else (None, None)
-    return (gallery, gr.update(choices=labels, value=first), gr.update(choices=labels,
-            value=second), gr.update(choices=labels, value=first))
+    return [(to_pil(to_tensor(img)[0], 1), label)
+            for img, label in zip(faces.images, faces.labels, strict=True)]
+
+
+def _face_dropdown(label: str, labels: list[str], index: int, **kwargs) -> gr.Dropdown:
+    value = labels[index % len(labels)] if labels else None
+    return gr.Dropdown(choices=labels, value=value, label=label, **kwargs)
 
 
 def on_pick(target, evt: gr.SelectData):
@@ -172,18 +181,18 @@ on_stop = stop_live_run  # shared Stop-button handler (playground.ui)
 def build_tab() -> None:
     gr.Markdown(INTRO)
     model = model_dropdown(FAMILY)
-    gallery, face_a, face_b = _interpolate_section(model)
-    face_r = _reconstruct_section(model)
+    labels = _heldout_labels()
+    gallery = _interpolate_section(model, labels)
+    _reconstruct_section(model, labels)
     _sample_section(model)
     _explorer_section(model)
     _training_section(model)
     root = gr.context.Context.root_block
     if root is not None:
-        root.load(_faces_update, None, [gallery, face_a, face_b, face_r],
-                  api_visibility="private")
+        root.load(_gallery, None, gallery, api_visibility="private")
 
 
-def _interpolate_section(model):
+def _interpolate_section(model, labels: list[str]):
     """Pick (gallery click, dropdown or upload) two faces and walk between their codes."""
     target = gr.State("A")
     with gr.Accordion("Interpolate between two faces", open=True):
@@ -191,11 +200,11 @@ def _interpolate_section(model):
                              height=220, allow_preview=False, elem_id="vae-heldout")
         with gr.Row():
             with gr.Column():
-                face_a = gr.Dropdown(label="Face A (held-out)", elem_id="vae-face-a")
+                face_a = _face_dropdown("Face A (held-out)", labels, 0, elem_id="vae-face-a")
                 upload_a = gr.File(label="...or upload photo A", file_types=["image"],
                                    elem_id="vae-upload-a")
             with gr.Column():
-                face_b = gr.Dropdown(label="Face B (held-out)", elem_id="vae-face-b")
+                face_b = _face_dropdown("Face B (held-out)", labels, 10, elem_id="vae-face-b")
                 upload_b = gr.File(label="...or upload photo B", file_types=["image"],
                                    elem_id="vae-upload-b")
             with gr.Column():
@@ -218,20 +227,19 @@ def _interpolate_section(model):
                                   through_mean],
                  [strip, gif, preview_a, preview_b, mean_strip, interp_info],
                  **model_event("vae_interpolate"))
-    return gallery, face_a, face_b
+    return gallery
 
 
-def _reconstruct_section(model):
+def _reconstruct_section(model, labels: list[str]) -> None:
     with gr.Accordion("Reconstruct a face", open=False):
         with gr.Row():
-            face_r = gr.Dropdown(label="Held-out face")
+            face_r = _face_dropdown("Held-out face", labels, 0)
             upload_r = gr.File(label="...or upload a photo", file_types=["image"])
             recon_btn = gr.Button("Reconstruct")
         recon = gr.Image(label="Input | reconstruction | error", type="filepath")
         recon_info = gr.Markdown()
     recon_btn.click(on_reconstruct, [model, face_r, upload_r], [recon, recon_info],
                     **model_event("vae_reconstruct"))
-    return face_r
 
 
 def _sample_section(model) -> None:
