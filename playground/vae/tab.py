@@ -155,15 +155,16 @@ def _grid(run):
 
 @friendly
 def on_train(steps, device, latent_dim):
-    """Train in a thread and stream (run id, curve, grid, status, model dropdown)."""
+    """Train in a worker process and stream (run id, curve, grid, status, model dropdown);
+    while the run waits for a training slot the status says what it waits for."""
     from playground.vae.live import start_training
 
     run = start_training(steps, device, latent_dim)
 
     def progress(r):
         step = r.history[-1]["step"] if r.history else 0
-        return (r.run_id, _plot(r.history), _grid(r), f"Training: step {step} / {steps}",
-                gr.update())
+        status = r.waiting_note() or f"Training: step {step} / {steps}"  # queued: what for
+        return r.run_id, _plot(r.history), _grid(r), status, gr.update()
 
     def finished(r):
         return (None, _plot(r.history), _grid(r), f"Done: '{r.result}' is now in the model list.",
