@@ -93,3 +93,19 @@ def test_heldout_faces_are_addressable_over_the_api_by_label(client):
     assert read_png_record(recon)["params"]["face"] == "person 10 · photo 3"
     with pytest.raises(Exception, match="not in the list of choices"):
         client.predict(SHIPPED, "person 99 · photo 0", None, api_name="/vae_reconstruct")
+
+
+def test_the_tab_has_a_deep_link_button_and_labelled_face_choices():
+    import gradio as gr
+
+    from playground.vae.tab import build_tab
+
+    with gr.Blocks() as demo:
+        build_tab()
+    blocks = list(demo.blocks.values())
+    assert sum(isinstance(b, gr.DeepLinkButton) for b in blocks) == 1
+    faces = [b for b in blocks
+             if isinstance(b, gr.Dropdown) and "held-out" in (b.label or "").lower()]
+    assert len(faces) == 3 and all(len(b.choices) == 50 for b in faces)
+    assert [b.value for b in faces] == ["person 10 · photo 0", "person 12 · photo 0",
+                                        "person 10 · photo 0"]

@@ -222,7 +222,10 @@ def _interpolate_section(model, labels: list[str]):
                          elem_id="vae-strip", height=170)
         mean_strip = gr.Image(label="Through the mean code (when ticked)", type="filepath",
                               height=170)
-        interp_info = gr.Markdown(elem_id="vae-interp-info")
+        with gr.Row(elem_id="vae-share"):
+            interp_info = gr.Markdown(elem_id="vae-interp-info")
+            # a link that reopens this page with the result and the settings that made it
+            gr.DeepLinkButton(size="md", scale=0, min_width=180)
     gallery.select(on_pick, target, [face_a, face_b, target])
     interp.click(on_interpolate, [model, face_a, upload_a, face_b, upload_b, frames, mode,
                                   through_mean],
