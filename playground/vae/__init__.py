@@ -12,7 +12,8 @@ can walk smoothly from one face's code to another's, or draw new codes and decod
 VAE learned 64×64 grey faces from the Olivetti / AT&T faces (40 people × 10; credit: AT&T
 Laboratories Cambridge), with 5 people held out to measure how well it generalises. Where the
 internet is available, the Stable Diffusion VAE (`stabilityai/sd-vae-ft-mse`, Stability AI /
-CompVis) can be used for colour photos at higher resolution through the same buttons.
+CompVis) can be used for colour photos at higher resolution through the same buttons, as can our
+own VAE pushed to the hub.
 """
 FAMILY = "vae"
 SHIPPED = "vae-olivetti"

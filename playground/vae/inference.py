@@ -189,7 +189,9 @@ def frame_steps(images: torch.Tensor) -> np.ndarray:
 # ---- requests ----------------------------------------------------------------------------
 
 def _record(entry: ModelEntry, params: dict, seed) -> dict:
-    return repro.make_record(FAMILY, entry.name, entry.source, params, seed)
+    """The reproducibility record; a hub model's carries the commit it was loaded at."""
+    return repro.make_record(FAMILY, entry.name, entry.source, params, seed,
+                             revision=registry.revision(entry))
 
 
 def _output(stem: str, suffix: str = ".png") -> Path:

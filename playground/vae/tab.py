@@ -22,10 +22,13 @@ codes back into faces. Pick two faces of **held-out people** (the model never sa
 gallery) or upload photos (made grey, centre-cropped to a square and shrunk to 64×64, as shown),
 then walk from one code to the other: **linear** is a straight line, **spherical** follows the
 great circle (keeps the code's length typical). Tick *through the mean* to compare with the path
-that passes the average code 0. A Stable Diffusion VAE hub id works here too where the internet
-is available (colour, 256 px)."""
+that passes the average code 0. Hub ids work here too where the hub is reachable: a diffusers
+AutoencoderKL such as the Stable Diffusion VAE (colour, up to 256 px) or a ConvVAE saved by this
+playground (e.g. vae-olivetti pushed to the hub); the repo's config.json tells which."""
 
-N_SLIDERS = 6
+N_SLIDERS = 6  # on_explore takes one coefficient each
+# model handlers show huggingface_hub's download bars (tqdm) while a hub model is fetched
+TRACK_DOWNLOADS = gr.Progress(track_tqdm=True)
 
 # ---- ZeroGPU slots (seconds), from the request ------------------------------------------
 # On a GPU our 64 px VAE decodes a frame in about a millisecond and the Stable Diffusion VAE a
@@ -42,20 +45,21 @@ def _hub_extra(model) -> float:
 
 
 def interpolate_seconds(model, face_a=None, upload_a=None, face_b=None, upload_b=None, frames=10,
-                        mode="spherical", through_mean=False) -> float:
+                        mode="spherical", through_mean=False, progress=None) -> float:
     images = as_number(frames, 64) * (2 if through_mean else 1)
     return BASE_S + PER_IMAGE_S * images + _hub_extra(model)
 
 
-def reconstruct_seconds(model, face=None, upload=None) -> float:
+def reconstruct_seconds(model, face=None, upload=None, progress=None) -> float:
     return BASE_S + PER_IMAGE_S * 8 + _hub_extra(model)  # 8 posterior samples for the ELBO
 
 
-def sample_seconds(model, seed=0, randomize=False, n=8, temperature=1.0) -> float:
+def sample_seconds(model, seed=0, randomize=False, n=8, temperature=1.0,
+                   progress=None) -> float:
     return BASE_S + PER_IMAGE_S * as_number(n, 64) + _hub_extra(model)
 
 
-def explore_seconds(model, *coefficients) -> float:
+def explore_seconds(model, *coefficients_and_progress) -> float:
     return BASE_S + 7.0 + _hub_extra(model)  # the first call encodes the faces for the PCA
 
 
@@ -94,7 +98,8 @@ def on_pick(target, evt: gr.SelectData):
 
 @friendly
 @gpu_handler(interpolate_seconds)
-def on_interpolate(model, face_a, upload_a, face_b, upload_b, frames, mode, through_mean):
+def on_interpolate(model, face_a, upload_a, face_b, upload_b, frames, mode, through_mean,
+                   progress=TRACK_DOWNLOADS):
     from playground.vae.inference import interpolate_faces
 
     out = interpolate_faces(model, face_a, face_b, upload_a, upload_b, frames, mode,
@@ -108,7 +113,7 @@ def on_interpolate(model, face_a, upload_a, face_b, upload_b, frames, mode, thro
 
 @friendly
 @gpu_handler(reconstruct_seconds)
-def on_reconstruct(model, face, upload):
+def on_reconstruct(model, face, upload, progress=TRACK_DOWNLOADS):
     from playground.vae.inference import reconstruct_face
 
     out = reconstruct_face(model, face, upload)
@@ -120,7 +125,7 @@ def on_reconstruct(model, face, upload):
 
 @friendly
 @gpu_handler(sample_seconds)
-def on_sample(model, seed, randomize, n, temperature):
+def on_sample(model, seed, randomize, n, temperature, progress=TRACK_DOWNLOADS):
     from playground.vae.inference import sample_faces
 
     out = sample_faces(model, seed, randomize, n, temperature)
@@ -130,10 +135,12 @@ def on_sample(model, seed, randomize, n, temperature):
 
 @friendly
 @gpu_handler(explore_seconds)
-def on_explore(model, *coefficients):
+def on_explore(model, c1=0.0, c2=0.0, c3=0.0, c4=0.0, c5=0.0, c6=0.0,
+               progress=TRACK_DOWNLOADS):
+    """One coefficient per slider (N_SLIDERS); named, so gradio can still add ``progress``."""
     from playground.vae.inference import explore
 
-    out = explore(model, *coefficients)
+    out = explore(model, c1, c2, c3, c4, c5, c6)
     return out.image, out.info
 
 
