@@ -144,7 +144,7 @@ def test_bad_uploads_are_refused_with_clear_messages(tmp_path, tiny_model, faces
     with pytest.raises(UserInputError, match="only 1×1 pixels"):
         inf.reconstruct_face(tiny_model, upload=tiny)
     huge = _save(tmp_path, "huge.png", Image.new("L", (8000, 6500)))  # 52 MP, small file
-    with pytest.raises(UserInputError, match="52 megapixels; the limit is 40 MP"):
+    with pytest.raises(UserInputError, match="52.0 megapixels; the limit is 16 megapixels"):
         inf.interpolate_faces(tiny_model, upload_a=huge, upload_b=huge)
     text = tmp_path / "notes.png"
     text.write_text("not an image")
@@ -153,8 +153,34 @@ def test_bad_uploads_are_refused_with_clear_messages(tmp_path, tiny_model, faces
     truncated = tmp_path / "cut.png"
     truncated.write_bytes(Path(_save(tmp_path, "ok.png", Image.effect_noise((64, 64), 50))
                                ).read_bytes()[:200])
-    with pytest.raises(UserInputError, match="could not be decoded|not an image"):
+    with pytest.raises(UserInputError, match="damaged or truncated"):
         inf.reconstruct_face(tiny_model, upload=str(truncated))
+    empty = tmp_path / "empty.png"
+    empty.touch()
+    with pytest.raises(UserInputError, match="is empty"):
+        inf.reconstruct_face(tiny_model, upload=str(empty))
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # making the file
+def test_a_pixel_bomb_upload_is_refused_fast_before_decoding(tmp_path, tiny_model,
+                                                              faces_folder, monkeypatch):
+    """A 13000×13000 PNG of a few hundred kB: refused from its header, the limit named."""
+    import time
+
+    bomb = _save(tmp_path, "bomb.png", Image.new("L", (13000, 13000), 255))
+    assert Path(bomb).stat().st_size < 1_000_000
+    from PIL import ImageFile
+
+    labels = inf.heldout_faces().labels
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("decoded it"))
+    for request in (lambda: inf.reconstruct_face(tiny_model, upload=bomb),
+                    lambda: inf.interpolate_faces(tiny_model, None, labels[0], bomb, None),
+                    lambda: inf.interpolate_faces(tiny_model, labels[0], None, None, bomb)):
+        t0 = time.perf_counter()
+        with pytest.raises(UserInputError, match=r"13000×13000 = 169\.0 megapixels; the limit "
+                                                 r"is 16 megapixels"):
+            request()
+        assert time.perf_counter() - t0 < 1.0
 
 
 @pytest.mark.parametrize("kwargs,message", [
@@ -240,3 +266,29 @@ def test_each_request_resolves_its_model_once(tiny_model, faces_folder, photo, m
         calls.clear()
         request()
         assert calls == [tiny_model]
+
+
+def test_outputs_are_fresh_files_in_the_session_folder(tiny_model, faces_folder, photo):
+    """Same seed twice, two sessions: every PNG/GIF has its own name in its session's folder,
+    and ending the session deletes them."""
+    from playground.core import sessions
+
+    labels = inf.heldout_faces().labels
+    with sessions.use_session("vae-alice"):
+        first = inf.sample_faces(tiny_model, seed=3, n=2)
+        again = inf.sample_faces(tiny_model, seed=3, n=2)
+        walk = inf.interpolate_faces(tiny_model, labels[0], labels[1], frames=3,
+                                     through_mean=True)
+        recon = inf.reconstruct_face(tiny_model, upload=photo)
+    with sessions.use_session("vae-bob"):
+        other = inf.sample_faces(tiny_model, seed=3, n=2)
+    alice = sessions.output_dir(FAMILY, "vae-alice")
+    files = [first.grid_png, again.grid_png, walk.strip_png, walk.gif, walk.mean_strip_png,
+             recon.image_png]
+    assert len(set(files)) == len(files)
+    assert all(Path(f).parent == alice and Path(f).is_file() for f in files)
+    assert Path(other.grid_png).parent == sessions.output_dir(FAMILY, "vae-bob")
+    assert Path(first.grid_png).read_bytes() == Path(other.grid_png).read_bytes()
+    sessions.end_session("vae-alice")
+    assert not any(Path(f).exists() for f in files) and Path(other.grid_png).is_file()
+    sessions.end_session("vae-bob")

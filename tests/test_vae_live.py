@@ -80,3 +80,24 @@ def test_tab_handler_streams_the_run_and_selects_the_new_model(faces):
     assert set(curve["series"]) == {"train -ELBO", "held-out -ELBO"}
     assert grid is not None and grid.size == (8 * 66 - 2, 2 * 66 - 2)  # 16 codes, 8 a row
     assert all(u[0] is not None for u in updates[:-1])  # the run id while it trains
+
+
+def test_a_queued_run_says_what_it_waits_for_and_stop_saves_nothing(faces, monkeypatch):
+    """Another run holds the only training slot: the status line is the queue note."""
+    from playground.ui import stop_live_run
+    from playground.vae.tab import on_train
+
+    slots = live._Slots(1)
+    slots.busy = 1  # someone else's run is training
+    monkeypatch.setattr(live, "SLOTS", slots)
+    before = set(registry.choices(FAMILY))
+    stream = on_train(5, "cpu", 4)
+    for _ in range(20):
+        run_id, _curve, _grid, status, _dropdown = next(stream)
+        if status.startswith("Queued"):
+            break
+    assert "1 training run(s) ahead of yours" in status and run_id
+    assert stop_live_run(run_id) == "Stopped: nothing was saved."
+    *_, last = list(stream)
+    assert last[3] == "Stopped: nothing was saved." and last[0] is None
+    assert set(registry.choices(FAMILY)) == before

@@ -60,3 +60,5 @@ def test_browser_uploads_photos_and_gets_a_gif(page, photos):
     page.locator("#vae-interpolate").click()
     page.wait_for_selector("#vae-gif img[src*='.gif']", timeout=60_000)
     assert "upload sha256:" in page.locator("#vae-interp-info").inner_text()
+    share = page.locator("#vae-share button")  # gr.DeepLinkButton beside the result
+    assert share.is_visible() and "Share via Link" in share.inner_text()

@@ -1,5 +1,9 @@
 """One interface over our ConvVAE and diffusers' AutoencoderKL (e.g. a Stable Diffusion VAE).
 
+Which of the two a folder or hub repo holds is read from its ``config.json`` (fetched alone
+first for a hub id): diffusers writes ``_class_name: AutoencoderKL``; our ConvVAE's config
+(``PyTorchModelHubMixin``) holds its constructor arguments.
+
 Interpolation, reconstruction, sampling and the latent explorer only need: the image size and
 channels the model expects, ``encode`` (images → posterior mean and log-variance as flat
 vectors) and ``decode`` (flat latents → images in [0, 1]). Latents are scaled so that the prior
@@ -8,6 +12,9 @@ is N(0, I) for both: an AutoencoderKL's latents are multiplied by its ``scaling_
 
 from __future__ import annotations
 
+import contextvars
+import functools
+import inspect
 import json
 import math
 from dataclasses import dataclass
@@ -17,7 +24,9 @@ import torch
 
 from playground.core import registry
 from playground.core.device import get_device
+from playground.core.errors import UserInputError
 
+SD_VAE_EXAMPLE = "stabilityai/sd-vae-ft-mse"
 KL_SIZE = 256  # px at which an AutoencoderKL is run here (its own sample_size may be larger)
 
 
@@ -91,20 +100,59 @@ def load_autoencoderkl(source: str) -> Codec:
                  (int(cfg.latent_channels), size // factor, size // factor), scaling)
 
 
-def _is_autoencoderkl(source: str) -> bool:
-    config = Path(source) / "config.json"
-    if config.is_file():
-        return json.loads(config.read_text()).get("_class_name") == "AutoencoderKL"
-    return True  # hub ids: the only hub models this tab takes are AutoencoderKLs
+def read_config(source: str) -> dict:
+    """The ``config.json`` of a local folder, or of a hub repo (fetched alone, before the
+    weights, so the right class loads them)."""
+    folder = Path(source)
+    if folder.is_dir():
+        path = folder / "config.json"
+    else:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import RemoteEntryNotFoundError
+
+        try:
+            path = Path(hf_hub_download(source, "config.json"))
+        except RemoteEntryNotFoundError:  # the repo is there, the file is not
+            raise UserInputError(_not_a_vae(source, "it has no config.json (a diffusers "
+                                            "pipeline? give the id of its VAE)")) from None
+    if not path.is_file():
+        raise UserInputError(_not_a_vae(source, "it has no config.json"))
+    return json.loads(path.read_text())
+
+
+def _not_a_vae(source: str, why: str) -> str:
+    name = Path(source).name if Path(source).is_dir() else source
+    return (f"'{name}' is not a VAE this tab can load: {why}. It takes a diffusers "
+            f"AutoencoderKL (e.g. {SD_VAE_EXAMPLE}) or a ConvVAE saved by this playground (e.g. "
+            "vae-olivetti pushed to the hub).")
+
+
+def codec_kind(config: dict, source: str = "the model") -> str:
+    """"autoencoderkl" (diffusers writes ``_class_name``) or "conv" (our ConvVAE's
+    ``PyTorchModelHubMixin`` config holds its constructor arguments); else UserInputError."""
+    from playground.vae.model import ConvVAE
+
+    if config.get("_class_name") == "AutoencoderKL":
+        return "autoencoderkl"
+    conv_args = set(inspect.signature(ConvVAE.__init__).parameters) - {"self"}
+    if "latent_dim" in config and set(config) <= conv_args:
+        return "conv"
+    described = config.get("_class_name") or config.get("model_type") or "another model"
+    raise UserInputError(_not_a_vae(source, f"its config.json describes {described}"))
 
 
 def load_codec_source(source: str) -> Codec:
-    """``loader(source)`` for the registry: a local folder or a hub id, via from_pretrained."""
-    return load_autoencoderkl(source) if _is_autoencoderkl(source) else load_conv(source)
+    """``loader(source)`` for the registry: a local folder or a hub id, via from_pretrained;
+    the class comes from the config (our ConvVAE or a diffusers AutoencoderKL)."""
+    kind = codec_kind(read_config(source), source)
+    return load_autoencoderkl(source) if kind == "autoencoderkl" else load_conv(source)
 
 
 def load_codec(model: str | registry.ModelEntry) -> Codec:
     """The cached codec of a registry name or hub id, or of an entry the request resolved."""
     from playground.vae import FAMILY
 
-    return registry.load_model(FAMILY, model, load_codec_source)
+    # registry.load_model runs a hub download in a thread of its own, which would not see this
+    # request's context variables: gradio's download progress (track_tqdm) lives in one
+    context = contextvars.copy_context()
+    return registry.load_model(FAMILY, model, functools.partial(context.run, load_codec_source))

@@ -1,52 +1,26 @@
-"""Reading uploads safely and drawing results: previews, strips, GIFs, error maps (no gradio).
+"""Uploads as the model sees them, and results drawn: previews, strips, GIFs, error maps.
 
 Uploads may be anything: a 1×1 pixel, a 50-megapixel photo, RGBA/CMYK/16-bit PNGs or not an
-image at all. ``read_upload`` checks the file size and the pixel count from the header before
-decoding, then converts to what the model sees (grey or RGB, centre square crop, model size).
+image at all. ``read_upload`` lets ``playground.core.uploads`` check the file size and the pixel
+count from the header before anything is decoded, then converts to what the model sees (grey
+or RGB, centre square crop, model size). No gradio here.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 from playground.core.errors import UserInputError
+from playground.core.uploads import load_image
 from playground.data.faces import to_face_array
 
-MAX_UPLOAD_MB = 20
-MAX_PIXELS = 40_000_000  # 40 MP: larger photos are refused before decoding
 MIN_SIDE = 16  # px; smaller images carry no face
 DISPLAY_SCALE = 2
-
-
-def _open_checked(path: str | Path) -> Image.Image:
-    """Open lazily (header only) and refuse missing, huge, tiny or non-image files."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserInputError("The uploaded file could not be found; upload it again.")
-    size_mb = os.path.getsize(path) / 2**20
-    if size_mb > MAX_UPLOAD_MB:
-        raise UserInputError(f"The upload is too big ({size_mb:.1f} MB); the limit is "
-                             f"{MAX_UPLOAD_MB} MB.")
-    try:
-        image = Image.open(path)  # reads the header only; pixels are decoded on .load()
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
-        raise UserInputError(f"'{path.name[:60]}' is not an image PIL can read (PNG, JPEG, "
-                             "BMP, GIF, WebP, TIFF, ...).") from None
-    w, h = image.size
-    if w * h > MAX_PIXELS:
-        raise UserInputError(f"The image is {w}×{h} = {w * h / 1e6:.0f} megapixels; the limit is "
-                             f"{MAX_PIXELS / 1e6:.0f} MP. Please upload a smaller photo.")
-    if min(w, h) < MIN_SIDE:
-        raise UserInputError(f"The image is only {w}×{h} pixels; a face needs at least "
-                             f"{MIN_SIDE}×{MIN_SIDE}.")
-    return image
 
 
 def _to_8bit(image: Image.Image) -> Image.Image:
@@ -66,9 +40,8 @@ def read_upload(path: str | Path, size: int, channels: int) -> np.ndarray:
     Returns:
         float32 in [0, 1]: (size, size) for ``channels == 1``, else (size, size, 3).
     """
-    image = _open_checked(path)
+    image = load_image(path, min_side=MIN_SIDE, what="photo")  # checked, then decoded
     try:
-        image.load()
         image = _to_8bit(image)
         if channels == 1:
             return to_face_array(image, size)
@@ -80,11 +53,8 @@ def read_upload(path: str | Path, size: int, channels: int) -> np.ndarray:
             image.paste(rgba, mask=rgba.getchannel("A"))
         image = ImageOps.fit(image.convert("RGB"), (size, size), Image.Resampling.LANCZOS)
         return np.asarray(image, dtype=np.float32) / 255.0
-    except UserInputError:
-        raise
     except (OSError, ValueError, SyntaxError) as exc:
-        raise UserInputError(f"The image could not be decoded ({exc}); is the file "
-                             "complete?") from None
+        raise UserInputError(f"The photo could not be converted ({str(exc)[:120]}).") from None
 
 
 def pixels_hash(array: np.ndarray) -> str:
@@ -134,10 +104,10 @@ def as_rgb(image: torch.Tensor) -> torch.Tensor:
     return image.expand(3, -1, -1) if image.shape[0] == 1 else image
 
 
-def write_gif(frames: list[Image.Image], frame_ms: int, bounce: bool = True) -> str:
-    """Animated GIF in a temp file (there and back if ``bounce``); returns its path."""
-    handle = tempfile.NamedTemporaryFile(prefix="playground-vae-", suffix=".gif", delete=False)
-    handle.close()
+def write_gif(frames: list[Image.Image], frame_ms: int, path: str | Path,
+              bounce: bool = True) -> str:
+    """Animated GIF at ``path`` (there and back if ``bounce``); returns the path."""
     seq = frames + frames[-2:0:-1] if bounce and len(frames) > 2 else list(frames)
-    seq[0].save(handle.name, save_all=True, append_images=seq[1:], duration=frame_ms, loop=0)
-    return handle.name
+    seq[0].save(path, format="GIF", save_all=True, append_images=seq[1:], duration=frame_ms,
+                loop=0)
+    return str(path)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,6 +23,7 @@ from playground.core.errors import UserInputError, check_range
 from playground.core.latent import slerp
 from playground.core.registry import ModelEntry
 from playground.core.seeding import make_generator, resolve_seed
+from playground.core.sessions import unique_output
 from playground.data.faces import FACES_ENV, faces_source
 from playground.vae import FAMILY
 from playground.vae.codec import Codec, load_codec
@@ -187,7 +189,14 @@ def frame_steps(images: torch.Tensor) -> np.ndarray:
 # ---- requests ----------------------------------------------------------------------------
 
 def _record(entry: ModelEntry, params: dict, seed) -> dict:
-    return repro.make_record(FAMILY, entry.name, entry.source, params, seed)
+    """The reproducibility record; a hub model's carries the commit it was loaded at."""
+    return repro.make_record(FAMILY, entry.name, entry.source, params, seed,
+                             revision=registry.revision(entry))
+
+
+def _output(stem: str, suffix: str = ".png") -> Path:
+    """A fresh file in the requesting session's output folder (never shared or rewritten)."""
+    return unique_output(FAMILY, stem, suffix)
 
 
 def _display_scale(codec: Codec) -> int:
@@ -216,13 +225,15 @@ def interpolate_faces(model_name: str, face_a: str | None = None, face_b: str | 
     record = _record(entry, {"face_a": a.description, "face_b": b.description,
                              "frames": frames, "mode": mode, "code": "posterior mean"}, None)
     scale = _display_scale(codec)
-    strip = repro.save_png(_scaled(strip_image(images), scale), record)
-    gif = write_gif([to_pil(img, scale) for img in images], frame_ms)
+    strip = repro.save_png(_scaled(strip_image(images), scale), record, _output("interpolation"))
+    gif = write_gif([to_pil(img, scale) for img in images], frame_ms,
+                    _output("interpolation", ".gif"))
     mean_strip = None
     if through_mean:
         via = codec.decode(interpolate_latents(mu[0], mu[1], frames, mode, through_mean=True))
-        mean_strip = str(repro.save_png(_scaled(strip_image(via), scale), {**record, "params": {
-            **record["params"], "mode": "through the mean code 0"}}))
+        mean_record = {**record, "params": {**record["params"], "mode": "through the mean code 0"}}
+        mean_strip = str(repro.save_png(_scaled(strip_image(via), scale), mean_record,
+                                        _output("interpolation-via-mean")))
     return Interpolation(str(strip), gif, images, frame_steps(images), to_pil(a.x[0], scale),
                          to_pil(b.x[0], scale), mean_strip, record)
 
@@ -244,7 +255,8 @@ def reconstruct_face(model_name: str, face: str | None = None, upload: str | Non
     record = _record(entry, {"face": chosen.description, "mse": round(mse, 6),
                              "bits_per_dim": bpd}, None)
     image = _scaled(strip_image(panel, gap=4), _display_scale(codec))
-    return Reconstruction(str(repro.save_png(image, record)), mse, bpd, record)
+    path = repro.save_png(image, record, _output("reconstruction"))
+    return Reconstruction(str(path), mse, bpd, record)
 
 
 def sample_faces(model_name: str, seed=0, randomize: bool = False, n=8,
@@ -261,7 +273,8 @@ def sample_faces(model_name: str, seed=0, randomize: bool = False, n=8,
     z = torch.randn(n, codec.latent_dim, generator=make_generator(seed)) * temperature
     images = codec.decode(z)
     record = _record(entry, {"n": n, "temperature": temperature}, seed)
-    grid = repro.save_png(strip_image(images, columns=min(8, n)), record)
+    grid = repro.save_png(strip_image(images, columns=min(8, n)), record,
+                          _output(f"samples-seed{seed}"))
     scale = _display_scale(codec)
     return Samples([to_pil(img, scale) for img in images], str(grid), seed, record)
 

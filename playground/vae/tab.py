@@ -5,6 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from playground.core import registry
+from playground.core.zerogpu import as_number, gpu_handler
 from playground.ui import (
     friendly,
     model_dropdown,
@@ -21,24 +22,68 @@ codes back into faces. Pick two faces of **held-out people** (the model never sa
 gallery) or upload photos (made grey, centre-cropped to a square and shrunk to 64×64, as shown),
 then walk from one code to the other: **linear** is a straight line, **spherical** follows the
 great circle (keeps the code's length typical). Tick *through the mean* to compare with the path
-that passes the average code 0. A Stable Diffusion VAE hub id works here too where the internet
-is available (colour, 256 px)."""
+that passes the average code 0. Hub ids work here too where the hub is reachable: a diffusers
+AutoencoderKL such as the Stable Diffusion VAE (colour, up to 256 px) or a ConvVAE saved by this
+playground (e.g. vae-olivetti pushed to the hub); the repo's config.json tells which."""
 
-N_SLIDERS = 6
+N_SLIDERS = 6  # on_explore takes one coefficient each
+# model handlers show huggingface_hub's download bars (tqdm) while a hub model is fetched
+TRACK_DOWNLOADS = gr.Progress(track_tqdm=True)
+
+# ---- ZeroGPU slots (seconds), from the request ------------------------------------------
+# On a GPU our 64 px VAE decodes a frame in about a millisecond and the Stable Diffusion VAE a
+# 256 px frame in some tens of ms; the base covers moving the model and writing the PNG/GIF,
+# the per-image part is generous for the SD VAE, and a hub id adds time to fetch it. Shorter
+# slots queue first on ZeroGPU, so a 10-frame walk asks for little.
+BASE_S = 8.0
+PER_IMAGE_S = 0.25
+HUB_S = 20.0  # a hub id: download and move to the GPU inside the slot
 
 
-def _faces_update():
-    """Gallery of held-out faces + choices for the face dropdowns (loaded when the page opens)."""
+def _hub_extra(model) -> float:
+    return HUB_S if isinstance(model, str) and registry.is_hub_id(model.strip()) else 0.0
+
+
+def interpolate_seconds(model, face_a=None, upload_a=None, face_b=None, upload_b=None, frames=10,
+                        mode="spherical", through_mean=False, progress=None) -> float:
+    images = as_number(frames, 64) * (2 if through_mean else 1)
+    return BASE_S + PER_IMAGE_S * images + _hub_extra(model)
+
+
+def reconstruct_seconds(model, face=None, upload=None, progress=None) -> float:
+    return BASE_S + PER_IMAGE_S * 8 + _hub_extra(model)  # 8 posterior samples for the ELBO
+
+
+def sample_seconds(model, seed=0, randomize=False, n=8, temperature=1.0,
+                   progress=None) -> float:
+    return BASE_S + PER_IMAGE_S * as_number(n, 64) + _hub_extra(model)
+
+
+def explore_seconds(model, *coefficients_and_progress) -> float:
+    return BASE_S + 7.0 + _hub_extra(model)  # the first call encodes the faces for the PCA
+
+
+def _heldout_labels() -> list[str]:
+    """The held-out faces' labels ("person 10 · photo 0"), read when the tab is built, so the
+    dropdowns accept them from the first request: the browser's and the API's alike."""
+    from playground.vae.inference import heldout_faces
+
+    return heldout_faces().labels
+
+
+def _gallery():
+    """The held-out faces with their labels as captions (sent when the page opens)."""
     from playground.vae.images import to_pil, to_tensor
     from playground.vae.inference import heldout_faces
 
     faces = heldout_faces()
-    labels = faces.labels
-    gallery = [(to_pil(to_tensor(img)[0], 1), label) for img, label in zip(faces.images, labels,
-                                                                            strict=True)]
-    first, second = (labels[0], labels[10 % len(labels)]) if labels else (None, None)
-    return (gallery, gr.update(choices=labels, value=first), gr.update(choices=labels,
-            value=second), gr.update(choices=labels, value=first))
+    return [(to_pil(to_tensor(img)[0], 1), label)
+            for img, label in zip(faces.images, faces.labels, strict=True)]
+
+
+def _face_dropdown(label: str, labels: list[str], index: int, **kwargs) -> gr.Dropdown:
+    value = labels[index % len(labels)] if labels else None
+    return gr.Dropdown(choices=labels, value=value, label=label, **kwargs)
 
 
 def on_pick(target, evt: gr.SelectData):
@@ -52,7 +97,9 @@ def on_pick(target, evt: gr.SelectData):
 
 
 @friendly
-def on_interpolate(model, face_a, upload_a, face_b, upload_b, frames, mode, through_mean):
+@gpu_handler(interpolate_seconds)
+def on_interpolate(model, face_a, upload_a, face_b, upload_b, frames, mode, through_mean,
+                   progress=TRACK_DOWNLOADS):
     from playground.vae.inference import interpolate_faces
 
     out = interpolate_faces(model, face_a, face_b, upload_a, upload_b, frames, mode,
@@ -65,7 +112,8 @@ def on_interpolate(model, face_a, upload_a, face_b, upload_b, frames, mode, thro
 
 
 @friendly
-def on_reconstruct(model, face, upload):
+@gpu_handler(reconstruct_seconds)
+def on_reconstruct(model, face, upload, progress=TRACK_DOWNLOADS):
     from playground.vae.inference import reconstruct_face
 
     out = reconstruct_face(model, face, upload)
@@ -76,7 +124,8 @@ def on_reconstruct(model, face, upload):
 
 
 @friendly
-def on_sample(model, seed, randomize, n, temperature):
+@gpu_handler(sample_seconds)
+def on_sample(model, seed, randomize, n, temperature, progress=TRACK_DOWNLOADS):
     from playground.vae.inference import sample_faces
 
     out = sample_faces(model, seed, randomize, n, temperature)
@@ -85,10 +134,13 @@ def on_sample(model, seed, randomize, n, temperature):
 
 
 @friendly
-def on_explore(model, *coefficients):
+@gpu_handler(explore_seconds)
+def on_explore(model, c1=0.0, c2=0.0, c3=0.0, c4=0.0, c5=0.0, c6=0.0,
+               progress=TRACK_DOWNLOADS):
+    """One coefficient per slider (N_SLIDERS); named, so gradio can still add ``progress``."""
     from playground.vae.inference import explore
 
-    out = explore(model, *coefficients)
+    out = explore(model, c1, c2, c3, c4, c5, c6)
     return out.image, out.info
 
 
@@ -110,15 +162,16 @@ def _grid(run):
 
 @friendly
 def on_train(steps, device, latent_dim):
-    """Train in a thread and stream (run id, curve, grid, status, model dropdown)."""
+    """Train in a worker process and stream (run id, curve, grid, status, model dropdown);
+    while the run waits for a training slot the status says what it waits for."""
     from playground.vae.live import start_training
 
     run = start_training(steps, device, latent_dim)
 
     def progress(r):
         step = r.history[-1]["step"] if r.history else 0
-        return (r.run_id, _plot(r.history), _grid(r), f"Training: step {step} / {steps}",
-                gr.update())
+        status = r.waiting_note() or f"Training: step {step} / {steps}"  # queued: what for
+        return r.run_id, _plot(r.history), _grid(r), status, gr.update()
 
     def finished(r):
         return (None, _plot(r.history), _grid(r), f"Done: '{r.result}' is now in the model list.",
@@ -136,18 +189,18 @@ on_stop = stop_live_run  # shared Stop-button handler (playground.ui)
 def build_tab() -> None:
     gr.Markdown(INTRO)
     model = model_dropdown(FAMILY)
-    gallery, face_a, face_b = _interpolate_section(model)
-    face_r = _reconstruct_section(model)
+    labels = _heldout_labels()
+    gallery = _interpolate_section(model, labels)
+    _reconstruct_section(model, labels)
     _sample_section(model)
     _explorer_section(model)
     _training_section(model)
     root = gr.context.Context.root_block
     if root is not None:
-        root.load(_faces_update, None, [gallery, face_a, face_b, face_r],
-                  api_visibility="private")
+        root.load(_gallery, None, gallery, api_visibility="private")
 
 
-def _interpolate_section(model):
+def _interpolate_section(model, labels: list[str]):
     """Pick (gallery click, dropdown or upload) two faces and walk between their codes."""
     target = gr.State("A")
     with gr.Accordion("Interpolate between two faces", open=True):
@@ -155,11 +208,11 @@ def _interpolate_section(model):
                              height=220, allow_preview=False, elem_id="vae-heldout")
         with gr.Row():
             with gr.Column():
-                face_a = gr.Dropdown(label="Face A (held-out)", elem_id="vae-face-a")
+                face_a = _face_dropdown("Face A (held-out)", labels, 0, elem_id="vae-face-a")
                 upload_a = gr.File(label="...or upload photo A", file_types=["image"],
                                    elem_id="vae-upload-a")
             with gr.Column():
-                face_b = gr.Dropdown(label="Face B (held-out)", elem_id="vae-face-b")
+                face_b = _face_dropdown("Face B (held-out)", labels, 10, elem_id="vae-face-b")
                 upload_b = gr.File(label="...or upload photo B", file_types=["image"],
                                    elem_id="vae-upload-b")
             with gr.Column():
@@ -176,26 +229,28 @@ def _interpolate_section(model):
                          elem_id="vae-strip", height=170)
         mean_strip = gr.Image(label="Through the mean code (when ticked)", type="filepath",
                               height=170)
-        interp_info = gr.Markdown(elem_id="vae-interp-info")
+        with gr.Row(elem_id="vae-share"):
+            interp_info = gr.Markdown(elem_id="vae-interp-info")
+            # a link that reopens this page with the result and the settings that made it
+            gr.DeepLinkButton(size="md", scale=0, min_width=180)
     gallery.select(on_pick, target, [face_a, face_b, target])
     interp.click(on_interpolate, [model, face_a, upload_a, face_b, upload_b, frames, mode,
                                   through_mean],
                  [strip, gif, preview_a, preview_b, mean_strip, interp_info],
                  **model_event("vae_interpolate"))
-    return gallery, face_a, face_b
+    return gallery
 
 
-def _reconstruct_section(model):
+def _reconstruct_section(model, labels: list[str]) -> None:
     with gr.Accordion("Reconstruct a face", open=False):
         with gr.Row():
-            face_r = gr.Dropdown(label="Held-out face")
+            face_r = _face_dropdown("Held-out face", labels, 0)
             upload_r = gr.File(label="...or upload a photo", file_types=["image"])
             recon_btn = gr.Button("Reconstruct")
         recon = gr.Image(label="Input | reconstruction | error", type="filepath")
         recon_info = gr.Markdown()
     recon_btn.click(on_reconstruct, [model, face_r, upload_r], [recon, recon_info],
                     **model_event("vae_reconstruct"))
-    return face_r
 
 
 def _sample_section(model) -> None:
