@@ -23,7 +23,6 @@ from playground.core.seeding import MAX_SEED
 MODEL_CONCURRENCY_ID = "model"
 TRAIN_CONCURRENCY_ID = "train"
 TRAIN_STREAMS = 32  # training streams open at once (queued runs wait in core.live's pool)
-MAX_UPLOAD_MB = 20
 log = logging.getLogger("playground")
 
 
@@ -137,13 +136,6 @@ def model_dropdown(family: str, label: str = "Model", info: str | None = None) -
     return gr.Dropdown(choices=names, value=names[0] if names else None, label=label,
                        allow_custom_value=True,
                        info=info or "A bundled model, or a Hugging Face hub id (owner/name).")
-
-
-def check_upload_size(path: str | None, max_mb: float = MAX_UPLOAD_MB) -> None:
-    import os
-    if path and os.path.getsize(path) > max_mb * 1024 * 1024:
-        raise UserInputError(f"The upload is too big ({os.path.getsize(path) / 2**20:.1f} MB); "
-                             f"the limit is {max_mb} MB.")
 
 
 @friendly

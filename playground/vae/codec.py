@@ -12,8 +12,6 @@ is N(0, I) for both: an AutoencoderKL's latents are multiplied by its ``scaling_
 
 from __future__ import annotations
 
-import contextvars
-import functools
 import inspect
 import json
 import math
@@ -152,7 +150,4 @@ def load_codec(model: str | registry.ModelEntry) -> Codec:
     """The cached codec of a registry name or hub id, or of an entry the request resolved."""
     from playground.vae import FAMILY
 
-    # registry.load_model runs a hub download in a thread of its own, which would not see this
-    # request's context variables: gradio's download progress (track_tqdm) lives in one
-    context = contextvars.copy_context()
-    return registry.load_model(FAMILY, model, functools.partial(context.run, load_codec_source))
+    return registry.load_model(FAMILY, model, load_codec_source)
