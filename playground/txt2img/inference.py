@@ -8,14 +8,14 @@ call ``generate``. Models (ours in ``weights/`` or a hub SD id) load through the
 from __future__ import annotations
 
 import dataclasses
-import tempfile
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from PIL import Image
 
-from playground.core import registry, repro
+from playground.core import registry, repro, sessions
 from playground.core.device import get_device, inference_dtype
 from playground.core.errors import UserInputError, check_range
 from playground.core.seeding import make_generator
@@ -35,7 +35,6 @@ MAX_STEPS = 100
 MAX_GUIDANCE = 30.0
 MAX_IMAGES = 4
 MAX_AUTOGUIDANCE = 5.0
-OUT_DIR = Path(tempfile.gettempdir()) / "playground-txt2img"
 
 
 @dataclass
@@ -268,17 +267,23 @@ def generate(model: str, prompt: str, negative_prompt: str = "", steps: int | No
     return Generation(images, paths, [f for _, f in recorder.frames], seed, record, notes)
 
 
-def save_images(images: list[Image.Image], record: dict, out_dir: Path | None = None) -> list[Path]:
-    """PNG files named by content; each carries ``record`` plus its index in the batch."""
-    import hashlib
-
-    folder = Path(out_dir or OUT_DIR)
+def output_path(stem: str, out_dir: Path | None = None) -> Path:
+    """A fresh PNG path: in the requesting session's output folder (``sessions.unique_output``:
+    never shared between users, deleted with the session), or in ``out_dir`` (scripts, tests);
+    a random suffix either way, so no file is rewritten while it is being served."""
+    if out_dir is None:
+        return sessions.unique_output(FAMILY, stem, ".png")
+    folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{stem}-{uuid.uuid4().hex[:10]}.png"
+
+
+def save_images(images: list[Image.Image], record: dict, out_dir: Path | None = None) -> list[Path]:
+    """One PNG per image (``output_path``); each carries ``record`` plus its index in the batch."""
     paths = []
     for index, image in enumerate(images):
         rec = {**record, "params": {**record["params"], "image_index": index}}
-        tag = hashlib.sha256(repro.record_json(rec).encode() + image.tobytes()).hexdigest()[:16]
-        paths.append(repro.save_png(image, rec, folder / f"txt2img-{tag}.png"))
+        paths.append(repro.save_png(image, rec, output_path(f"txt2img-{index}", out_dir)))
     return paths
 
 
@@ -321,15 +326,11 @@ def read_parameters(path) -> PngParameters:
 
 
 def save_frames(frames: list[Image.Image], out_dir: Path | None = None) -> list[str]:
-    """The denoising frames as PNG files (for a gallery strip and the scrubber)."""
-    import uuid
-
-    folder = Path(out_dir or OUT_DIR) / "steps"
-    folder.mkdir(parents=True, exist_ok=True)
-    run = uuid.uuid4().hex[:10]
+    """The denoising frames as PNG files (for a gallery strip and the scrubber), each under a
+    fresh name (``output_path``)."""
     paths = []
     for i, frame in enumerate(frames, start=1):
-        path = folder / f"{run}-step{i:03d}.png"
+        path = output_path(f"txt2img-step{i:03d}", out_dir)
         frame.save(path)
         paths.append(str(path))
     return paths
