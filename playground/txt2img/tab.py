@@ -2,15 +2,41 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
 import gradio as gr
 
+from playground.core import sessions
+from playground.core.errors import ModelLoadError, UserInputError
 from playground.core.seeding import resolve_seed
+from playground.core.zerogpu import as_number, gpu_handler
 from playground.txt2img import EXAMPLES, FAMILY, MAX_TIMESTEP, suggested_settings
 from playground.txt2img.inference import SCHEDULERS
 from playground.ui import friendly, model_dropdown, model_event, seed_controls
 
 SCHEDULER_NAMES = list(SCHEDULERS)
-TRACK_TQDM = gr.Progress(track_tqdm=True)  # mirrors the pipeline's step bar in the browser
+TRACK_TQDM = gr.Progress(track_tqdm=True)  # the pipeline's step bar and hub downloads' bars
+
+
+@dataclass
+class Generated:
+    """What ``generate_on_device`` hands back (plain values: on ZeroGPU they are pickled)."""
+    paths: list[str]
+    record: dict
+    frames: list[str]
+    notes: list[str]
+
+
+@contextlib.contextmanager
+def readable_errors() -> Iterator[None]:
+    """Our own errors as ``gr.Error`` inside the device call: ZeroGPU's worker passes only
+    gr.Error messages on to the user."""
+    try:
+        yield
+    except (UserInputError, ModelLoadError) as exc:
+        raise gr.Error(str(exc)) from exc
 
 
 @friendly
@@ -19,21 +45,67 @@ def on_model_change(name):
     return tuple(gr.update(value=v) for v in (size, size, *rest))
 
 
+# ZeroGPU slots (seconds; gpu_handler clamps them to [5, 120]). A fixed part (the worker's first
+# CUDA call, the text encoder, the VAE decode, writing the PNGs) plus the UNet steps: SD 1.5 at
+# 512 px with classifier-free guidance runs about 15-25 steps/s on an A100-class GPU in fp16, so
+# 0.1 s per step and image at 512x512 leaves room; the cost scales with the pixels (floored at
+# 1/16 of that: our 64 px model is launch-bound, not pixel-bound), x1.5 with the step previews
+# (a VAE decode per step) or autoguidance (a second UNet on half the batch), x2 for compare.
+BASE_SECONDS = 10.0
+SECONDS_PER_STEP_IMAGE_512 = 0.1
+
+
+def _step_seconds(steps, n_images, width, height, show_steps=False, autoguidance=None) -> float:
+    pixels = as_number(width, 512) * as_number(height, 512) / 512**2
+    extra = (1.5 if show_steps else 1.0) * (1.0 if as_number(autoguidance, 1.0) == 0 else 1.5)
+    return (as_number(steps, 25) * max(1.0, as_number(n_images, 1)) * SECONDS_PER_STEP_IMAGE_512
+            * max(pixels, 1 / 16) * extra)
+
+
+def generate_seconds(session, model, prompt, negative, steps, guidance, scheduler, n_images,
+                     width, height, seed, show_steps=True, autoguidance=None,
+                     autoguidance_max_t=None) -> float:
+    """GPU seconds ``generate_on_device`` asks ZeroGPU for, from its own arguments."""
+    return BASE_SECONDS + _step_seconds(steps, n_images, width, height, show_steps, autoguidance)
+
+
+def compare_seconds(session, model, prompt, negative, steps, guidance_a, guidance_b, scheduler,
+                    width, height, seed, autoguidance=None, autoguidance_max_t=None) -> float:
+    """GPU seconds ``compare_on_device`` asks for: two one-image runs, no step previews."""
+    return BASE_SECONDS + 2 * _step_seconds(steps, 1, width, height, False, autoguidance)
+
+
+@gpu_handler(generate_seconds)
+def generate_on_device(session, model, prompt, negative, steps, guidance, scheduler, n_images,
+                       width, height, seed, show_steps=True, autoguidance=None,
+                       autoguidance_max_t=None) -> Generated:
+    """The part of ``run_generate`` that runs the pipeline (the GPU part on ZeroGPU).
+
+    On ZeroGPU this runs in a forked worker process: the session is passed explicitly (the
+    context variable set by ``friendly`` does not cross), errors leave as ``gr.Error`` (others
+    reach the user as a bare "ZeroGPU worker error") and only plain values come back."""
+    from playground.txt2img.inference import generate, save_frames
+
+    with sessions.use_session(session), readable_errors():
+        result = generate(model, prompt, negative, steps, guidance, seed, scheduler, n_images,
+                          width, height, show_steps=bool(show_steps), autoguidance=autoguidance,
+                          autoguidance_max_t=autoguidance_max_t)
+        return Generated([str(p) for p in result.paths], result.record,
+                         save_frames(result.trajectory), result.notes)
+
+
 @friendly
 def run_generate(model, prompt, negative, steps, guidance, scheduler, n_images, width, height,
                  seed, randomize, show_steps, autoguidance=None, autoguidance_max_t=None,
                  progress=TRACK_TQDM):
-    from playground.txt2img.inference import generate, save_frames
-
     used = resolve_seed(seed, randomize)
-    result = generate(model, prompt, negative, steps, guidance, used, scheduler, n_images,
-                      width, height, show_steps=bool(show_steps), autoguidance=autoguidance,
-                      autoguidance_max_t=autoguidance_max_t)
-    frames = save_frames(result.trajectory)
-    note = " ".join(result.notes)
+    out = generate_on_device(sessions.current_session(), model, prompt, negative, steps,
+                             guidance, scheduler, n_images, width, height, used, show_steps,
+                             autoguidance, autoguidance_max_t)
+    note = " ".join(out.notes)
     info = f"Seed used: **{used}**" + (f" — {note}" if note else "")
-    last = len(frames)
-    return ([str(p) for p in result.paths], used, info, result.record, frames,
+    frames, last = out.frames, len(out.frames)
+    return (out.paths, used, info, out.record, frames,
             gr.update(minimum=1, maximum=max(2, last), value=max(1, last), visible=last > 1),
             frames[-1] if frames else None, frames)
 
@@ -46,18 +118,29 @@ def show_frame(frames, index):
     return frames[i]
 
 
+@gpu_handler(compare_seconds)
+def compare_on_device(session, model, prompt, negative, steps, guidance_a, guidance_b, scheduler,
+                      width, height, seed, autoguidance=None,
+                      autoguidance_max_t=None) -> list[str]:
+    """The two pipeline runs of ``run_compare`` (see ``generate_on_device``): PNG paths."""
+    from playground.txt2img.inference import generate
+
+    with sessions.use_session(session), readable_errors():
+        return [str(generate(model, prompt, negative, steps, g, seed, scheduler, 1, width,
+                             height, show_steps=False, autoguidance=autoguidance,
+                             autoguidance_max_t=autoguidance_max_t).paths[0])
+                for g in (guidance_a, guidance_b)]
+
+
 @friendly
 def run_compare(model, prompt, negative, steps, guidance_a, guidance_b, scheduler, width, height,
                 seed, randomize, autoguidance=None, autoguidance_max_t=None,
                 progress=TRACK_TQDM):
-    from playground.txt2img.inference import generate
-
     used = resolve_seed(seed, randomize)
-    pair = [generate(model, prompt, negative, steps, g, used, scheduler, 1, width, height,
-                     show_steps=False, autoguidance=autoguidance,
-                     autoguidance_max_t=autoguidance_max_t) for g in (guidance_a, guidance_b)]
-    return (str(pair[0].paths[0]), str(pair[1].paths[0]),
-            f"Seed used: **{used}** (same for both)")
+    a, b = compare_on_device(sessions.current_session(), model, prompt, negative, steps,
+                             guidance_a, guidance_b, scheduler, width, height, used,
+                             autoguidance, autoguidance_max_t)
+    return a, b, f"Seed used: **{used}** (same for both)"
 
 
 @friendly
