@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
 from playground.core import registry, sessions
 from playground.txt2img import inference as inf
 from playground.txt2img import model as M
+from playground.txt2img import stopping
 from playground.txt2img.train import PRESETS
 
 TINY = PRESETS["tiny"].model  # UNet (8, 16) at 16 px (8x8 latents)
@@ -110,3 +116,129 @@ def test_preload_loads_the_shipped_pipeline_through_the_cache(monkeypatch):
     monkeypatch.setattr(inf, "load_pipeline", seen.append)
     txt2img.preload()
     assert seen == [txt2img.SHIPPED]
+
+
+# ---- Stop ----------------------------------------------------------------------------------
+
+@pytest.fixture
+def slow_unet(tiny):
+    """Every UNet call of the tiny model takes 50 ms more and is logged as (thread, end time),
+    so a run of many steps lasts long enough to be stopped in the middle."""
+    unet = inf.load_pipeline(tiny).pipe.unet
+    calls: list[tuple[str, float]] = []
+
+    def hook(module, args, output):
+        time.sleep(0.05)
+        calls.append((threading.current_thread().name, time.monotonic()))
+    handle = unet.register_forward_hook(hook)
+    yield calls
+    handle.remove()
+
+
+def _wait_for(condition, timeout=30.0):
+    end = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.01)
+
+
+def test_generate_stops_where_asked_and_returns_the_prediction_at_that_step(tiny, tmp_path):
+    asked = []
+
+    def stop():
+        asked.append(1)
+        return len(asked) >= 3
+
+    result = inf.generate(tiny, PROMPT, steps=10, guidance=4.0, seed=1, n_images=2, stop=stop,
+                          out_dir=tmp_path)
+    assert (result.stopped_at, result.total_steps, len(asked)) == (3, 10, 3)
+    assert len(result.trajectory) == 3 and len(result.images) == 2
+    assert result.record["params"]["stopped_at_step"] == 3
+    assert result.notes[0].startswith("Stopped at step 3/10")
+    # the first image is the model's x0 prediction at step 3: the last step preview's pixels
+    shown = np.asarray(result.trajectory[-1], dtype=int)
+    assert np.abs(np.asarray(result.images[0], dtype=int) - shown).max() <= 2
+    full = inf.generate(tiny, PROMPT, steps=10, guidance=4.0, seed=1, n_images=2,
+                        stop=lambda: False, out_dir=tmp_path)
+    assert full.stopped_at is None and "stopped_at_step" not in full.record["params"]
+    assert full.images[0].tobytes() != result.images[0].tobytes()
+
+
+def test_stop_ends_that_sessions_run_within_one_step_and_no_one_elses(tiny, slow_unet):
+    """Alice's Stop ends her run after the step in flight; Bob's registered request (the app
+    runs one generation at a time, so his would wait for the model slot) keeps its flag clear,
+    and Carol's Stop, with nothing running, stops nothing."""
+    import gradio as gr
+
+    from playground.txt2img import tab
+
+    results = {}
+
+    def run(user):
+        results[user] = tab.run_generate(gr.Request(session_hash=user), tiny, PROMPT, "", 40,
+                                         4.0, "DDIM", 2, 16, 16, 0, False, True, 0.0, 1000)
+    alice = threading.Thread(target=run, args=("alice",), name="alice")
+    with stopping.running("bob") as bob_flag:
+        alice.start()
+        _wait_for(lambda: len(slow_unet) >= 5)
+        assert tab.stop_generation(gr.Request(session_hash="carol")) == (
+            "Nothing is running to stop.")
+        clicked = time.monotonic()
+        assert tab.stop_generation(gr.Request(session_hash="alice")).startswith("Stopping")
+        alice.join(10)
+        assert not alice.is_alive() and not stopping.is_stop_requested(bob_flag)
+    assert sum(t > clicked for _, t in slow_unet) <= 1  # the step in flight, no more
+    gallery, _seed, info, record, strip, *_ = results["alice"]
+    k = record["params"]["stopped_at_step"]
+    assert 5 <= k < 40 and f"Stopped at step {k}/40" in info
+    assert len(gallery) == 2 and all(Path(p).exists() for p in gallery) and len(strip) == k
+    assert stopping.running_count("alice") == stopping.running_count("bob") == 0
+    assert tab.stop_generation(gr.Request(session_hash="alice")) == "Nothing is running to stop."
+    run("bob")  # a later run of a session that stopped before is not stopped
+    run("alice")
+    for user in ("alice", "bob"):
+        _gallery, _seed, info, record, strip, *_ = results[user]
+        assert "stopped_at_step" not in record["params"] and "Stopped" not in info
+        assert len(strip) == 40
+
+
+def test_stop_during_compare_skips_the_second_run(tiny, slow_unet):
+    import gradio as gr
+
+    from playground.txt2img import tab
+
+    out = {}
+    worker = threading.Thread(target=lambda: out.setdefault("r", tab.run_compare(
+        gr.Request(session_hash="dave"), tiny, PROMPT, "", 30, 1.0, 7.5, "DDIM", 16, 16, 0,
+        False, 0.0, 1000)))
+    worker.start()
+    _wait_for(lambda: len(slow_unet) >= 3)
+    tab.stop_generation(gr.Request(session_hash="dave"))
+    worker.join(10)
+    a, b, info = out["r"]
+    assert Path(a).exists() and b is None
+    assert "Stopped guidance A at step" in info and "guidance B was not run" in info
+
+
+def test_stop_over_the_api_stops_that_clients_run_only(tiny, slow_unet, app_url, client):
+    """Client A stops its run; client B's request, queued behind it for the model slot, then
+    runs to the end; a third client's Stop stops nothing."""
+    from gradio_client import Client
+
+    args = (tiny, PROMPT, "", 40, 4.0, "DDIM", 1, 16, 16, 0, False, True, 0.0, 1000)
+    job = client.submit(*args, api_name="/txt2img")
+    _wait_for(lambda: len(slow_unet) >= 5, timeout=60)
+    bob, carol = Client(app_url, verbose=False), Client(app_url, verbose=False)
+    bob_job = bob.submit(*args, api_name="/txt2img")
+    assert carol.predict(api_name="/txt2img_stop") == "Nothing is running to stop."
+    clicked = time.monotonic()
+    assert client.predict(api_name="/txt2img_stop").startswith("Stopping")
+    before = sum(t <= clicked for _, t in slow_unet)  # one UNet call per step (batched CFG)
+    gallery, _seed, info, record, strip, *_ = job.result(timeout=30)
+    stopped_at = record["params"]["stopped_at_step"]
+    assert "Stopped at step" in info and 5 <= stopped_at < 40 and len(strip) == stopped_at
+    assert len(gallery) == 1
+    _gallery, _seed, info, record, strip, *_ = bob_job.result(timeout=60)
+    assert "stopped_at_step" not in record["params"] and len(strip) == 40
+    # A ran the step in flight when the click left (+ one for the request's trip), B all 40
+    assert stopped_at <= before + 2 and len(slow_unet) == stopped_at + 40

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +46,8 @@ class Generation:
     seed: int
     record: dict
     notes: list[str] = field(default_factory=list)
+    stopped_at: int | None = None  # denoising steps done when Stop ended the run (None: all)
+    total_steps: int = 0  # the pipeline's denoising steps (PNDM: one more than asked for)
 
 
 @dataclass
@@ -120,13 +123,21 @@ def check_size(pipe, width, height) -> tuple[int, int]:
 
 
 class TrajectoryRecorder:
-    """Captures the UNet's noise prediction and, after each step (``callback_on_step_end``),
-    decodes the model's current estimate of the clean image x0 for the first image."""
+    """The step callback (``callback_on_step_end``): captures the UNet's noise prediction and,
+    after each step, decodes the model's current estimate of the clean image x0 for the first
+    image (if ``enabled``); and ends the run there if ``stop()`` says so.
 
-    def __init__(self, pipe, guidance: float, enabled: bool = True) -> None:
-        self.pipe, self.guidance, self.enabled = pipe, guidance, enabled
+    On a stop the pipeline's latents are replaced by the x0 estimate of every image and the
+    pipeline is interrupted (diffusers skips the remaining steps, then decodes), so what comes
+    back is the model's guess of the final images at that step, not the noisy latents.
+    """
+
+    def __init__(self, pipe, guidance: float, enabled: bool = True,
+                 stop: Callable[[], bool] | None = None) -> None:
+        self.pipe, self.guidance, self.enabled, self.stop = pipe, guidance, enabled, stop
         self.frames: list[tuple[float, Image.Image]] = []
         self.captured = None
+        self.stopped_at: int | None = None  # steps done when a stop ended the run
         self.alphas = pipe.scheduler.alphas_cumprod
         self.v_prediction = diffusion.is_v_prediction(pipe.scheduler)
 
@@ -135,10 +146,8 @@ class TrajectoryRecorder:
         self.captured = (sample.detach(), output[0].detach() if isinstance(output, tuple)
                          else output.sample.detach())
 
-    @torch.no_grad()
-    def __call__(self, pipe, step: int, timestep, callback_kwargs: dict) -> dict:
-        if not self.enabled or self.captured is None:
-            return callback_kwargs
+    def x0(self, pipe, timestep) -> torch.Tensor:
+        """The guided estimate of the clean latents from the last UNet call: (B, C, h, w)."""
         x_t, eps = self.captured  # (k*B, C, h, w): k = 2 with classifier-free guidance
         if pipe.do_classifier_free_guidance:
             uncond, cond = eps.chunk(2)
@@ -147,15 +156,30 @@ class TrajectoryRecorder:
         t = int(round(float(timestep)))
         a = self.alphas[min(max(t, 0), len(self.alphas) - 1)].to(x_t)
         # UNet input is VP-form x_t for every scheduler (Euler-type scale their input to it)
-        x0 = diffusion.x0_from_prediction(x_t[:1], eps[:1], a, self.v_prediction)
+        return diffusion.x0_from_prediction(x_t, eps, a, self.v_prediction)
+
+    @torch.no_grad()
+    def __call__(self, pipe, step: int, timestep, callback_kwargs: dict) -> dict:
+        if self.captured is None:
+            return callback_kwargs
+        if self.enabled:
+            self._record_frame(pipe, timestep)
+        if self.stop is not None and step + 1 < pipe.num_timesteps and self.stop():
+            self.stopped_at = step + 1
+            latents = callback_kwargs["latents"]
+            callback_kwargs["latents"] = self.x0(pipe, timestep).to(latents.dtype)
+            pipe._interrupt = True  # diffusers' own flag: the remaining steps are skipped
+        return callback_kwargs
+
+    def _record_frame(self, pipe, timestep) -> None:
         vae = pipe.vae
+        x0 = self.x0(pipe, timestep)[:1]
         decoded = vae.decode(x0.to(vae.dtype) / vae.config.scaling_factor).sample
         image = pipe.image_processor.postprocess(decoded.float(), output_type="pil")[0]
         if self.frames and self.frames[-1][0] == float(timestep):
             self.frames[-1] = (float(timestep), image)  # PNDM evaluates its 2nd timestep twice
         else:
             self.frames.append((float(timestep), image))
-        return callback_kwargs
 
 
 def validate(prompt, negative_prompt, steps, guidance, scheduler, n_images,
@@ -218,7 +242,8 @@ def generate(model: str, prompt: str, negative_prompt: str = "", steps: int | No
              n_images: int = 1, width: int | None = None, height: int | None = None,
              show_steps: bool = True,
              out_dir: Path | None = None, autoguidance: float | None = None,
-             autoguidance_max_t: int | None = None) -> Generation:
+             autoguidance_max_t: int | None = None,
+             stop: Callable[[], bool] | None = None) -> Generation:
     """Run the pipeline once; images come back as PIL and as PNG files with the full record.
 
     Args:
@@ -230,6 +255,8 @@ def generate(model: str, prompt: str, negative_prompt: str = "", steps: int | No
             None = the model's suggested weight; a model without a guide ignores it (a note).
         autoguidance_max_t: autoguidance only at timesteps up to this one (0-1000); None = the
             model's suggestion.
+        stop: asked after every step; True ends the run there, and the images are the model's
+            prediction of the final images at that step (``stopped_at`` says which).
     """
     try:  # the request's one registry look-up; a bad name is reported after the other inputs
         entry, bad_model = registry.resolve(FAMILY, model), None
@@ -252,7 +279,7 @@ def generate(model: str, prompt: str, negative_prompt: str = "", steps: int | No
     if params["autoguidance"] and loaded.guide is None:
         notes.append("This model has no guide UNet, so autoguidance was off.")
         params["autoguidance"] = 0.0
-    recorder = TrajectoryRecorder(pipe, params["guidance"], enabled=show_steps)
+    recorder = TrajectoryRecorder(pipe, params["guidance"], enabled=show_steps, stop=stop)
     images = sample(pipe, params["prompt"], [make_generator(seed + i)
                                              for i in range(params["n_images"])],
                     steps=params["steps"], guidance=params["guidance"],
@@ -260,11 +287,18 @@ def generate(model: str, prompt: str, negative_prompt: str = "", steps: int | No
                     images_per_prompt=params["n_images"], width=width, height=height,
                     guide=loaded.guide, autoguidance=params["autoguidance"],
                     autoguidance_max_t=params["autoguidance_max_t"], recorder=recorder)
+    stopped = {} if recorder.stopped_at is None else {"stopped_at_step": recorder.stopped_at}
     record = repro.make_record(FAMILY, entry.name, entry.source,
-                               {**params, "width": width, "height": height}, seed)
+                               {**params, "width": width, "height": height, **stopped}, seed,
+                               revision=registry.revision(entry))
     paths = save_images(images, record, out_dir)
+    total = pipe.num_timesteps
+    if recorder.stopped_at is not None:
+        notes.insert(0, f"Stopped at step {recorder.stopped_at}/{total}: the images are the "
+                        "model's prediction of the final image at that step.")
     notes += [n for n in (token_note(pipe, params["prompt"]),) if n]
-    return Generation(images, paths, [f for _, f in recorder.frames], seed, record, notes)
+    return Generation(images, paths, [f for _, f in recorder.frames], seed, record, notes,
+                      recorder.stopped_at, total)
 
 
 def output_path(stem: str, out_dir: Path | None = None) -> Path:

@@ -12,11 +12,16 @@ from playground.core import sessions
 from playground.core.errors import ModelLoadError, UserInputError
 from playground.core.seeding import resolve_seed
 from playground.core.zerogpu import as_number, gpu_handler
-from playground.txt2img import EXAMPLES, FAMILY, MAX_TIMESTEP, suggested_settings
+from playground.txt2img import EXAMPLES, FAMILY, MAX_TIMESTEP, stopping, suggested_settings
 from playground.txt2img.inference import SCHEDULERS
 from playground.ui import friendly, model_dropdown, model_event, seed_controls
 
 SCHEDULER_NAMES = list(SCHEDULERS)
+# Stop runs beside the generation it stops: its own concurrency group, no limit (it only sets
+# a flag), never behind the model slot the generation holds
+STOP_EVENT = {"api_name": "txt2img_stop", "concurrency_id": "txt2img-stop",
+              "concurrency_limit": None}
+AFTER_RUN = {"queue": False, "api_visibility": "undocumented"}  # .then(): once a run ended
 TRACK_TQDM = gr.Progress(track_tqdm=True)  # the pipeline's step bar and hub downloads' bars
 
 
@@ -27,6 +32,7 @@ class Generated:
     record: dict
     frames: list[str]
     notes: list[str]
+    stopped_at: int | None = None
 
 
 @contextlib.contextmanager
@@ -64,13 +70,14 @@ def _step_seconds(steps, n_images, width, height, show_steps=False, autoguidance
 
 def generate_seconds(session, model, prompt, negative, steps, guidance, scheduler, n_images,
                      width, height, seed, show_steps=True, autoguidance=None,
-                     autoguidance_max_t=None) -> float:
+                     autoguidance_max_t=None, stop_path=None) -> float:
     """GPU seconds ``generate_on_device`` asks ZeroGPU for, from its own arguments."""
     return BASE_SECONDS + _step_seconds(steps, n_images, width, height, show_steps, autoguidance)
 
 
 def compare_seconds(session, model, prompt, negative, steps, guidance_a, guidance_b, scheduler,
-                    width, height, seed, autoguidance=None, autoguidance_max_t=None) -> float:
+                    width, height, seed, autoguidance=None, autoguidance_max_t=None,
+                    stop_path=None) -> float:
     """GPU seconds ``compare_on_device`` asks for: two one-image runs, no step previews."""
     return BASE_SECONDS + 2 * _step_seconds(steps, 1, width, height, False, autoguidance)
 
@@ -78,20 +85,22 @@ def compare_seconds(session, model, prompt, negative, steps, guidance_a, guidanc
 @gpu_handler(generate_seconds)
 def generate_on_device(session, model, prompt, negative, steps, guidance, scheduler, n_images,
                        width, height, seed, show_steps=True, autoguidance=None,
-                       autoguidance_max_t=None) -> Generated:
+                       autoguidance_max_t=None, stop_path=None) -> Generated:
     """The part of ``run_generate`` that runs the pipeline (the GPU part on ZeroGPU).
 
-    On ZeroGPU this runs in a forked worker process: the session is passed explicitly (the
-    context variable set by ``friendly`` does not cross), errors leave as ``gr.Error`` (others
-    reach the user as a bare "ZeroGPU worker error") and only plain values come back."""
+    On ZeroGPU this runs in a forked worker process: the session and the stop flag's path are
+    passed explicitly (the context variable set by ``friendly`` does not cross), errors leave
+    as ``gr.Error`` (others reach the user as a bare "ZeroGPU worker error") and only plain
+    values come back."""
     from playground.txt2img.inference import generate, save_frames
 
     with sessions.use_session(session), readable_errors():
         result = generate(model, prompt, negative, steps, guidance, seed, scheduler, n_images,
                           width, height, show_steps=bool(show_steps), autoguidance=autoguidance,
-                          autoguidance_max_t=autoguidance_max_t)
+                          autoguidance_max_t=autoguidance_max_t,
+                          stop=lambda: stopping.is_stop_requested(stop_path))
         return Generated([str(p) for p in result.paths], result.record,
-                         save_frames(result.trajectory), result.notes)
+                         save_frames(result.trajectory), result.notes, result.stopped_at)
 
 
 @friendly
@@ -99,9 +108,11 @@ def run_generate(model, prompt, negative, steps, guidance, scheduler, n_images, 
                  seed, randomize, show_steps, autoguidance=None, autoguidance_max_t=None,
                  progress=TRACK_TQDM):
     used = resolve_seed(seed, randomize)
-    out = generate_on_device(sessions.current_session(), model, prompt, negative, steps,
-                             guidance, scheduler, n_images, width, height, used, show_steps,
-                             autoguidance, autoguidance_max_t)
+    session = sessions.current_session()
+    with stopping.running(session) as stop_path:
+        out = generate_on_device(session, model, prompt, negative, steps, guidance, scheduler,
+                                 n_images, width, height, used, show_steps, autoguidance,
+                                 autoguidance_max_t, stop_path)
     note = " ".join(out.notes)
     info = f"Seed used: **{used}**" + (f" — {note}" if note else "")
     frames, last = out.frames, len(out.frames)
@@ -120,16 +131,28 @@ def show_frame(frames, index):
 
 @gpu_handler(compare_seconds)
 def compare_on_device(session, model, prompt, negative, steps, guidance_a, guidance_b, scheduler,
-                      width, height, seed, autoguidance=None,
-                      autoguidance_max_t=None) -> list[str]:
-    """The two pipeline runs of ``run_compare`` (see ``generate_on_device``): PNG paths."""
+                      width, height, seed, autoguidance=None, autoguidance_max_t=None,
+                      stop_path=None) -> tuple[list[str | None], str]:
+    """The two pipeline runs of ``run_compare`` (see ``generate_on_device``): the PNG paths
+    (None for a run that a Stop kept from starting) and a note on a stop."""
     from playground.txt2img.inference import generate
 
+    def stop() -> bool:
+        return stopping.is_stop_requested(stop_path)
+
+    paths: list[str | None] = [None, None]
     with sessions.use_session(session), readable_errors():
-        return [str(generate(model, prompt, negative, steps, g, seed, scheduler, 1, width,
-                             height, show_steps=False, autoguidance=autoguidance,
-                             autoguidance_max_t=autoguidance_max_t).paths[0])
-                for g in (guidance_a, guidance_b)]
+        for i, (label, g) in enumerate((("A", guidance_a), ("B", guidance_b))):
+            result = generate(model, prompt, negative, steps, g, seed, scheduler, 1, width,
+                              height, show_steps=False, autoguidance=autoguidance,
+                              autoguidance_max_t=autoguidance_max_t, stop=stop)
+            paths[i] = str(result.paths[0])
+            if result.stopped_at is not None or (i == 0 and stop()):
+                done = (f"at step {result.stopped_at}/{result.total_steps}"
+                        if result.stopped_at is not None else "after it finished")
+                rest = "; guidance B was not run." if i == 0 else "."
+                return paths, f"Stopped guidance {label} {done}{rest}"
+    return paths, ""
 
 
 @friendly
@@ -137,10 +160,25 @@ def run_compare(model, prompt, negative, steps, guidance_a, guidance_b, schedule
                 seed, randomize, autoguidance=None, autoguidance_max_t=None,
                 progress=TRACK_TQDM):
     used = resolve_seed(seed, randomize)
-    a, b = compare_on_device(sessions.current_session(), model, prompt, negative, steps,
-                             guidance_a, guidance_b, scheduler, width, height, used,
-                             autoguidance, autoguidance_max_t)
-    return a, b, f"Seed used: **{used}** (same for both)"
+    session = sessions.current_session()
+    with stopping.running(session) as stop_path:
+        (a, b), note = compare_on_device(session, model, prompt, negative, steps, guidance_a,
+                                         guidance_b, scheduler, width, height, used,
+                                         autoguidance, autoguidance_max_t, stop_path)
+    return a, b, f"Seed used: **{used}** (same for both)" + (f" — {note}" if note else "")
+
+
+def clear_text() -> str:
+    return ""
+
+
+@friendly
+def stop_generation() -> str:
+    """The Stop buttons: end this session's running generation or comparison after the current
+    denoising step (other users' runs go on); the images made so far come back."""
+    if stopping.request_stop(sessions.current_session()):
+        return "Stopping after this step…"
+    return "Nothing is running to stop."
 
 
 @friendly
@@ -182,7 +220,11 @@ def build_tab() -> None:
                 height = gr.Number(size0, precision=0, label="Height")
             seed, randomize = seed_controls()
             show_steps = gr.Checkbox(True, label="Show every denoising step")
-            button = gr.Button("Generate", variant="primary", elem_id="txt2img-generate")
+            with gr.Row():
+                button = gr.Button("Generate", variant="primary", elem_id="txt2img-generate",
+                                   scale=3)
+                stop = gr.Button("Stop", variant="stop", elem_id="txt2img-stop", scale=1)
+            stop_info = gr.Markdown(elem_id="txt2img-stop-info")
             gr.Examples([[e] for e in EXAMPLES], inputs=[prompt], label="Example prompts")
         with gr.Column(scale=4):
             # fit_columns=False: by default a lone image grows to the full width, taller than the
@@ -202,12 +244,14 @@ def build_tab() -> None:
     inputs = [model, prompt, negative, steps, guidance, scheduler, n_images, width, height, seed,
               randomize, show_steps, autoguidance, autoguidance_max_t]  # last: older calls work
     button.click(run_generate, inputs, [gallery, seed_used, seed_info, record, strip, scrubber,
-                                        step_image, frames], **model_event("txt2img"))
+                                        step_image, frames], **model_event("txt2img")
+                 ).then(clear_text, None, stop_info, **AFTER_RUN)
+    stop.click(stop_generation, None, stop_info, **STOP_EVENT)
     scrubber.change(show_frame, [frames, scrubber], step_image, api_visibility="undocumented")
     model.change(on_model_change, model, [width, height, steps, guidance, autoguidance,
                                           autoguidance_max_t], api_visibility="undocumented")
     _build_compare(model, prompt, negative, steps, scheduler, width, height, seed, randomize,
-                   autoguidance, autoguidance_max_t)
+                   autoguidance, autoguidance_max_t, stop_info)
     with gr.Accordion("PNG info: drop a PNG made here to restore its settings", open=False):
         png = gr.File(label="PNG", file_types=[".png"], type="filepath")
         png_params = gr.JSON(label="Parameters in the PNG")
@@ -218,12 +262,14 @@ def build_tab() -> None:
 
 
 def _build_compare(model, prompt, negative, steps, scheduler, width, height, seed, randomize,
-                   autoguidance, autoguidance_max_t):
+                   autoguidance, autoguidance_max_t, stop_info):
     with gr.Accordion("Compare two guidance scales (same seed)", open=False):
         with gr.Row():
             guidance_a = gr.Slider(0, 30, value=1.0, step=0.5, label="Guidance A")
             guidance_b = gr.Slider(0, 30, value=7.5, step=0.5, label="Guidance B")
-        compare = gr.Button("Compare")
+        with gr.Row():
+            compare = gr.Button("Compare", scale=3)
+            stop = gr.Button("Stop", variant="stop", scale=1)
         with gr.Row():
             image_a = gr.Image(label="Guidance A", type="filepath", format="png", height=200)
             image_b = gr.Image(label="Guidance B", type="filepath", format="png", height=200)
@@ -231,4 +277,7 @@ def _build_compare(model, prompt, negative, steps, scheduler, width, height, see
     compare.click(run_compare, [model, prompt, negative, steps, guidance_a, guidance_b, scheduler,
                                 width, height, seed, randomize, autoguidance,
                                 autoguidance_max_t],
-                  [image_a, image_b, compare_info], **model_event("txt2img_compare"))
+                  [image_a, image_b, compare_info], **model_event("txt2img_compare")
+                  ).then(clear_text, None, stop_info, **AFTER_RUN)
+    stop.click(stop_generation, None, stop_info, **{**STOP_EVENT, "api_name": None,
+                                                    "api_visibility": "undocumented"})
