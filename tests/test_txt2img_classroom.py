@@ -242,3 +242,52 @@ def test_stop_over_the_api_stops_that_clients_run_only(tiny, slow_unet, app_url,
     assert "stopped_at_step" not in record["params"] and len(strip) == 40
     # A ran the step in flight when the click left (+ one for the request's trip), B all 40
     assert stopped_at <= before + 2 and len(slow_unet) == stopped_at + 40
+
+
+# ---- uploads (PNG info) --------------------------------------------------------------------
+
+def _bomb(folder: Path) -> Path:
+    from PIL import Image
+
+    path = folder / "bomb.png"
+    Image.new("L", (13000, 13000), 0).save(path)  # ~170 kB on disk, 169 megapixels
+    return path
+
+
+def test_png_info_refuses_a_pixel_bomb_fast_and_names_the_limit(tmp_path):
+    from playground.core.errors import UserInputError
+
+    bomb = _bomb(tmp_path)
+    start = time.perf_counter()
+    with pytest.raises(UserInputError, match=r"13000×13000 = 169\.0 megapixels; the limit is 16"):
+        inf.read_parameters(bomb)
+    assert time.perf_counter() - start < 0.5
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"hello, these are notes, not an image", "is not an image this app can read"),
+    (b"", "is empty"),
+])
+def test_png_info_says_what_is_wrong_with_the_file(tmp_path, content, message):
+    import gradio as gr
+
+    from playground.txt2img import tab
+
+    path = tmp_path / "notes.png"
+    path.write_bytes(content)
+    with pytest.raises(gr.Error, match=message):
+        tab.restore_from_png(str(path))
+
+
+def test_png_info_over_the_api_refuses_a_bomb_and_a_text_file(client, tmp_path):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    start = time.perf_counter()
+    with pytest.raises(AppError, match=r"169\.0 megapixels; the limit is 16 megapixels"):
+        client.predict(handle_file(str(_bomb(tmp_path))), api_name="/txt2img_png_info")
+    assert time.perf_counter() - start < 5
+    text = tmp_path / "notes.png"
+    text.write_text("hello, these are notes, not an image")
+    with pytest.raises(AppError, match="not an image"):
+        client.predict(handle_file(str(text)), api_name="/txt2img_png_info")

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from playground.core import registry, repro, sessions
+from playground.core import registry, repro, sessions, uploads
 from playground.core.device import get_device, inference_dtype
 from playground.core.errors import UserInputError, check_range
 from playground.core.seeding import make_generator
@@ -340,13 +340,16 @@ class PngParameters:
 
 
 def read_parameters(path) -> PngParameters:
-    """The generation parameters stored in a PNG written by ``generate``."""
+    """The generation parameters stored in a PNG written by ``generate``; the upload goes
+    through ``core.uploads`` (too big, not an image, truncated: a message that says so)."""
     if not path:
         raise UserInputError("Drop a PNG made by this tab to read its parameters.")
+    # size and pixel budget checked from the header before anything is decoded (core.uploads)
+    image = uploads.load_image(path, what="PNG")
     try:
-        record = repro.read_png_record(path)
+        record = repro.read_png_record(image)
     except (OSError, ValueError) as exc:
-        raise UserInputError(f"Could not read that file as a PNG: {exc}") from exc
+        raise UserInputError(f"Could not read the parameters stored in that PNG: {exc}") from exc
     if not record or record.get("family") != FAMILY:
         raise UserInputError("This PNG carries no text-to-image parameters (it was not made by "
                              "this tab, or its metadata was stripped).")
