@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import gradio as gr
+from pydantic import RootModel
 
 from playground.core import sessions
 from playground.core.errors import ModelLoadError, UserInputError
@@ -33,6 +34,22 @@ class Generated:
     frames: list[str]
     notes: list[str]
     stopped_at: int | None = None
+
+
+def record_json(**kwargs) -> gr.JSON:
+    """A gr.JSON whose value survives a deep link. Gradio 6.31 keeps JSON's pydantic
+    ``JsonData`` in the session state, and the deep link writes it with ``default=str``: the
+    reopened page showed the string "root={...}". This one stores (and serves) the plain dict.
+    (The instance's ``postprocess`` is wrapped: a gr.JSON subclass would make gradio write a
+    .pyi stub beside this file at import.)"""
+    component = gr.JSON(**kwargs)
+    postprocess = component.postprocess
+
+    def plain(value):
+        data = postprocess(value)
+        return data.model_dump() if isinstance(data, RootModel) else data
+    component.postprocess = plain
+    return component
 
 
 @contextlib.contextmanager
@@ -231,7 +248,11 @@ def build_tab() -> None:
             # gallery, which then showed only its top half (an object at the bottom was hidden)
             gallery = gr.Gallery(label="Images (PNG with parameters)", columns=2, height="auto",
                                  fit_columns=False, format="png", elem_id="txt2img-gallery")
-            seed_info = gr.Markdown(elem_id="txt2img-seed")
+            with gr.Row():
+                seed_info = gr.Markdown(elem_id="txt2img-seed")
+                # a link that reopens the page with these settings and results (a teacher's
+                # example for the class)
+                gr.DeepLinkButton(size="md", scale=0, min_width=180)
             seed_used = gr.Number(visible=False, precision=0)
             with gr.Group():
                 step_image = gr.Image(label="Prediction of the final image at this step",
@@ -239,7 +260,7 @@ def build_tab() -> None:
                 scrubber = gr.Slider(1, 2, value=1, step=1, label="Step", visible=False)
                 strip = gr.Gallery(label="Denoising, step by step", columns=10, rows=1,
                                    height=130, allow_preview=False, elem_id="txt2img-strip")
-            record = gr.JSON(label="Reproducibility record", elem_id="txt2img-record")
+            record = record_json(label="Reproducibility record", elem_id="txt2img-record")
     frames = gr.State([])
     inputs = [model, prompt, negative, steps, guidance, scheduler, n_images, width, height, seed,
               randomize, show_steps, autoguidance, autoguidance_max_t]  # last: older calls work
@@ -254,7 +275,7 @@ def build_tab() -> None:
                    autoguidance, autoguidance_max_t, stop_info)
     with gr.Accordion("PNG info: drop a PNG made here to restore its settings", open=False):
         png = gr.File(label="PNG", file_types=[".png"], type="filepath")
-        png_params = gr.JSON(label="Parameters in the PNG")
+        png_params = record_json(label="Parameters in the PNG")
     png.upload(restore_from_png, png, [model, prompt, negative, steps, guidance, scheduler,
                                        n_images, width, height, seed, randomize, png_params,
                                        autoguidance, autoguidance_max_t],
