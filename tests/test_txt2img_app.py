@@ -82,6 +82,42 @@ def test_browser_generates_an_image_and_shows_steps(page):
     record = " ".join(page.locator("#txt2img-record").inner_text().split())
     assert re.search(r'"autoguidance" ?: 0\.5\b', record), record  # the value typed was used
     assert re.search(r'"autoguidance_max_t" ?: 600\b', record), record
+    assert page.locator("#txt2img-stop").is_visible()  # Stop beside Generate
+
+
+def test_browser_share_link_reopens_the_images_and_settings(page, browser, app_url):
+    """gr.DeepLinkButton beside the results: its link opens a page with the same images,
+    record and settings."""
+    _shipped_or_skip()
+    open_tab(page, "Text to image")
+    page.locator("#txt2img-steps").get_by_label("number input for Steps").fill("2")
+    page.get_by_label("Prompt", exact=True).filter(visible=True).fill(PROMPT + " ")
+    page.get_by_label("Show every denoising step").uncheck()
+    page.locator("#txt2img-generate").click()
+    page.wait_for_selector("#txt2img-gallery img", timeout=90_000)
+    record = page.locator("#txt2img-record").inner_text()
+    # the button beside the seed line (gradio gives it its own id, not an elem_id)
+    page.locator("#txt2img-seed").locator("xpath=..").get_by_role(
+        "button", name="Share via Link").click()
+    page.get_by_role("button", name="Link Copied!").filter(visible=True).wait_for(timeout=10_000)
+    link = page.evaluate("() => fetch('gradio_api/deep_link?session_hash=' + "
+                         "window.__gradio_session_hash__).then(r => r.json())")
+    assert re.fullmatch(r"[\w-]+", link), link
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    try:
+        other = context.new_page()
+        other.set_default_timeout(30_000)
+        other.goto(f"{app_url}/?deep_link={link}")
+        other.wait_for_selector("button[role='tab']")
+        open_tab(other, "Text to image")
+        other.wait_for_selector("#txt2img-gallery img")
+        assert other.locator("#txt2img-record").inner_text() == record
+        assert other.get_by_label("Prompt", exact=True).filter(
+            visible=True).input_value() == PROMPT + " "
+        assert other.locator("#txt2img-steps").get_by_label(
+            "number input for Steps").input_value() == "2"
+    finally:
+        context.close()
 
 
 def test_the_tab_opens_at_the_guidance_the_card_was_measured_at():

@@ -75,3 +75,11 @@ def register_models() -> None:
     registry.register_hub(FAMILY, "stable-diffusion-v1-5/stable-diffusion-v1-5",
                           "Stable Diffusion 1.5 (512 px); needs the internet", size=512,
                           steps=25, guidance=7.5)
+
+
+def preload() -> None:
+    """Load the shipped pipeline (and its guide UNet) through the cached loader: the app calls
+    this at start-up on ZeroGPU, so the weights sit on the GPU before the first request."""
+    from playground.txt2img.inference import load_pipeline
+
+    load_pipeline(SHIPPED)

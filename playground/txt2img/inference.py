@@ -7,15 +7,17 @@ call ``generate``. Models (ours in ``weights/`` or a hub SD id) load through the
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
-import tempfile
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from PIL import Image
 
-from playground.core import registry, repro
+from playground.core import registry, repro, sessions, uploads
 from playground.core.device import get_device, inference_dtype
 from playground.core.errors import UserInputError, check_range
 from playground.core.seeding import make_generator
@@ -35,7 +37,6 @@ MAX_STEPS = 100
 MAX_GUIDANCE = 30.0
 MAX_IMAGES = 4
 MAX_AUTOGUIDANCE = 5.0
-OUT_DIR = Path(tempfile.gettempdir()) / "playground-txt2img"
 
 
 @dataclass
@@ -46,6 +47,8 @@ class Generation:
     seed: int
     record: dict
     notes: list[str] = field(default_factory=list)
+    stopped_at: int | None = None  # denoising steps done when Stop ended the run (None: all)
+    total_steps: int = 0  # the pipeline's denoising steps (PNDM: one more than asked for)
 
 
 @dataclass
@@ -61,15 +64,20 @@ def load_pipeline(model: str | registry.ModelEntry) -> LoadedPipeline:
     device = get_device()
     dtype = inference_dtype(device)
     entry = model if isinstance(model, registry.ModelEntry) else registry.resolve(FAMILY, model)
+    # the registry downloads hub models in a thread of its own, which starts with empty context
+    # variables: run the loader in the request's, so the progress bars of the download reach
+    # the request's tracker (gradio finds it in a context variable) and the session is known
+    context = contextvars.copy_context()
 
-    def loader(source: str) -> LoadedPipeline:
+    def load(source: str) -> LoadedPipeline:
         from diffusers import DiffusionPipeline
 
         pipe = DiffusionPipeline.from_pretrained(source, torch_dtype=dtype).to(device)
         guide = load_guide(source, dtype, device) if entry.is_local else None  # hub: none
         return LoadedPipeline(pipe, guide)
 
-    return registry.load_model(FAMILY, entry, loader, key=f"{device}-{dtype}")
+    return registry.load_model(FAMILY, entry, lambda source: context.run(load, source),
+                               key=f"{device}-{dtype}")
 
 
 def with_scheduler(pipe, scheduler: str):
@@ -121,13 +129,21 @@ def check_size(pipe, width, height) -> tuple[int, int]:
 
 
 class TrajectoryRecorder:
-    """Captures the UNet's noise prediction and, after each step (``callback_on_step_end``),
-    decodes the model's current estimate of the clean image x0 for the first image."""
+    """The step callback (``callback_on_step_end``): captures the UNet's noise prediction and,
+    after each step, decodes the model's current estimate of the clean image x0 for the first
+    image (if ``enabled``); and ends the run there if ``stop()`` says so.
 
-    def __init__(self, pipe, guidance: float, enabled: bool = True) -> None:
-        self.pipe, self.guidance, self.enabled = pipe, guidance, enabled
+    On a stop the pipeline's latents are replaced by the x0 estimate of every image and the
+    pipeline is interrupted (diffusers skips the remaining steps, then decodes), so what comes
+    back is the model's guess of the final images at that step, not the noisy latents.
+    """
+
+    def __init__(self, pipe, guidance: float, enabled: bool = True,
+                 stop: Callable[[], bool] | None = None) -> None:
+        self.pipe, self.guidance, self.enabled, self.stop = pipe, guidance, enabled, stop
         self.frames: list[tuple[float, Image.Image]] = []
         self.captured = None
+        self.stopped_at: int | None = None  # steps done when a stop ended the run
         self.alphas = pipe.scheduler.alphas_cumprod
         self.v_prediction = diffusion.is_v_prediction(pipe.scheduler)
 
@@ -136,10 +152,8 @@ class TrajectoryRecorder:
         self.captured = (sample.detach(), output[0].detach() if isinstance(output, tuple)
                          else output.sample.detach())
 
-    @torch.no_grad()
-    def __call__(self, pipe, step: int, timestep, callback_kwargs: dict) -> dict:
-        if not self.enabled or self.captured is None:
-            return callback_kwargs
+    def x0(self, pipe, timestep) -> torch.Tensor:
+        """The guided estimate of the clean latents from the last UNet call: (B, C, h, w)."""
         x_t, eps = self.captured  # (k*B, C, h, w): k = 2 with classifier-free guidance
         if pipe.do_classifier_free_guidance:
             uncond, cond = eps.chunk(2)
@@ -148,15 +162,30 @@ class TrajectoryRecorder:
         t = int(round(float(timestep)))
         a = self.alphas[min(max(t, 0), len(self.alphas) - 1)].to(x_t)
         # UNet input is VP-form x_t for every scheduler (Euler-type scale their input to it)
-        x0 = diffusion.x0_from_prediction(x_t[:1], eps[:1], a, self.v_prediction)
+        return diffusion.x0_from_prediction(x_t, eps, a, self.v_prediction)
+
+    @torch.no_grad()
+    def __call__(self, pipe, step: int, timestep, callback_kwargs: dict) -> dict:
+        if self.captured is None:
+            return callback_kwargs
+        if self.enabled:
+            self._record_frame(pipe, timestep)
+        if self.stop is not None and step + 1 < pipe.num_timesteps and self.stop():
+            self.stopped_at = step + 1
+            latents = callback_kwargs["latents"]
+            callback_kwargs["latents"] = self.x0(pipe, timestep).to(latents.dtype)
+            pipe._interrupt = True  # diffusers' own flag: the remaining steps are skipped
+        return callback_kwargs
+
+    def _record_frame(self, pipe, timestep) -> None:
         vae = pipe.vae
+        x0 = self.x0(pipe, timestep)[:1]
         decoded = vae.decode(x0.to(vae.dtype) / vae.config.scaling_factor).sample
         image = pipe.image_processor.postprocess(decoded.float(), output_type="pil")[0]
         if self.frames and self.frames[-1][0] == float(timestep):
             self.frames[-1] = (float(timestep), image)  # PNDM evaluates its 2nd timestep twice
         else:
             self.frames.append((float(timestep), image))
-        return callback_kwargs
 
 
 def validate(prompt, negative_prompt, steps, guidance, scheduler, n_images,
@@ -219,7 +248,8 @@ def generate(model: str, prompt: str, negative_prompt: str = "", steps: int | No
              n_images: int = 1, width: int | None = None, height: int | None = None,
              show_steps: bool = True,
              out_dir: Path | None = None, autoguidance: float | None = None,
-             autoguidance_max_t: int | None = None) -> Generation:
+             autoguidance_max_t: int | None = None,
+             stop: Callable[[], bool] | None = None) -> Generation:
     """Run the pipeline once; images come back as PIL and as PNG files with the full record.
 
     Args:
@@ -231,6 +261,8 @@ def generate(model: str, prompt: str, negative_prompt: str = "", steps: int | No
             None = the model's suggested weight; a model without a guide ignores it (a note).
         autoguidance_max_t: autoguidance only at timesteps up to this one (0-1000); None = the
             model's suggestion.
+        stop: asked after every step; True ends the run there, and the images are the model's
+            prediction of the final images at that step (``stopped_at`` says which).
     """
     try:  # the request's one registry look-up; a bad name is reported after the other inputs
         entry, bad_model = registry.resolve(FAMILY, model), None
@@ -253,7 +285,7 @@ def generate(model: str, prompt: str, negative_prompt: str = "", steps: int | No
     if params["autoguidance"] and loaded.guide is None:
         notes.append("This model has no guide UNet, so autoguidance was off.")
         params["autoguidance"] = 0.0
-    recorder = TrajectoryRecorder(pipe, params["guidance"], enabled=show_steps)
+    recorder = TrajectoryRecorder(pipe, params["guidance"], enabled=show_steps, stop=stop)
     images = sample(pipe, params["prompt"], [make_generator(seed + i)
                                              for i in range(params["n_images"])],
                     steps=params["steps"], guidance=params["guidance"],
@@ -261,24 +293,37 @@ def generate(model: str, prompt: str, negative_prompt: str = "", steps: int | No
                     images_per_prompt=params["n_images"], width=width, height=height,
                     guide=loaded.guide, autoguidance=params["autoguidance"],
                     autoguidance_max_t=params["autoguidance_max_t"], recorder=recorder)
+    stopped = {} if recorder.stopped_at is None else {"stopped_at_step": recorder.stopped_at}
     record = repro.make_record(FAMILY, entry.name, entry.source,
-                               {**params, "width": width, "height": height}, seed)
+                               {**params, "width": width, "height": height, **stopped}, seed,
+                               revision=registry.revision(entry))
     paths = save_images(images, record, out_dir)
+    total = pipe.num_timesteps
+    if recorder.stopped_at is not None:
+        notes.insert(0, f"Stopped at step {recorder.stopped_at}/{total}: the images are the "
+                        "model's prediction of the final image at that step.")
     notes += [n for n in (token_note(pipe, params["prompt"]),) if n]
-    return Generation(images, paths, [f for _, f in recorder.frames], seed, record, notes)
+    return Generation(images, paths, [f for _, f in recorder.frames], seed, record, notes,
+                      recorder.stopped_at, total)
+
+
+def output_path(stem: str, out_dir: Path | None = None) -> Path:
+    """A fresh PNG path: in the requesting session's output folder (``sessions.unique_output``:
+    never shared between users, deleted with the session), or in ``out_dir`` (scripts, tests);
+    a random suffix either way, so no file is rewritten while it is being served."""
+    if out_dir is None:
+        return sessions.unique_output(FAMILY, stem, ".png")
+    folder = Path(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{stem}-{uuid.uuid4().hex[:10]}.png"
 
 
 def save_images(images: list[Image.Image], record: dict, out_dir: Path | None = None) -> list[Path]:
-    """PNG files named by content; each carries ``record`` plus its index in the batch."""
-    import hashlib
-
-    folder = Path(out_dir or OUT_DIR)
-    folder.mkdir(parents=True, exist_ok=True)
+    """One PNG per image (``output_path``); each carries ``record`` plus its index in the batch."""
     paths = []
     for index, image in enumerate(images):
         rec = {**record, "params": {**record["params"], "image_index": index}}
-        tag = hashlib.sha256(repro.record_json(rec).encode() + image.tobytes()).hexdigest()[:16]
-        paths.append(repro.save_png(image, rec, folder / f"txt2img-{tag}.png"))
+        paths.append(repro.save_png(image, rec, output_path(f"txt2img-{index}", out_dir)))
     return paths
 
 
@@ -301,13 +346,16 @@ class PngParameters:
 
 
 def read_parameters(path) -> PngParameters:
-    """The generation parameters stored in a PNG written by ``generate``."""
+    """The generation parameters stored in a PNG written by ``generate``; the upload goes
+    through ``core.uploads`` (too big, not an image, truncated: a message that says so)."""
     if not path:
         raise UserInputError("Drop a PNG made by this tab to read its parameters.")
+    # size and pixel budget checked from the header before anything is decoded (core.uploads)
+    image = uploads.load_image(path, what="PNG")
     try:
-        record = repro.read_png_record(path)
+        record = repro.read_png_record(image)
     except (OSError, ValueError) as exc:
-        raise UserInputError(f"Could not read that file as a PNG: {exc}") from exc
+        raise UserInputError(f"Could not read the parameters stored in that PNG: {exc}") from exc
     if not record or record.get("family") != FAMILY:
         raise UserInputError("This PNG carries no text-to-image parameters (it was not made by "
                              "this tab, or its metadata was stripped).")
@@ -321,15 +369,11 @@ def read_parameters(path) -> PngParameters:
 
 
 def save_frames(frames: list[Image.Image], out_dir: Path | None = None) -> list[str]:
-    """The denoising frames as PNG files (for a gallery strip and the scrubber)."""
-    import uuid
-
-    folder = Path(out_dir or OUT_DIR) / "steps"
-    folder.mkdir(parents=True, exist_ok=True)
-    run = uuid.uuid4().hex[:10]
+    """The denoising frames as PNG files (for a gallery strip and the scrubber), each under a
+    fresh name (``output_path``)."""
     paths = []
     for i, frame in enumerate(frames, start=1):
-        path = folder / f"{run}-step{i:03d}.png"
+        path = output_path(f"txt2img-step{i:03d}", out_dir)
         frame.save(path)
         paths.append(str(path))
     return paths

@@ -2,15 +2,64 @@
 
 from __future__ import annotations
 
-import gradio as gr
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
 
+import gradio as gr
+from pydantic import RootModel
+
+from playground.core import sessions
+from playground.core.errors import ModelLoadError, UserInputError
 from playground.core.seeding import resolve_seed
-from playground.txt2img import EXAMPLES, FAMILY, MAX_TIMESTEP, suggested_settings
+from playground.core.zerogpu import as_number, gpu_handler
+from playground.txt2img import EXAMPLES, FAMILY, MAX_TIMESTEP, stopping, suggested_settings
 from playground.txt2img.inference import SCHEDULERS
 from playground.ui import friendly, model_dropdown, model_event, seed_controls
 
 SCHEDULER_NAMES = list(SCHEDULERS)
-TRACK_TQDM = gr.Progress(track_tqdm=True)  # mirrors the pipeline's step bar in the browser
+# Stop runs beside the generation it stops: its own concurrency group, no limit (it only sets
+# a flag), never behind the model slot the generation holds
+STOP_EVENT = {"api_name": "txt2img_stop", "concurrency_id": "txt2img-stop",
+              "concurrency_limit": None}
+AFTER_RUN = {"queue": False, "api_visibility": "undocumented"}  # .then(): once a run ended
+TRACK_TQDM = gr.Progress(track_tqdm=True)  # the pipeline's step bar and hub downloads' bars
+
+
+@dataclass
+class Generated:
+    """What ``generate_on_device`` hands back (plain values: on ZeroGPU they are pickled)."""
+    paths: list[str]
+    record: dict
+    frames: list[str]
+    notes: list[str]
+    stopped_at: int | None = None
+
+
+def record_json(**kwargs) -> gr.JSON:
+    """A gr.JSON whose value survives a deep link. Gradio 6.31 keeps JSON's pydantic
+    ``JsonData`` in the session state, and the deep link writes it with ``default=str``: the
+    reopened page showed the string "root={...}". This one stores (and serves) the plain dict.
+    (The instance's ``postprocess`` is wrapped: a gr.JSON subclass would make gradio write a
+    .pyi stub beside this file at import.)"""
+    component = gr.JSON(**kwargs)
+    postprocess = component.postprocess
+
+    def plain(value):
+        data = postprocess(value)
+        return data.model_dump() if isinstance(data, RootModel) else data
+    component.postprocess = plain
+    return component
+
+
+@contextlib.contextmanager
+def readable_errors() -> Iterator[None]:
+    """Our own errors as ``gr.Error`` inside the device call: ZeroGPU's worker passes only
+    gr.Error messages on to the user."""
+    try:
+        yield
+    except (UserInputError, ModelLoadError) as exc:
+        raise gr.Error(str(exc)) from exc
 
 
 @friendly
@@ -19,21 +68,72 @@ def on_model_change(name):
     return tuple(gr.update(value=v) for v in (size, size, *rest))
 
 
+# ZeroGPU slots (seconds; gpu_handler clamps them to [5, 120]). A fixed part (the worker's first
+# CUDA call, the text encoder, the VAE decode, writing the PNGs) plus the UNet steps: SD 1.5 at
+# 512 px with classifier-free guidance runs about 15-25 steps/s on an A100-class GPU in fp16, so
+# 0.1 s per step and image at 512x512 leaves room; the cost scales with the pixels (floored at
+# 1/16 of that: our 64 px model is launch-bound, not pixel-bound), x1.5 with the step previews
+# (a VAE decode per step) or autoguidance (a second UNet on half the batch), x2 for compare.
+BASE_SECONDS = 10.0
+SECONDS_PER_STEP_IMAGE_512 = 0.1
+
+
+def _step_seconds(steps, n_images, width, height, show_steps=False, autoguidance=None) -> float:
+    pixels = as_number(width, 512) * as_number(height, 512) / 512**2
+    extra = (1.5 if show_steps else 1.0) * (1.0 if as_number(autoguidance, 1.0) == 0 else 1.5)
+    return (as_number(steps, 25) * max(1.0, as_number(n_images, 1)) * SECONDS_PER_STEP_IMAGE_512
+            * max(pixels, 1 / 16) * extra)
+
+
+def generate_seconds(session, model, prompt, negative, steps, guidance, scheduler, n_images,
+                     width, height, seed, show_steps=True, autoguidance=None,
+                     autoguidance_max_t=None, stop_path=None) -> float:
+    """GPU seconds ``generate_on_device`` asks ZeroGPU for, from its own arguments."""
+    return BASE_SECONDS + _step_seconds(steps, n_images, width, height, show_steps, autoguidance)
+
+
+def compare_seconds(session, model, prompt, negative, steps, guidance_a, guidance_b, scheduler,
+                    width, height, seed, autoguidance=None, autoguidance_max_t=None,
+                    stop_path=None) -> float:
+    """GPU seconds ``compare_on_device`` asks for: two one-image runs, no step previews."""
+    return BASE_SECONDS + 2 * _step_seconds(steps, 1, width, height, False, autoguidance)
+
+
+@gpu_handler(generate_seconds)
+def generate_on_device(session, model, prompt, negative, steps, guidance, scheduler, n_images,
+                       width, height, seed, show_steps=True, autoguidance=None,
+                       autoguidance_max_t=None, stop_path=None) -> Generated:
+    """The part of ``run_generate`` that runs the pipeline (the GPU part on ZeroGPU).
+
+    On ZeroGPU this runs in a forked worker process: the session and the stop flag's path are
+    passed explicitly (the context variable set by ``friendly`` does not cross), errors leave
+    as ``gr.Error`` (others reach the user as a bare "ZeroGPU worker error") and only plain
+    values come back."""
+    from playground.txt2img.inference import generate, save_frames
+
+    with sessions.use_session(session), readable_errors():
+        result = generate(model, prompt, negative, steps, guidance, seed, scheduler, n_images,
+                          width, height, show_steps=bool(show_steps), autoguidance=autoguidance,
+                          autoguidance_max_t=autoguidance_max_t,
+                          stop=lambda: stopping.is_stop_requested(stop_path))
+        return Generated([str(p) for p in result.paths], result.record,
+                         save_frames(result.trajectory), result.notes, result.stopped_at)
+
+
 @friendly
 def run_generate(model, prompt, negative, steps, guidance, scheduler, n_images, width, height,
                  seed, randomize, show_steps, autoguidance=None, autoguidance_max_t=None,
                  progress=TRACK_TQDM):
-    from playground.txt2img.inference import generate, save_frames
-
     used = resolve_seed(seed, randomize)
-    result = generate(model, prompt, negative, steps, guidance, used, scheduler, n_images,
-                      width, height, show_steps=bool(show_steps), autoguidance=autoguidance,
-                      autoguidance_max_t=autoguidance_max_t)
-    frames = save_frames(result.trajectory)
-    note = " ".join(result.notes)
+    session = sessions.current_session()
+    with stopping.running(session) as stop_path:
+        out = generate_on_device(session, model, prompt, negative, steps, guidance, scheduler,
+                                 n_images, width, height, used, show_steps, autoguidance,
+                                 autoguidance_max_t, stop_path)
+    note = " ".join(out.notes)
     info = f"Seed used: **{used}**" + (f" — {note}" if note else "")
-    last = len(frames)
-    return ([str(p) for p in result.paths], used, info, result.record, frames,
+    frames, last = out.frames, len(out.frames)
+    return (out.paths, used, info, out.record, frames,
             gr.update(minimum=1, maximum=max(2, last), value=max(1, last), visible=last > 1),
             frames[-1] if frames else None, frames)
 
@@ -46,18 +146,56 @@ def show_frame(frames, index):
     return frames[i]
 
 
+@gpu_handler(compare_seconds)
+def compare_on_device(session, model, prompt, negative, steps, guidance_a, guidance_b, scheduler,
+                      width, height, seed, autoguidance=None, autoguidance_max_t=None,
+                      stop_path=None) -> tuple[list[str | None], str]:
+    """The two pipeline runs of ``run_compare`` (see ``generate_on_device``): the PNG paths
+    (None for a run that a Stop kept from starting) and a note on a stop."""
+    from playground.txt2img.inference import generate
+
+    def stop() -> bool:
+        return stopping.is_stop_requested(stop_path)
+
+    paths: list[str | None] = [None, None]
+    with sessions.use_session(session), readable_errors():
+        for i, (label, g) in enumerate((("A", guidance_a), ("B", guidance_b))):
+            result = generate(model, prompt, negative, steps, g, seed, scheduler, 1, width,
+                              height, show_steps=False, autoguidance=autoguidance,
+                              autoguidance_max_t=autoguidance_max_t, stop=stop)
+            paths[i] = str(result.paths[0])
+            if result.stopped_at is not None or (i == 0 and stop()):
+                done = (f"at step {result.stopped_at}/{result.total_steps}"
+                        if result.stopped_at is not None else "after it finished")
+                rest = "; guidance B was not run." if i == 0 else "."
+                return paths, f"Stopped guidance {label} {done}{rest}"
+    return paths, ""
+
+
 @friendly
 def run_compare(model, prompt, negative, steps, guidance_a, guidance_b, scheduler, width, height,
                 seed, randomize, autoguidance=None, autoguidance_max_t=None,
                 progress=TRACK_TQDM):
-    from playground.txt2img.inference import generate
-
     used = resolve_seed(seed, randomize)
-    pair = [generate(model, prompt, negative, steps, g, used, scheduler, 1, width, height,
-                     show_steps=False, autoguidance=autoguidance,
-                     autoguidance_max_t=autoguidance_max_t) for g in (guidance_a, guidance_b)]
-    return (str(pair[0].paths[0]), str(pair[1].paths[0]),
-            f"Seed used: **{used}** (same for both)")
+    session = sessions.current_session()
+    with stopping.running(session) as stop_path:
+        (a, b), note = compare_on_device(session, model, prompt, negative, steps, guidance_a,
+                                         guidance_b, scheduler, width, height, used,
+                                         autoguidance, autoguidance_max_t, stop_path)
+    return a, b, f"Seed used: **{used}** (same for both)" + (f" — {note}" if note else "")
+
+
+def clear_text() -> str:
+    return ""
+
+
+@friendly
+def stop_generation() -> str:
+    """The Stop buttons: end this session's running generation or comparison after the current
+    denoising step (other users' runs go on); the images made so far come back."""
+    if stopping.request_stop(sessions.current_session()):
+        return "Stopping after this step…"
+    return "Nothing is running to stop."
 
 
 @friendly
@@ -99,14 +237,22 @@ def build_tab() -> None:
                 height = gr.Number(size0, precision=0, label="Height")
             seed, randomize = seed_controls()
             show_steps = gr.Checkbox(True, label="Show every denoising step")
-            button = gr.Button("Generate", variant="primary", elem_id="txt2img-generate")
+            with gr.Row():
+                button = gr.Button("Generate", variant="primary", elem_id="txt2img-generate",
+                                   scale=3)
+                stop = gr.Button("Stop", variant="stop", elem_id="txt2img-stop", scale=1)
+            stop_info = gr.Markdown(elem_id="txt2img-stop-info")
             gr.Examples([[e] for e in EXAMPLES], inputs=[prompt], label="Example prompts")
         with gr.Column(scale=4):
             # fit_columns=False: by default a lone image grows to the full width, taller than the
             # gallery, which then showed only its top half (an object at the bottom was hidden)
             gallery = gr.Gallery(label="Images (PNG with parameters)", columns=2, height="auto",
                                  fit_columns=False, format="png", elem_id="txt2img-gallery")
-            seed_info = gr.Markdown(elem_id="txt2img-seed")
+            with gr.Row():
+                seed_info = gr.Markdown(elem_id="txt2img-seed")
+                # a link that reopens the page with these settings and results (a teacher's
+                # example for the class)
+                gr.DeepLinkButton(size="md", scale=0, min_width=180)
             seed_used = gr.Number(visible=False, precision=0)
             with gr.Group():
                 step_image = gr.Image(label="Prediction of the final image at this step",
@@ -114,20 +260,22 @@ def build_tab() -> None:
                 scrubber = gr.Slider(1, 2, value=1, step=1, label="Step", visible=False)
                 strip = gr.Gallery(label="Denoising, step by step", columns=10, rows=1,
                                    height=130, allow_preview=False, elem_id="txt2img-strip")
-            record = gr.JSON(label="Reproducibility record", elem_id="txt2img-record")
+            record = record_json(label="Reproducibility record", elem_id="txt2img-record")
     frames = gr.State([])
     inputs = [model, prompt, negative, steps, guidance, scheduler, n_images, width, height, seed,
               randomize, show_steps, autoguidance, autoguidance_max_t]  # last: older calls work
     button.click(run_generate, inputs, [gallery, seed_used, seed_info, record, strip, scrubber,
-                                        step_image, frames], **model_event("txt2img"))
+                                        step_image, frames], **model_event("txt2img")
+                 ).then(clear_text, None, stop_info, **AFTER_RUN)
+    stop.click(stop_generation, None, stop_info, **STOP_EVENT)
     scrubber.change(show_frame, [frames, scrubber], step_image, api_visibility="undocumented")
     model.change(on_model_change, model, [width, height, steps, guidance, autoguidance,
                                           autoguidance_max_t], api_visibility="undocumented")
     _build_compare(model, prompt, negative, steps, scheduler, width, height, seed, randomize,
-                   autoguidance, autoguidance_max_t)
+                   autoguidance, autoguidance_max_t, stop_info)
     with gr.Accordion("PNG info: drop a PNG made here to restore its settings", open=False):
         png = gr.File(label="PNG", file_types=[".png"], type="filepath")
-        png_params = gr.JSON(label="Parameters in the PNG")
+        png_params = record_json(label="Parameters in the PNG")
     png.upload(restore_from_png, png, [model, prompt, negative, steps, guidance, scheduler,
                                        n_images, width, height, seed, randomize, png_params,
                                        autoguidance, autoguidance_max_t],
@@ -135,12 +283,14 @@ def build_tab() -> None:
 
 
 def _build_compare(model, prompt, negative, steps, scheduler, width, height, seed, randomize,
-                   autoguidance, autoguidance_max_t):
+                   autoguidance, autoguidance_max_t, stop_info):
     with gr.Accordion("Compare two guidance scales (same seed)", open=False):
         with gr.Row():
             guidance_a = gr.Slider(0, 30, value=1.0, step=0.5, label="Guidance A")
             guidance_b = gr.Slider(0, 30, value=7.5, step=0.5, label="Guidance B")
-        compare = gr.Button("Compare")
+        with gr.Row():
+            compare = gr.Button("Compare", scale=3)
+            stop = gr.Button("Stop", variant="stop", scale=1)
         with gr.Row():
             image_a = gr.Image(label="Guidance A", type="filepath", format="png", height=200)
             image_b = gr.Image(label="Guidance B", type="filepath", format="png", height=200)
@@ -148,4 +298,7 @@ def _build_compare(model, prompt, negative, steps, scheduler, width, height, see
     compare.click(run_compare, [model, prompt, negative, steps, guidance_a, guidance_b, scheduler,
                                 width, height, seed, randomize, autoguidance,
                                 autoguidance_max_t],
-                  [image_a, image_b, compare_info], **model_event("txt2img_compare"))
+                  [image_a, image_b, compare_info], **model_event("txt2img_compare")
+                  ).then(clear_text, None, stop_info, **AFTER_RUN)
+    stop.click(stop_generation, None, stop_info, **{**STOP_EVENT, "api_name": None,
+                                                    "api_visibility": "undocumented"})
