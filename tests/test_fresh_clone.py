@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CHROMIUM, CHROMIUM_ARGS, _chromium_missing_reason, free_port, open_tab
+from tests.conftest import free_port, open_tab
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,24 +57,16 @@ def test_the_clone_trains_live_from_its_own_faces(clone_url):
     assert len(saved) == 1, saved
 
 
-def test_the_clone_shows_heldout_faces_and_nearest_photos(clone_url):
-    reason = _chromium_missing_reason()
-    if reason:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"browser tests need Chromium under CI: {reason}")
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
+def test_the_clone_shows_heldout_faces_and_nearest_photos(clone_url, browser):
     url, _ = clone_url
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        page.set_default_timeout(60_000)
-        page.goto(url)
-        page.wait_for_selector("button[role='tab']")
-        open_tab(page, "VAE faces")
-        page.wait_for_function("document.querySelectorAll('#vae-heldout img').length >= 10")
-        open_tab(page, "GAN faces")
-        page.locator("#gan-generate").click()
-        page.wait_for_function("document.querySelectorAll('#gan-nearest img').length >= 8")
-        browser.close()
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(url)
+    page.wait_for_selector("button[role='tab']")
+    open_tab(page, "VAE faces")
+    page.wait_for_function("document.querySelectorAll('#vae-heldout img').length >= 10")
+    open_tab(page, "GAN faces")
+    page.locator("#gan-generate").click()
+    page.wait_for_function("document.querySelectorAll('#gan-nearest img').length >= 8")
+    context.close()
