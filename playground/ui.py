@@ -13,7 +13,7 @@ import logging
 import gradio as gr
 from gradio import utils as gr_utils
 
-from playground.core import registry, sessions
+from playground.core import registry, sessions, zerogpu
 from playground.core.errors import ModelLoadError, UserInputError
 from playground.core.seeding import MAX_SEED
 
@@ -24,6 +24,7 @@ MODEL_CONCURRENCY_ID = "model"
 TRAIN_CONCURRENCY_ID = "train"
 TRAIN_STREAMS = 32  # training streams open at once (queued runs wait in core.live's pool)
 log = logging.getLogger("playground")
+zerogpu.USER_ERROR_TYPE = gr.Error  # on ZeroGPU, our messages cross the worker as gr.Error
 
 
 def _to_gr_error(exc: BaseException) -> gr.Error:

@@ -297,6 +297,7 @@ def test_on_zerogpu_the_task_carries_the_session_its_models_and_readable_errors(
 
     import gradio as gr
 
+    import playground.ui  # noqa: F401  -- the gradio layer sets zerogpu.USER_ERROR_TYPE
     from playground.core import zerogpu
 
     fake = _FakeSpaces()

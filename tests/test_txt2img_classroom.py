@@ -69,10 +69,10 @@ def test_model_handlers_ask_zerogpu_for_a_slot_that_grows_with_the_work():
     compare = zerogpu.HANDLERS["playground.txt2img.tab.compare_on_device"].duration
 
     def gen(steps, n, size, show=True, auto=0.0):
-        return generate("s", "m", "p", "", steps, 4.0, "DDIM", n, size, size, 0, show, auto, 600)
+        return generate("m", "p", "", steps, 4.0, "DDIM", n, size, size, 0, show, auto, 600)
 
     def cmp(steps, size):
-        return compare("s", "m", "p", "", steps, 1.0, 7.5, "DDIM", size, size, 0, 0.0, 600)
+        return compare("m", "p", "", steps, 1.0, 7.5, "DDIM", size, size, 0, 0.0, 600)
 
     small, shipped = gen(2, 1, 64, show=False), gen(20, 1, 64, auto=2.0)
     sd, big = gen(25, 4, 512), gen(100, 4, 1024)
@@ -88,23 +88,24 @@ def test_model_handlers_ask_zerogpu_for_a_slot_that_grows_with_the_work():
     assert "compare_on_device" in tab.run_compare.__wrapped__.__code__.co_names
 
 
-def test_device_errors_reach_the_user_as_gr_error(tiny):
-    """On ZeroGPU only a gr.Error's message crosses the worker process: the device part itself
-    must turn our errors into one (off ZeroGPU the same function runs inline)."""
+def test_handler_errors_reach_the_user_as_gr_error(tiny):
+    """The device parts raise our own errors; the tab handlers show them as gr.Error (on
+    ZeroGPU, core.zerogpu converts them inside the worker: tests/test_classroom.py)."""
     import gradio as gr
 
     from playground.txt2img import tab
 
     with pytest.raises(gr.Error, match="Prompt is empty"):
-        tab.generate_on_device(None, tiny, "", "", 2, 4.0, "DDIM", 1, 16, 16, 0)
+        tab.run_generate(tiny, "", "", 2, 4.0, "DDIM", 1, 16, 16, 0, False, False)
     with pytest.raises(gr.Error, match="Unknown model"):
-        tab.compare_on_device(None, "no-such-model", PROMPT, "", 2, 1.0, 7.5, "DDIM", 16, 16, 0)
+        tab.run_compare("no-such-model", PROMPT, "", 2, 1.0, 7.5, "DDIM", 16, 16, 0, False)
 
 
-def test_device_part_runs_as_the_session_it_is_given(tiny):
+def test_device_part_writes_into_the_current_session(tiny):
     from playground.txt2img import tab
 
-    out = tab.generate_on_device("carol", tiny, PROMPT, "", 2, 4.0, "DDIM", 1, 16, 16, 0)
+    with sessions.use_session("carol"):
+        out = tab.generate_on_device(tiny, PROMPT, "", 2, 4.0, "DDIM", 1, 16, 16, 0)
     folder = sessions.output_dir(inf.FAMILY, "carol")
     assert [p.startswith(str(folder)) for p in [*out.paths, *out.frames]] == [True] * 3
 
@@ -240,8 +241,9 @@ def test_stop_over_the_api_stops_that_clients_run_only(tiny, slow_unet, app_url,
     assert len(gallery) == 1
     _gallery, _seed, info, record, strip, *_ = bob_job.result(timeout=60)
     assert "stopped_at_step" not in record["params"] and len(strip) == 40
-    # A ran the step in flight when the click left (+ one for the request's trip), B all 40
-    assert stopped_at <= before + 2 and len(slow_unet) == stopped_at + 40
+    # A ran the steps in flight while the Stop request travelled (one 50 ms step on a quiet
+    # machine; a few under load: the one-step bound is tested on the handler), B all 40
+    assert stopped_at <= before + 8 and len(slow_unet) == stopped_at + 40
 
 
 # ---- uploads (PNG info) --------------------------------------------------------------------

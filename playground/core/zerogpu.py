@@ -102,8 +102,13 @@ def _on_zerogpu(fn, estimate):
     return call
 
 
+# How our readable errors leave the worker: set by the gradio layer (playground/ui.py) to
+# gr.Error, the one exception whose message ``spaces`` passes on (core never imports gradio).
+USER_ERROR_TYPE: type[Exception] | None = None
+
+
 class _user_errors:
-    """Inside the ZeroGPU worker: our readable errors leave as ``gr.Error``."""
+    """Inside the ZeroGPU worker: our readable errors leave as ``USER_ERROR_TYPE``."""
 
     def __enter__(self):
         return self
@@ -111,10 +116,8 @@ class _user_errors:
     def __exit__(self, kind, exc, tb):
         from playground.core.errors import ModelLoadError, UserInputError
 
-        if isinstance(exc, (UserInputError, ModelLoadError)):
-            import gradio  # the worker's errors must be gr.Error to keep their message
-
-            raise gradio.Error(str(exc)) from exc
+        if USER_ERROR_TYPE is not None and isinstance(exc, (UserInputError, ModelLoadError)):
+            raise USER_ERROR_TYPE(str(exc)) from exc
         return False
 
 

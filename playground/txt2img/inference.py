@@ -7,7 +7,6 @@ call ``generate``. Models (ours in ``weights/`` or a hub SD id) load through the
 
 from __future__ import annotations
 
-import contextvars
 import dataclasses
 import uuid
 from collections.abc import Callable
@@ -64,11 +63,6 @@ def load_pipeline(model: str | registry.ModelEntry) -> LoadedPipeline:
     device = get_device()
     dtype = inference_dtype(device)
     entry = model if isinstance(model, registry.ModelEntry) else registry.resolve(FAMILY, model)
-    # the registry downloads hub models in a thread of its own, which starts with empty context
-    # variables: run the loader in the request's, so the progress bars of the download reach
-    # the request's tracker (gradio finds it in a context variable) and the session is known
-    context = contextvars.copy_context()
-
     def load(source: str) -> LoadedPipeline:
         from diffusers import DiffusionPipeline
 
@@ -76,8 +70,7 @@ def load_pipeline(model: str | registry.ModelEntry) -> LoadedPipeline:
         guide = load_guide(source, dtype, device) if entry.is_local else None  # hub: none
         return LoadedPipeline(pipe, guide)
 
-    return registry.load_model(FAMILY, entry, lambda source: context.run(load, source),
-                               key=f"{device}-{dtype}")
+    return registry.load_model(FAMILY, entry, load, key=f"{device}-{dtype}")
 
 
 def with_scheduler(pipe, scheduler: str):

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import gradio as gr
 from pydantic import RootModel
 
 from playground.core import sessions
-from playground.core.errors import ModelLoadError, UserInputError
 from playground.core.seeding import resolve_seed
 from playground.core.zerogpu import as_number, gpu_handler
 from playground.txt2img import EXAMPLES, FAMILY, MAX_TIMESTEP, stopping, suggested_settings
@@ -52,16 +49,6 @@ def record_json(**kwargs) -> gr.JSON:
     return component
 
 
-@contextlib.contextmanager
-def readable_errors() -> Iterator[None]:
-    """Our own errors as ``gr.Error`` inside the device call: ZeroGPU's worker passes only
-    gr.Error messages on to the user."""
-    try:
-        yield
-    except (UserInputError, ModelLoadError) as exc:
-        raise gr.Error(str(exc)) from exc
-
-
 @friendly
 def on_model_change(name):
     size, *rest = suggested_settings(name or "")
@@ -85,14 +72,14 @@ def _step_seconds(steps, n_images, width, height, show_steps=False, autoguidance
             * max(pixels, 1 / 16) * extra)
 
 
-def generate_seconds(session, model, prompt, negative, steps, guidance, scheduler, n_images,
+def generate_seconds(model, prompt, negative, steps, guidance, scheduler, n_images,
                      width, height, seed, show_steps=True, autoguidance=None,
                      autoguidance_max_t=None, stop_path=None) -> float:
     """GPU seconds ``generate_on_device`` asks ZeroGPU for, from its own arguments."""
     return BASE_SECONDS + _step_seconds(steps, n_images, width, height, show_steps, autoguidance)
 
 
-def compare_seconds(session, model, prompt, negative, steps, guidance_a, guidance_b, scheduler,
+def compare_seconds(model, prompt, negative, steps, guidance_a, guidance_b, scheduler,
                     width, height, seed, autoguidance=None, autoguidance_max_t=None,
                     stop_path=None) -> float:
     """GPU seconds ``compare_on_device`` asks for: two one-image runs, no step previews."""
@@ -100,24 +87,22 @@ def compare_seconds(session, model, prompt, negative, steps, guidance_a, guidanc
 
 
 @gpu_handler(generate_seconds)
-def generate_on_device(session, model, prompt, negative, steps, guidance, scheduler, n_images,
+def generate_on_device(model, prompt, negative, steps, guidance, scheduler, n_images,
                        width, height, seed, show_steps=True, autoguidance=None,
                        autoguidance_max_t=None, stop_path=None) -> Generated:
     """The part of ``run_generate`` that runs the pipeline (the GPU part on ZeroGPU).
 
-    On ZeroGPU this runs in a forked worker process: the session and the stop flag's path are
-    passed explicitly (the context variable set by ``friendly`` does not cross), errors leave
-    as ``gr.Error`` (others reach the user as a bare "ZeroGPU worker error") and only plain
-    values come back."""
+    On ZeroGPU this runs in a forked worker process (``core.zerogpu`` takes the session and its
+    models along and turns our errors into ``gr.Error``); the stop flag is a file, so a Stop
+    reaches the worker, and only plain values come back."""
     from playground.txt2img.inference import generate, save_frames
 
-    with sessions.use_session(session), readable_errors():
-        result = generate(model, prompt, negative, steps, guidance, seed, scheduler, n_images,
-                          width, height, show_steps=bool(show_steps), autoguidance=autoguidance,
-                          autoguidance_max_t=autoguidance_max_t,
-                          stop=lambda: stopping.is_stop_requested(stop_path))
-        return Generated([str(p) for p in result.paths], result.record,
-                         save_frames(result.trajectory), result.notes, result.stopped_at)
+    result = generate(model, prompt, negative, steps, guidance, seed, scheduler, n_images,
+                      width, height, show_steps=bool(show_steps), autoguidance=autoguidance,
+                      autoguidance_max_t=autoguidance_max_t,
+                      stop=lambda: stopping.is_stop_requested(stop_path))
+    return Generated([str(p) for p in result.paths], result.record,
+                     save_frames(result.trajectory), result.notes, result.stopped_at)
 
 
 @friendly
@@ -125,9 +110,8 @@ def run_generate(model, prompt, negative, steps, guidance, scheduler, n_images, 
                  seed, randomize, show_steps, autoguidance=None, autoguidance_max_t=None,
                  progress=TRACK_TQDM):
     used = resolve_seed(seed, randomize)
-    session = sessions.current_session()
-    with stopping.running(session) as stop_path:
-        out = generate_on_device(session, model, prompt, negative, steps, guidance, scheduler,
+    with stopping.running(sessions.current_session()) as stop_path:
+        out = generate_on_device(model, prompt, negative, steps, guidance, scheduler,
                                  n_images, width, height, used, show_steps, autoguidance,
                                  autoguidance_max_t, stop_path)
     note = " ".join(out.notes)
@@ -147,7 +131,7 @@ def show_frame(frames, index):
 
 
 @gpu_handler(compare_seconds)
-def compare_on_device(session, model, prompt, negative, steps, guidance_a, guidance_b, scheduler,
+def compare_on_device(model, prompt, negative, steps, guidance_a, guidance_b, scheduler,
                       width, height, seed, autoguidance=None, autoguidance_max_t=None,
                       stop_path=None) -> tuple[list[str | None], str]:
     """The two pipeline runs of ``run_compare`` (see ``generate_on_device``): the PNG paths
@@ -158,17 +142,16 @@ def compare_on_device(session, model, prompt, negative, steps, guidance_a, guida
         return stopping.is_stop_requested(stop_path)
 
     paths: list[str | None] = [None, None]
-    with sessions.use_session(session), readable_errors():
-        for i, (label, g) in enumerate((("A", guidance_a), ("B", guidance_b))):
-            result = generate(model, prompt, negative, steps, g, seed, scheduler, 1, width,
-                              height, show_steps=False, autoguidance=autoguidance,
-                              autoguidance_max_t=autoguidance_max_t, stop=stop)
-            paths[i] = str(result.paths[0])
-            if result.stopped_at is not None or (i == 0 and stop()):
-                done = (f"at step {result.stopped_at}/{result.total_steps}"
-                        if result.stopped_at is not None else "after it finished")
-                rest = "; guidance B was not run." if i == 0 else "."
-                return paths, f"Stopped guidance {label} {done}{rest}"
+    for i, (label, g) in enumerate((("A", guidance_a), ("B", guidance_b))):
+        result = generate(model, prompt, negative, steps, g, seed, scheduler, 1, width,
+                          height, show_steps=False, autoguidance=autoguidance,
+                          autoguidance_max_t=autoguidance_max_t, stop=stop)
+        paths[i] = str(result.paths[0])
+        if result.stopped_at is not None or (i == 0 and stop()):
+            done = (f"at step {result.stopped_at}/{result.total_steps}"
+                    if result.stopped_at is not None else "after it finished")
+            rest = "; guidance B was not run." if i == 0 else "."
+            return paths, f"Stopped guidance {label} {done}{rest}"
     return paths, ""
 
 
@@ -177,11 +160,10 @@ def run_compare(model, prompt, negative, steps, guidance_a, guidance_b, schedule
                 seed, randomize, autoguidance=None, autoguidance_max_t=None,
                 progress=TRACK_TQDM):
     used = resolve_seed(seed, randomize)
-    session = sessions.current_session()
-    with stopping.running(session) as stop_path:
-        (a, b), note = compare_on_device(session, model, prompt, negative, steps, guidance_a,
-                                         guidance_b, scheduler, width, height, used,
-                                         autoguidance, autoguidance_max_t, stop_path)
+    with stopping.running(sessions.current_session()) as stop_path:
+        (a, b), note = compare_on_device(model, prompt, negative, steps, guidance_a, guidance_b,
+                                         scheduler, width, height, used, autoguidance,
+                                         autoguidance_max_t, stop_path)
     return a, b, f"Seed used: **{used}** (same for both)" + (f" — {note}" if note else "")
 
 
