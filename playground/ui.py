@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import os
 
 import gradio as gr
 from gradio import utils as gr_utils
@@ -110,10 +111,21 @@ def end_session(request: gr.Request) -> None:
     sessions.end_session(_session_of(request))
 
 
-def model_event(api_name: str | None) -> dict:
-    """Keyword arguments for an event that runs a model: named API route, shared queue slot."""
-    return {"api_name": api_name or None, "concurrency_id": MODEL_CONCURRENCY_ID,
-            "concurrency_limit": 1,
+def model_event(api_name: str | None, family: str | None = None, slots: int = 1) -> dict:
+    """Keyword arguments for an event that runs a model: a named API route in its family's
+    queue group (``family`` defaults to the route's prefix, ``gan`` for ``gan_sample``).
+
+    Each family's model serves one request at a time (txt2img's step recorder and autoguidance
+    hook its UNet, so two requests must not share it), while the families run side by side:
+    a GAN sample never waits behind a 20-step diffusion. ``PLAYGROUND_GEN_SLOTS`` = 0 puts
+    every family back into one shared slot. ``slots``: requests of the family that may run at
+    once (the family must give each its own model copy: txt2img does).
+    """
+    family = family or (api_name.split("_")[0] if api_name else "")
+    shared = os.environ.get("PLAYGROUND_GEN_SLOTS", "family") == "0" or not family
+    group = MODEL_CONCURRENCY_ID if shared else f"{MODEL_CONCURRENCY_ID}-{family}"
+    return {"api_name": api_name or None, "concurrency_id": group,
+            "concurrency_limit": 1 if shared else slots,
             "api_visibility": "public" if api_name else "undocumented"}
 
 

@@ -123,17 +123,18 @@ def test_preload_loads_the_shipped_pipeline_through_the_cache(monkeypatch):
 
 @pytest.fixture
 def slow_unet(tiny):
-    """Every UNet call of the tiny model takes 50 ms more and is logged as (thread, end time),
-    so a run of many steps lasts long enough to be stopped in the middle."""
-    unet = inf.load_pipeline(tiny).pipe.unet
+    """Every UNet call of the tiny model (each pipeline copy) takes 50 ms more and is logged as
+    (thread, end time), so a run of many steps lasts long enough to be stopped in the middle."""
     calls: list[tuple[str, float]] = []
 
     def hook(module, args, output):
         time.sleep(0.05)
         calls.append((threading.current_thread().name, time.monotonic()))
-    handle = unet.register_forward_hook(hook)
+    handles = [inf.load_pipeline(tiny, copy=k).pipe.unet.register_forward_hook(hook)
+               for k in range(inf.COPIES)]
     yield calls
-    handle.remove()
+    for handle in handles:
+        handle.remove()
 
 
 def _wait_for(condition, timeout=30.0):
@@ -293,3 +294,15 @@ def test_png_info_over_the_api_refuses_a_bomb_and_a_text_file(client, tmp_path):
     text.write_text("hello, these are notes, not an image")
     with pytest.raises(AppError, match="not an image"):
         client.predict(handle_file(str(text)), api_name="/txt2img_png_info")
+
+
+def test_requests_at_once_sample_on_their_own_pipeline_copies(tiny):
+    """Two requests at the same time never share a UNet (its hooks are per request); a hub
+    model keeps a single copy and its requests take turns."""
+    entry = registry.resolve(inf.FAMILY, tiny)
+    with inf.pipeline_copy(entry) as first, inf.pipeline_copy(entry) as second:
+        assert inf.COPIES >= 2 and first.pipe.unet is not second.pipe.unet
+    with inf.pipeline_copy(entry) as again:
+        assert again.pipe.unet in (first.pipe.unet, second.pipe.unet)  # copies are reused
+    hub = registry.ModelEntry("owner/some-sd", inf.FAMILY, hub_id="owner/some-sd")
+    assert inf.copy_pool(hub).qsize() == 1 and inf.copy_pool(entry).qsize() == inf.COPIES

@@ -220,7 +220,7 @@ class _LRU:
             self.items.popitem(last=False)
 
 
-_CACHE = _LRU(int(os.environ.get("PLAYGROUND_MODEL_CACHE", "6")))
+_CACHE = _LRU(int(os.environ.get("PLAYGROUND_MODEL_CACHE", "10")))
 
 
 def load_model(family: str, name: str | ModelEntry, loader: Callable[[str], object], *,

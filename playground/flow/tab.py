@@ -207,7 +207,7 @@ def _density_section():
     event = ui.model_event("flow_density")
     inputs = [target, flow, n_samples, seed, randomize]
     show.click(show_density, inputs, [heat, samples, metrics, seed], **event)
-    heat.select(click_log_prob, [flow, target], clicked, **ui.model_event(None))
+    heat.select(click_log_prob, [flow, target], clicked, **ui.model_event(None, "flow"))
     return flow, inputs, [heat, samples, metrics, seed]
 
 

@@ -7,9 +7,13 @@ call ``generate``. Models (ours in ``weights/`` or a hub SD id) load through the
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
+import queue
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,9 +61,10 @@ class LoadedPipeline:
     guide: object | None = None
 
 
-def load_pipeline(model: str | registry.ModelEntry) -> LoadedPipeline:
+def load_pipeline(model: str | registry.ModelEntry, copy: int = 0) -> LoadedPipeline:
     """The cached pipeline for a registry name, hub id or an entry already resolved for this
-    request (fp16 on CUDA, fp32 on CPU), with its guide UNet for autoguidance if it has one."""
+    request (fp16 on CUDA, fp32 on CPU), with its guide UNet for autoguidance if it has one.
+    ``copy`` picks one of several independent copies (see ``pipeline_copy``)."""
     device = get_device()
     dtype = inference_dtype(device)
     entry = model if isinstance(model, registry.ModelEntry) else registry.resolve(FAMILY, model)
@@ -70,7 +75,38 @@ def load_pipeline(model: str | registry.ModelEntry) -> LoadedPipeline:
         guide = load_guide(source, dtype, device) if entry.is_local else None  # hub: none
         return LoadedPipeline(pipe, guide)
 
-    return registry.load_model(FAMILY, entry, load, key=f"{device}-{dtype}")
+    return registry.load_model(FAMILY, entry, load, key=f"{device}-{dtype}-{copy}")
+
+
+# Requests that sample at the same time each need a pipeline of their own: the step recorder,
+# the Stop check and autoguidance hook the UNet. A bundled (small) model gets COPIES copies, so
+# that many requests run side by side (the tab's queue slot allows as many); a hub model, often
+# gigabytes, keeps one and its requests take turns.
+COPIES = max(1, int(os.environ.get("PLAYGROUND_TXT2IMG_COPIES", "2")))
+_POOLS: dict[str, queue.Queue] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def copy_pool(entry: registry.ModelEntry) -> queue.Queue:
+    """The free copy numbers of ``entry``'s pipeline (COPIES for a bundled model, 1 for hub)."""
+    with _POOLS_LOCK:
+        pool = _POOLS.get(entry.source)
+        if pool is None:
+            pool = _POOLS[entry.source] = queue.Queue()
+            for k in range(COPIES if entry.is_local else 1):
+                pool.put(k)
+        return pool
+
+
+@contextlib.contextmanager
+def pipeline_copy(entry: registry.ModelEntry) -> Iterator[LoadedPipeline]:
+    """Hold one copy of ``entry``'s pipeline for the length of a request."""
+    pool = copy_pool(entry)
+    k = pool.get()
+    try:
+        yield load_pipeline(entry, copy=k)
+    finally:
+        pool.put(k)
 
 
 def with_scheduler(pipe, scheduler: str):
@@ -269,7 +305,13 @@ def generate(model: str, prompt: str, negative_prompt: str = "", steps: int | No
                       else autoguidance_max_t)
     if bad_model is not None:
         raise bad_model
-    loaded = load_pipeline(entry)
+    with pipeline_copy(entry) as loaded:
+        return _sample_with(loaded, entry, params, seed, width, height, show_steps, stop,
+                            out_dir)
+
+
+def _sample_with(loaded, entry, params, seed, width, height, show_steps, stop, out_dir):
+    """``generate``'s sampling on one pipeline copy, its images saved with their record."""
     base = loaded.pipe
     native = base.unet.config.sample_size * 2 ** (len(base.vae.config.block_out_channels) - 1)
     width, height = check_size(base, width or native, height or native)

@@ -11,7 +11,7 @@ from playground.core import sessions
 from playground.core.seeding import resolve_seed
 from playground.core.zerogpu import as_number, gpu_handler
 from playground.txt2img import EXAMPLES, FAMILY, MAX_TIMESTEP, stopping, suggested_settings
-from playground.txt2img.inference import SCHEDULERS
+from playground.txt2img.inference import COPIES, SCHEDULERS
 from playground.ui import friendly, model_dropdown, model_event, seed_controls
 
 SCHEDULER_NAMES = list(SCHEDULERS)
@@ -247,7 +247,7 @@ def build_tab() -> None:
     inputs = [model, prompt, negative, steps, guidance, scheduler, n_images, width, height, seed,
               randomize, show_steps, autoguidance, autoguidance_max_t]  # last: older calls work
     button.click(run_generate, inputs, [gallery, seed_used, seed_info, record, strip, scrubber,
-                                        step_image, frames], **model_event("txt2img")
+                                        step_image, frames], **model_event("txt2img", slots=COPIES)
                  ).then(clear_text, None, stop_info, **AFTER_RUN)
     stop.click(stop_generation, None, stop_info, **STOP_EVENT)
     scrubber.change(show_frame, [frames, scrubber], step_image, api_visibility="undocumented")
@@ -280,7 +280,7 @@ def _build_compare(model, prompt, negative, steps, scheduler, width, height, see
     compare.click(run_compare, [model, prompt, negative, steps, guidance_a, guidance_b, scheduler,
                                 width, height, seed, randomize, autoguidance,
                                 autoguidance_max_t],
-                  [image_a, image_b, compare_info], **model_event("txt2img_compare")
+                  [image_a, image_b, compare_info], **model_event("txt2img_compare", slots=COPIES)
                   ).then(clear_text, None, stop_info, **AFTER_RUN)
     stop.click(stop_generation, None, stop_info, **{**STOP_EVENT, "api_name": None,
                                                     "api_visibility": "undocumented"})

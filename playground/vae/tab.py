@@ -279,11 +279,12 @@ def _explorer_section(model) -> None:
         explored = gr.Image(label="Decoded code", type="pil", height=256)
         explore_info = gr.Markdown()
     explore_inputs = [model, *sliders]
-    explore_btn.click(on_explore, explore_inputs, [explored, explore_info], **model_event(None))
+    explore = model_event(None, "vae")
+    explore_btn.click(on_explore, explore_inputs, [explored, explore_info], **explore)
     for slider in sliders:
-        slider.release(on_explore, explore_inputs, [explored, explore_info], **model_event(None))
+        slider.release(on_explore, explore_inputs, [explored, explore_info], **explore)
     reset.click(lambda: [0.0] * N_SLIDERS, None, sliders).then(
-        on_explore, explore_inputs, [explored, explore_info], **model_event(None))
+        on_explore, explore_inputs, [explored, explore_info], **explore)
 
 
 def _training_section(model) -> None:
