@@ -195,7 +195,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def run(users: int, seconds: float, train: bool, abandon: bool) -> dict:
+def run(users: int, seconds: float, train: bool, abandon: bool, warmup: float = 0.0) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="playground-load-"))
     port = free_port()
     proc = launch(port, workdir)
@@ -203,6 +203,14 @@ def run(users: int, seconds: float, train: bool, abandon: bool) -> dict:
     try:
         warm = Stats()
         user_loop_once(url, warm)
+        if warmup:  # the same load, untimed, so caches and allocators settle first
+            until = time.monotonic() + warmup
+            loops = [threading.Thread(target=user_loop, args=(url, until, warm, 1000 + i))
+                     for i in range(users)]
+            for t in loops:
+                t.start()
+            for t in loops:
+                t.join()
         rss_warm, out_warm = rss_mb(proc.pid), folder_mb(workdir)
         stats = Stats()
         stop_at = time.monotonic() + seconds
@@ -282,9 +290,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train", action="store_true", help="add one user training all along")
     parser.add_argument("--abandon", action="store_true",
                         help="end with an abandoned training run and measure the CPU after")
+    parser.add_argument("--warmup", type=float, default=0.0,
+                        help="seconds of the same load before the clock and the RSS baseline")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
-    report = run(args.users, args.seconds, args.train, args.abandon)
+    report = run(args.users, args.seconds, args.train, args.abandon, args.warmup)
     print_report(report)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
