@@ -72,7 +72,23 @@ def serve_threads() -> int:
 
     threads = max(1, int(os.environ.get("PLAYGROUND_TORCH_THREADS", "1")))
     torch.set_num_threads(threads)
+    limit_malloc_arenas()
     return threads
+
+
+def limit_malloc_arenas(arenas: int = 2) -> bool:
+    """glibc gives each thread that allocates its own malloc arena (up to 8 per core); a server
+    with many request threads then holds freed memory in many of them and its RSS creeps up.
+    ``mallopt(M_ARENA_MAX)`` before the request threads start keeps it to a few. No-op (False)
+    where there is no glibc."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(-8, arenas))  # -8: M_ARENA_MAX
+    except (OSError, AttributeError):
+        return False
 
 
 def main(argv: list[str] | None = None) -> None:
