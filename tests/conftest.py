@@ -113,3 +113,19 @@ def assert_image_in_view(page, gallery: str, taller_than: float) -> None:
     box = page.locator(gallery).bounding_box()
     assert image["height"] > taller_than, (image, box)
     assert image["y"] + image["height"] <= box["y"] + box["height"], (image, box)
+
+
+def write_tiny_faces(folder, monkeypatch, people: int, per_person: int = 4):
+    """Random 64×64 'faces' of ``people`` people in an image folder (one sub-folder each), made
+    the app's training faces through $PLAYGROUND_FACES; returns the folder."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for person in range(people):
+        (folder / f"p{person}").mkdir()
+        for i in range(per_person):
+            pixels = (rng.random((64, 64)) * 255).astype(np.uint8)
+            Image.fromarray(pixels).save(folder / f"p{person}" / f"{i}.png")
+    monkeypatch.setenv("PLAYGROUND_FACES", str(folder))
+    return folder

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import threading
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from playground.core import live, registry, zerogpu
 from playground.gan import FAMILY, SHIPPED, preload, register_models
 from playground.gan import tab as gan_tab
+from tests.conftest import write_tiny_faces
 
 register_models()
 
@@ -18,14 +17,7 @@ register_models()
 @pytest.fixture
 def tiny_faces(tmp_path, monkeypatch):
     """8 random 'faces' of 2 people in an image folder, used as the training data."""
-    rng = np.random.default_rng(0)
-    for person in range(2):
-        (tmp_path / f"p{person}").mkdir()
-        for i in range(4):
-            pixels = (rng.random((64, 64)) * 255).astype(np.uint8)
-            Image.fromarray(pixels).save(tmp_path / f"p{person}" / f"{i}.png")
-    monkeypatch.setenv("PLAYGROUND_FACES", str(tmp_path))
-    return tmp_path
+    return write_tiny_faces(tmp_path, monkeypatch, people=2)
 
 
 @pytest.mark.parametrize("handler", ["on_sample", "on_interpolate"])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -13,7 +12,7 @@ from playground.core.errors import UserInputError
 from playground.data.faces import BUNDLED_FACES, faces_source
 from playground.gan import FAMILY, SHIPPED, register_models
 from playground.gan.inference import interpolate_faces, sample_faces
-from tests.conftest import assert_image_in_view, open_tab
+from tests.conftest import assert_image_in_view, open_tab, write_tiny_faces
 
 register_models()
 
@@ -65,14 +64,7 @@ def test_shipped_model_samples_64px_grey_faces():
 @pytest.fixture
 def tiny_faces(tmp_path, monkeypatch):
     """16 random 'faces' of 4 people in an image folder, used as the training data."""
-    rng = np.random.default_rng(0)
-    for person in range(4):
-        (tmp_path / f"p{person}").mkdir()
-        for i in range(4):
-            pixels = (rng.random((64, 64)) * 255).astype(np.uint8)
-            Image.fromarray(pixels).save(tmp_path / f"p{person}" / f"{i}.png")
-    monkeypatch.setenv("PLAYGROUND_FACES", str(tmp_path))
-    return tmp_path
+    return write_tiny_faces(tmp_path, monkeypatch, people=4)
 
 
 def test_live_training_registers_a_selectable_model(tiny_faces):

@@ -2,28 +2,21 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from playground.core import live, registry
 from playground.core.errors import UserInputError
 from playground.vae import FAMILY, register_models
 from playground.vae.inference import sample_faces
+from tests.conftest import write_tiny_faces
 
 register_models()
 
 
 @pytest.fixture
 def faces(tmp_path, monkeypatch):
-    rng = np.random.default_rng(0)
-    for person in range(7):
-        (tmp_path / f"p{person}").mkdir()
-        for i in range(2):
-            Image.fromarray((rng.random((64, 64)) * 255).astype(np.uint8)).save(
-                tmp_path / f"p{person}" / f"{i}.png")
-    monkeypatch.setenv("PLAYGROUND_FACES", str(tmp_path))
+    write_tiny_faces(tmp_path, monkeypatch, people=7, per_person=2)
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     yield tmp_path
