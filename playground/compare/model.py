@@ -127,6 +127,8 @@ class VAEModel(Standardized, PyTorchModelHubMixin, library_name="pytorch",
         self.latent_dim = latent_dim
         self.encoder = mlp(2, width, 2 * latent_dim, depth=2)
         self.decoder = mlp(latent_dim, width, 4, depth=2)
+        with torch.no_grad():  # start with a sharp decoder, so z is used before the KL bites
+            self.decoder[-1].bias[2:].fill_(-2.0)
         self._init_standardize(shift, scale)
 
     def encode(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -150,16 +152,18 @@ class VAEModel(Standardized, PyTorchModelHubMixin, library_name="pytorch",
         return self.to_x(mean + log_std.exp() * eps)
 
 
-def vae_elbo(model: VAEModel, x: torch.Tensor, eps: torch.Tensor | None = None) -> torch.Tensor:
+def vae_elbo(model: VAEModel, x: torch.Tensor, eps: torch.Tensor | None = None,
+             kl_weight: float = 1.0) -> torch.Tensor:
     """The ELBO E_q[log p(x|z)] - KL(q(z|x) ‖ p(z)) per point (N,), in data coordinates, with one
-    reparameterised z (``eps`` (N, latent) or fresh noise)."""
+    reparameterised z (``eps`` (N, latent) or fresh noise). ``kl_weight`` < 1 only while
+    training warms up (KL annealing, Bowman et al., 2016, against posterior collapse)."""
     u = model.to_u(x)
     mean, log_std = model.encode(u)
     eps = torch.randn_like(mean) if eps is None else eps
     z = mean + log_std.exp() * eps
     rec = gaussian_log_prob(u, *model.decode(z))
     kl = 0.5 * (mean**2 + (2 * log_std).exp() - 1 - 2 * log_std).sum(-1)
-    return rec - kl + model.log_det_to_u
+    return rec - kl_weight * kl + model.log_det_to_u
 
 
 def vae_iwae(model: VAEModel, x: torch.Tensor, k: int, generator: torch.Generator

@@ -18,7 +18,8 @@ def draw(family: str, model, n: int, generator: torch.Generator, *, fast: bool =
     DDIM for the diffusion model; ``latent_scale`` shrinks the GAN's z (1 = as trained)."""
     if family == "diffusion":
         if fast:
-            return diffusion.sample(model, n, generator, steps=FAST_DDIM_STEPS, ddim=True).cpu()
+            steps = min(FAST_DDIM_STEPS, model.config.num_train_timesteps)
+            return diffusion.sample(model, n, generator, steps=steps, ddim=True).cpu()
         return diffusion.sample(model, n, generator).cpu()
     if family == "gan":
         return model.sample(n, generator, latent_scale=latent_scale).cpu()

@@ -61,6 +61,7 @@ class CompareConfig:
     ar_components: int = 16  # mixture components of p(x) and p(y | x)
     lr: float = 3e-3  # VAE, flow, diffusion, AR: Adam with warm-up + cosine
     gan_lr: float = 1e-3  # GAN: Adam(0.5, 0.9), constant
+    vae_kl_warmup: float = 0.2  # fraction of the steps over which the VAE's KL weight goes 0 -> 1
     warmup: int = 50
     final_lr_frac: float = 0.05
     grad_clip: float = 5.0
@@ -147,7 +148,8 @@ def family_step(family: str, ctx: StepContext, x: torch.Tensor, cfg: CompareConf
     for group in optimizer.param_groups:
         group["lr"] = lr
     if family == "vae":
-        loss = -vae_elbo(model, x).mean()
+        kl_weight = min(1.0, ctx.step / max(1.0, cfg.vae_kl_warmup * cfg.steps))
+        loss = -vae_elbo(model, x, kl_weight=kl_weight).mean()
     elif family == "diffusion":
         loss = diffusion_loss(model, make_scheduler(model), model.to_u(x), ctx.generator)
     else:  # flow, ar: exact maximum likelihood
