@@ -52,10 +52,11 @@ class DiffusionMLP(ModelMixin, ConfigMixin):
 
 
 def make_scheduler(model: DiffusionMLP) -> DDPMScheduler:
-    """The DDPM noise schedule the model was trained with (fixed_small = posterior variance)."""
+    """The DDPM noise schedule the model was trained with; reverse-step variance β_i
+    ("fixed_large", as in the variational bound below)."""
     return DDPMScheduler(num_train_timesteps=model.config.num_train_timesteps,
                          beta_schedule=model.config.beta_schedule, clip_sample=False,
-                         prediction_type="epsilon", variance_type="fixed_small")
+                         prediction_type="epsilon", variance_type="fixed_large")
 
 
 def diffusion_loss(model, scheduler: DDPMScheduler, u0: torch.Tensor,
@@ -92,29 +93,31 @@ def sample(model: DiffusionMLP, n: int, generator: torch.Generator, *, steps: in
 @torch.no_grad()
 def variational_bound(model: DiffusionMLP, x: torch.Tensor, generator: torch.Generator
                       ) -> torch.Tensor:
-    """-ELBO ≥ -log p_θ(x) per point (N,), nats, in data coordinates (Ho et al. 2020, eq. 5):
+    """-ELBO ≥ -log p_θ(x) per point (N,), nats, in data coordinates (Ho et al. 2020, eq. 5).
 
-    L_prior = KL(q(x_{T-1}|x_0) ‖ N(0, I)); for i ≥ 1 the KL of the Gaussian reverse step with
-    variance β̃_i, which reduces to w_i ‖ε - ε_θ(x_i, i)‖² with w_i = β_i² / (2 β̃_i α_i (1 - ᾱ_i));
-    and the decoder -log N(x_0; μ_θ(x_0-step), β_0 I) = ‖ε - ε_θ‖² / (2 α_0) + log(2π β_0).
-    One ε per timestep per point; every timestep is summed (no sampling of i).
+    The reverse steps are N(μ_θ(x_i, i), β_i I) ("fixed_large": exact when the data are
+    Gaussian, where the bound then equals the entropy). Terms: L_prior = KL(q(x_{T-1}|x_0) ‖
+    N(0, I)); for i ≥ 1, KL(N(μ̃_i, β̃_i) ‖ N(μ_θ, β_i)) = w_i ‖ε - ε_θ(x_i, i)‖² + (r - 1 - log r)
+    with w_i = β_i / (2 α_i (1 - ᾱ_i)) and r = β̃_i / β_i (2 dims); the decoder
+    -log N(x_0; μ_θ, β_0 I) = ‖ε - ε_θ‖² / (2 α_0) + log(2π β_0). One ε per timestep per point;
+    every timestep is summed (no sampling of i).
     """
     sched = make_scheduler(model)
     betas, abar = sched.betas.double(), sched.alphas_cumprod.double()
     alphas = 1 - betas
-    u0 = model.to_u(x).double()
-    big_t = len(betas)
-    a_last = abar[-1]
-    total = 0.5 * (a_last * u0**2 + (1 - a_last) - 1 - torch.log(1 - a_last)).sum(-1)
+    u0 = model.to_u(x).double().cpu()
+    device = model.scale_.device
+    total = 0.5 * (abar[-1] * u0**2 + (1 - abar[-1]) - 1 - torch.log(1 - abar[-1])).sum(-1)
     abar_prev = torch.cat([torch.ones(1, dtype=abar.dtype), abar[:-1]])
-    post_var = betas * (1 - abar_prev) / (1 - abar)
-    weights = betas**2 / (2 * post_var.clamp_min(1e-30) * alphas * (1 - abar))
+    ratio = (1 - abar_prev) / (1 - abar)  # β̃_i / β_i
+    weights = betas / (2 * alphas * (1 - abar))
     weights[0] = 1 / (2 * alphas[0])
-    for i in range(big_t):
+    for i in range(len(betas)):
         eps = torch.randn(u0.shape, generator=generator, dtype=torch.float64)
         ui = abar[i].sqrt() * u0 + (1 - abar[i]).sqrt() * eps
-        pred = model(ui.float().to(model.scale_.device),
-                     torch.full((len(u0),), i, device=model.scale_.device)).double().cpu()
-        total = total + weights[i] * ((eps - pred) ** 2).sum(-1)
-    total = total + 2 * 0.5 * (LOG_2PI + torch.log(betas[0]))  # decoder normaliser, 2 dims
+        pred = model(ui.float().to(device), torch.full((len(u0),), i, device=device))
+        total = total + weights[i] * ((eps - pred.double().cpu()) ** 2).sum(-1)
+        if i > 0:
+            total = total + ratio[i] - 1 - torch.log(ratio[i])
+    total = total + LOG_2PI + torch.log(betas[0])  # the decoder's normaliser, 2 dims
     return (total + 2 * model.scale_.double().log().cpu()).float()
