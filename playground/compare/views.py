@@ -88,8 +88,8 @@ def vae_view(target: str, seed: int = 0) -> View:
                "point's angle in data space) — the encoder packs the data into N(0, I). Right: "
                "the decoder's mean m(z) for a grid of z and for random z: samples add noise of "
                "the decoder's std around m(z), which is why VAE samples look blurred.")
-    images = [_save(titled(latent, "VAE: latent μ(x), coloured by x"), entry, "vae-latent", {},
-                    seed),
+    latent = titled(latent, "VAE: latent mean of q(z|x), coloured by x")
+    images = [_save(latent, entry, "vae-latent", {}, seed),
               _save(decoded, entry, "vae-decoded", {}, seed)]
     return View(images, caption)
 
