@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from playground.compare.train import FAMILIES
+from playground.compare import FAMILIES
 from playground.core.repro import read_png_record
 from tests.conftest import free_port
 

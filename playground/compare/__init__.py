@@ -15,6 +15,9 @@ distance (Székely & Rizzo) compares any sampler with the data; likelihoods are 
 absent, and that difference is part of the lesson.
 """
 FAMILY = "compare"
+FAMILIES = ("gan", "vae", "flow", "diffusion", "ar")  # the tab's panel order
+LABELS = {"gan": "GAN", "vae": "VAE", "flow": "Flow", "diffusion": "Diffusion (DDPM)",
+          "ar": "Autoregressive"}
 SHIPPED_TARGETS = ("8gaussians", "checkerboard", "rings", "moons", "pinwheel", "spirals")
 
 

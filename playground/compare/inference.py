@@ -9,16 +9,18 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from playground.compare import FAMILY
-from playground.compare.metrics import FamilyScore, score_family, target_entropy
-from playground.compare.train import FAMILIES, LABELS
+from playground.compare import FAMILIES, FAMILY, LABELS
 from playground.core import registry
 from playground.core.errors import UserInputError, check_range
 from playground.core.repro import make_record
 from playground.flow.targets import get_target
+
+if TYPE_CHECKING:  # the scores pull in torch, diffusers and zuko: imported where used
+    import torch
+
+    from playground.compare.metrics import FamilyScore
 
 EVAL_SEED = 31337  # held-out points of a built-in target: never the training or test draws
 RESULTS = "results.json"
@@ -102,6 +104,8 @@ def to_row(score: FamilyScore, label: str, train_s: float | None) -> ScoreRow:
 
 
 def held_out_points(target: str, n: int, seed: int = EVAL_SEED) -> torch.Tensor:
+    import torch
+
     return get_target(target).sample(n, torch.Generator().manual_seed(seed))
 
 
@@ -109,6 +113,8 @@ def score_models(models: dict, held_out: torch.Tensor, target: str, *, seed: int
                  train_s: dict | None = None, collapsed_gan: bool = False) -> list[ScoreRow]:
     """Every family scored on the same held-out points; optionally the GAN once more with its
     latent shrunk (``COLLAPSED_LATENT_SCALE``): a deliberately collapsed sampler to compare."""
+    from playground.compare.metrics import score_family
+
     train_s = train_s or {}
     rows = [to_row(score_family(f, models[f], held_out, target, seed=seed), LABELS[f],
                    train_s.get(f)) for f in FAMILIES if f in models]
@@ -167,6 +173,7 @@ def score_shipped(target: str, n_eval: int = 2000, seed: int = 0) -> Comparison:
     """Score the shipped fits again on ``n_eval`` fresh held-out points (the /compare_score
     route): the table and a reproducibility record, no pictures."""
     from playground.compare import shipped_name
+    from playground.compare.metrics import target_entropy
 
     n_eval = check_range("Held-out points", n_eval, 100, 20_000, integer=True)
     entry = registry.resolve(FAMILY, shipped_name(_check_target(target)))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import gradio as gr
 
 from playground import ui
-from playground.compare.train import FAMILIES, LABELS
+from playground.compare import FAMILIES, LABELS
 from playground.core.errors import UserInputError
 from playground.core.seeding import resolve_seed
 from playground.core.zerogpu import as_number, gpu_handler

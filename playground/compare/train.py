@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from playground.compare import FAMILIES, LABELS  # noqa: F401  (LABELS: re-exported)
 from playground.compare.diffusion import DiffusionMLP, diffusion_loss, make_scheduler
 from playground.compare.model import (
     ARModel,
@@ -39,9 +40,6 @@ from playground.flow.model import FlowModel
 from playground.flow.targets import TARGETS, get_target
 from playground.flow.train import TEST_SEED, split_points
 
-FAMILIES = ("gan", "vae", "flow", "diffusion", "ar")
-LABELS = {"gan": "GAN", "vae": "VAE", "flow": "Flow", "diffusion": "Diffusion (DDPM)",
-          "ar": "Autoregressive"}
 STANDARDIZE_SEED = 99  # the points that fix each model's shift/scale on a built-in target
 
 
