@@ -174,8 +174,9 @@ def build_tab() -> None:
         stop = gr.Button("Stop", elem_id="compare-stop")
     panels, status, table, record = _results_section()
     run_id = gr.State(None)
-    shipped.click(show_shipped, target, [*panels, table, status, record],
-                  **ui.model_event("compare_shipped"))
+    shown = [*panels, table, status, record]
+    shipped.click(show_shipped, target, shown, **ui.model_event("compare_shipped"))
+    target.change(show_shipped, target, shown, **ui.model_event(None))  # files only: instant
     start.click(fit_live, [source, target, sketch, csv_file, steps, seed, randomize],
                 [*panels, table, status, record, run_id], **ui.train_event("compare_fit"))
     stop.click(ui.stop_live_run, run_id, status, queue=False, api_name="compare_fit_stop")
