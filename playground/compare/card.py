@@ -70,8 +70,8 @@ model.safetensors); load with `playground.compare.inference.load_fit_folder`.
   each model; ± one standard error. Energy distance D² (0 iff the distributions are equal);
   NLL exact for the flow and AR, an upper bound for the VAE and diffusion, none for a GAN.
 
-| family | energy distance | NLL or bound (nats) | modes covered | train s | samples/s |
-|---|---|---|---|---|---|
+| family | energy distance | NLL or bound (nats) | modes covered | train s | samples/s | per mode |
+|---|---|---|---|---|---|---|
 {chr(10).join(lines)}
 
 {entropy}

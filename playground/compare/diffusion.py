@@ -34,7 +34,8 @@ class DiffusionMLP(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, width: int = 128, embed_dim: int = 32, num_train_timesteps: int = 100,
                  beta_schedule: str = "squaredcos_cap_v2", shift: tuple = (0.0, 0.0),
-                 scale: float = 1.0, target: str = "") -> None:
+                 scale: float = 1.0, target: str = "", beta_start: float = 1e-4,
+                 beta_end: float = 0.02) -> None:
         super().__init__()
         self.net = mlp(2 + embed_dim, width, 2, depth=3)
         self.register_buffer("shift_", torch.tensor(list(shift), dtype=torch.float32))
@@ -56,6 +57,7 @@ def make_scheduler(model: DiffusionMLP) -> DDPMScheduler:
     ("fixed_large", as in the variational bound below)."""
     return DDPMScheduler(num_train_timesteps=model.config.num_train_timesteps,
                          beta_schedule=model.config.beta_schedule, clip_sample=False,
+                         beta_start=model.config.beta_start, beta_end=model.config.beta_end,
                          prediction_type="epsilon", variance_type="fixed_large")
 
 

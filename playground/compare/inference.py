@@ -82,13 +82,13 @@ class ScoreRow:
                f"{self.nll:.3f} ± {self.nll_se:.3f} ({self.nll_kind})")
         if self.iwae is not None:
             nll += f"; IWAE {self.iwae:.3f}"
-        modes = ("—" if self.modes_total is None else
-                 f"{self.modes_covered}/{self.modes_total} {self.mode_counts}")
+        modes = "—" if self.modes_total is None else f"{self.modes_covered}/{self.modes_total}"
         return {"family": self.label,
                 "energy distance ± SE": f"{self.distance:.4f} ± {self.distance_se:.4f}",
                 "NLL or bound (nats)": nll, "modes covered": modes,
                 "train time (s)": "—" if self.train_s is None else f"{self.train_s:.1f}",
-                "samples/s": f"{self.samples_per_s:,.0f}"}
+                "samples/s": f"{self.samples_per_s:,.0f}",
+                "samples per mode": "—" if self.mode_counts is None else str(self.mode_counts)}
 
 
 def to_row(score: FamilyScore, label: str, train_s: float | None) -> ScoreRow:

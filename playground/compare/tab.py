@@ -20,7 +20,7 @@ TARGET_CHOICES = [(t.label, t.name) for t in TARGETS.values()]
 SOURCES = ["built-in target", "my drawing", "my CSV"]
 DEFAULT_TARGET = "8gaussians"
 TABLE_COLUMNS = ["family", "energy distance ± SE", "NLL or bound (nats)", "modes covered",
-                 "train time (s)", "samples/s"]
+                 "train time (s)", "samples/s", "samples per mode"]
 INTRO = """
 **Five families, one dataset, one score.** Each panel is a model fitted to the same points for
 the same number of steps: red dots are its samples (over its exact density for the flow and the
@@ -143,7 +143,7 @@ def _results_section():
     initial = _initial()
     with gr.Row(elem_id="compare-panels"):
         panels = [gr.Image(initial[i], label=LABELS[f], type="filepath", interactive=False,
-                           height=280, elem_id=f"compare-panel-{f}", show_label=True)
+                           height=290, elem_id=f"compare-panel-{f}", show_label=False)
                   for i, f in enumerate(FAMILIES)]
     status = gr.Markdown(initial[len(FAMILIES) + 1], elem_id="compare-status")
     table = gr.Dataframe(initial[len(FAMILIES)], label="Results (held-out points)",
@@ -188,6 +188,7 @@ def build_tab() -> None:
 
 
 VIEW_CHOICES = [(LABELS[f], f) for f in FAMILIES]
+VIEW_IMAGES = 3  # the most pictures one view returns (the AR view)
 
 
 @ui.friendly
@@ -204,7 +205,9 @@ def show_view(family, target, x0, seed):
     scrub = gr.update(maximum=max(0, len(frames) - 1), value=len(frames) - 1 if frames else 0,
                       visible=bool(frames))
     frame = gr.update(value=frames[-1] if frames else None, visible=bool(frames))
-    return view.images, view.caption, frames, frame, scrub
+    images = [gr.update(value=path, visible=True) for path in view.images[:VIEW_IMAGES]]
+    images += [gr.update(value=None, visible=False)] * (VIEW_IMAGES - len(images))
+    return (*images, view.caption, frames, frame, scrub)
 
 
 def scrub_frame(frames, index):
@@ -221,14 +224,17 @@ def _views_section(target):
         seed = gr.Number(value=0, precision=0, label="Seed")
         go = gr.Button("Show how it works", elem_id="compare-view-go")
     caption = gr.Markdown()
-    gallery = gr.Gallery(label="View", columns=3, height=340, elem_id="compare-view-gallery")
+    with gr.Row(elem_id="compare-view-images"):
+        images = [gr.Image(type="filepath", interactive=False, show_label=False,
+                           visible=i == 0, elem_id=f"compare-view-{i}")
+                  for i in range(VIEW_IMAGES)]
     frames = gr.State([])
     with gr.Row():
         scrub = gr.Slider(0, 10, value=10, step=1, label="Reverse diffusion: frame",
                           visible=False)
         frame = gr.Image(label="Reverse trajectory", type="filepath", interactive=False,
                          height=300, visible=False)
-    outputs = [gallery, caption, frames, frame, scrub]
+    outputs = [*images, caption, frames, frame, scrub]
     event = ui.model_event("compare_view")
     go.click(show_view, [family, target, x0, seed], outputs, **event)
     x0.release(show_view, [family, target, x0, seed], outputs, **ui.model_event(None))
