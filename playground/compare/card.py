@@ -58,9 +58,9 @@ Five small 2-D generative models fitted together to the `{target}` toy target of
 Models Playground (`playground/compare/`): a GAN (non-saturating), a VAE (latent
 {cfg.get('vae_latent')}), zuko's neural spline flow ({cfg.get('flow_depth')} transforms,
 {cfg.get('flow_width')}×2), a DDPM (T = {cfg.get('timesteps')}, diffusers' `DDPMScheduler`,
-squared-cosine schedule) and an autoregressive mixture-density model p(x)·p(y|x)
-({cfg.get('ar_components')} components). One subfolder per family (config.json +
-model.safetensors); load with `playground.compare.inference.load_fit_folder`.
+{cfg.get('beta_schedule')} β from 1e-4 to {cfg.get('beta_end')}) and an autoregressive
+mixture-density model p(x)·p(y|x) ({cfg.get('ar_components')} components). One subfolder per
+family (config.json + model.safetensors); load with `playground.compare.inference.load_fit_folder`.
 
 - Data: fresh target samples every step, the same batch of {cfg.get('batch_size')} for every family
 - Steps: {summary.get('steps')} for every family, interleaved in one run; wall time

@@ -33,9 +33,9 @@ class DiffusionMLP(ModelMixin, ConfigMixin):
 
     @register_to_config
     def __init__(self, width: int = 128, embed_dim: int = 32, num_train_timesteps: int = 100,
-                 beta_schedule: str = "squaredcos_cap_v2", shift: tuple = (0.0, 0.0),
+                 beta_schedule: str = "linear", shift: tuple = (0.0, 0.0),
                  scale: float = 1.0, target: str = "", beta_start: float = 1e-4,
-                 beta_end: float = 0.02) -> None:
+                 beta_end: float = 0.1) -> None:
         super().__init__()
         self.net = mlp(2 + embed_dim, width, 2, depth=3)
         self.register_buffer("shift_", torch.tensor(list(shift), dtype=torch.float32))
