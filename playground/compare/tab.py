@@ -192,6 +192,7 @@ VIEW_IMAGES = 3  # the most pictures one view returns (the AR view)
 
 
 @ui.friendly
+@gpu_handler(20)
 def show_view(family, target, x0, seed):
     """One family's how-it-works view on the shipped fits of ``target``."""
     from playground.compare import views
