@@ -59,14 +59,17 @@ def test_views_draw_each_family():
 def test_live_refit_streams_and_scores():
     from playground.compare import tab
 
-    frames = list(tab.fit_live("built-in target", "moons", None, None, 30, 1, False))
+    frames = list(tab.fit_live("built-in target", "moons", None, None, list(FAMILIES), 30, 1,
+                               False))
     last = frames[-1]
     panels, table, status, record = last[:5], last[5], last[6], last[7]
     assert status.startswith("Done: 30 steps") and all(p is not None for p in panels)
     assert len(table) == 5 and "none" in table["NLL or bound (nats)"].iloc[0]
     assert record["params"]["steps"] == 30 and record["seed"] == 1
     with pytest.raises(Exception, match="Steps"):
-        list(tab.fit_live("built-in target", "moons", None, None, 1, 1, False))
+        list(tab.fit_live("built-in target", "moons", None, None, list(FAMILIES), 1, 1, False))
+    with pytest.raises(Exception, match="at least one family"):
+        list(tab.fit_live("built-in target", "moons", None, None, [], 30, 1, False))
 
 
 @pytest.fixture(scope="module")
@@ -93,9 +96,10 @@ def test_api_score_and_fit(compare_url):
     client = Client(compare_url, verbose=False)
     table, raw = client.predict("8gaussians", 300, 0, api_name="/compare_score")
     assert len(raw["rows"]) == 6 and raw["record"]["params"]["n_eval"] == 300
-    out = client.predict("built-in target", "rings", None, None, 20, 0, False,
+    out = client.predict("built-in target", "rings", None, None, ["flow", "ar"], 20, 0, False,
                          api_name="/compare_fit")
     assert out[6].startswith("Done: 20 steps")
+    assert out[0] is None and out[2] is not None  # only the chosen families were fitted
 
 
 def test_browser_runs_a_comparison(browser, compare_url):

@@ -18,6 +18,7 @@ from playground.flow.targets import TARGETS
 
 TARGET_CHOICES = [(t.label, t.name) for t in TARGETS.values()]
 SOURCES = ["built-in target", "my drawing", "my CSV"]
+VIEW_CHOICES = [(LABELS[f], f) for f in FAMILIES]
 DEFAULT_TARGET = "8gaussians"
 TABLE_COLUMNS = ["family", "energy distance ± SE", "NLL or bound (nats)", "modes covered",
                  "train time (s)", "samples/s", "samples per mode"]
@@ -92,13 +93,16 @@ def _user_points(source, sketch, csv_file, seed):
 
 
 @ui.friendly
-def fit_live(source, target, sketch, csv_file, steps, seed, randomize):
-    """API /compare_fit: refit all five on the data, streaming panels, then the scored table."""
+def fit_live(source, target, sketch, csv_file, families, steps, seed, randomize):
+    """API /compare_fit: refit the chosen families on the data, streaming panels, then the
+    scored table."""
     from playground.compare import live
 
+    if not families:
+        raise UserInputError("Tick at least one family to train.")
     used = resolve_seed(seed, randomize)
     points = _user_points(source, sketch, csv_file, used)
-    cfg = live.live_config(steps, target if points is None else "custom")
+    cfg = live.live_config(steps, target if points is None else "custom", ",".join(families))
     run = live.start_run(cfg, points, used)
     view = live.LiveView(cfg, used, points)
 
@@ -124,6 +128,8 @@ def _data_inputs():
                           elem_id="compare-source")
         target = gr.Dropdown(TARGET_CHOICES, value=DEFAULT_TARGET, label="Built-in target",
                              elem_id="compare-target")
+        families = gr.CheckboxGroup(VIEW_CHOICES, value=list(FAMILIES), label="Families to fit",
+                                    elem_id="compare-families")
         steps = gr.Number(value=400, precision=0, label="Steps (each family)",
                           elem_id="compare-steps")
         seed, randomize = ui.seed_controls()
@@ -136,7 +142,7 @@ def _data_inputs():
                                                  default_size=8))
             csv_file = gr.File(label="...or upload a CSV of x,y (max 5 MB)",
                                file_types=[".csv"], type="filepath")
-    return source, target, steps, seed, randomize, sketch, csv_file
+    return source, target, families, steps, seed, randomize, sketch, csv_file
 
 
 def _results_section():
@@ -167,7 +173,7 @@ def _score_section(target):
 
 def build_tab() -> None:
     gr.Markdown(INTRO)
-    source, target, steps, seed, randomize, sketch, csv_file = _data_inputs()
+    source, target, families, steps, seed, randomize, sketch, csv_file = _data_inputs()
     with gr.Row():
         shipped = gr.Button("Show the shipped fits", elem_id="compare-shipped")
         start = gr.Button("Refit all five live", variant="primary", elem_id="compare-start")
@@ -177,7 +183,7 @@ def build_tab() -> None:
     shown = [*panels, table, status, record]
     shipped.click(show_shipped, target, shown, **ui.model_event("compare_shipped"))
     target.change(show_shipped, target, shown, **ui.model_event(None))  # files only: instant
-    start.click(fit_live, [source, target, sketch, csv_file, steps, seed, randomize],
+    start.click(fit_live, [source, target, sketch, csv_file, families, steps, seed, randomize],
                 [*panels, table, status, record, run_id], **ui.train_event("compare_fit"))
     stop.click(ui.stop_live_run, run_id, status, queue=False, api_name="compare_fit_stop")
     with gr.Tabs():
@@ -187,7 +193,6 @@ def build_tab() -> None:
             _score_section(target)
 
 
-VIEW_CHOICES = [(LABELS[f], f) for f in FAMILIES]
 VIEW_IMAGES = 3  # the most pictures one view returns (the AR view)
 
 
