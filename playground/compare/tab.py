@@ -14,10 +14,11 @@ from playground.compare import FAMILIES, LABELS
 from playground.core.errors import UserInputError
 from playground.core.seeding import resolve_seed
 from playground.core.zerogpu import as_number, gpu_handler
+from playground.flow.tab import SOURCES  # the drawing / CSV inputs are the Flows tab's
+from playground.flow.tab import _user_points as user_points  # (both belong in ui / core.data)
 from playground.flow.targets import TARGETS
 
 TARGET_CHOICES = [(t.label, t.name) for t in TARGETS.values()]
-SOURCES = ["built-in target", "my drawing", "my CSV"]
 VIEW_CHOICES = [(LABELS[f], f) for f in FAMILIES]
 DEFAULT_TARGET = "8gaussians"
 TABLE_COLUMNS = ["family", "energy distance ± SE", "NLL or bound (nats)", "modes covered",
@@ -76,22 +77,6 @@ def score(target, n_eval, seed):
     return _table(comparison.table()), comparison.as_json()
 
 
-def _user_points(source, sketch, csv_file, seed):
-    from playground.flow import userdata
-
-    if source == "my drawing":
-        return userdata.points_from_sketch(sketch, seed=seed)
-    if source == "my CSV":
-        if csv_file is None:
-            raise UserInputError("Upload a CSV file of x,y points first.")
-        path = csv_file if isinstance(csv_file, str) else getattr(csv_file, "name", None)
-        ui.check_upload_size(path, userdata.MAX_CSV_BYTES / 2**20)
-        return userdata.points_from_csv(path)
-    if source != "built-in target":
-        raise UserInputError(f"Data must be one of {', '.join(SOURCES)}, got {source!r}.")
-    return None
-
-
 @ui.friendly
 def fit_live(source, target, sketch, csv_file, families, steps, seed, randomize):
     """API /compare_fit: refit the chosen families on the data, streaming panels, then the
@@ -101,7 +86,7 @@ def fit_live(source, target, sketch, csv_file, families, steps, seed, randomize)
     if not families:
         raise UserInputError("Tick at least one family to train.")
     used = resolve_seed(seed, randomize)
-    points = _user_points(source, sketch, csv_file, used)
+    points = user_points(source, sketch, csv_file, used)
     cfg = live.live_config(steps, target if points is None else "custom", ",".join(families))
     run = live.start_run(cfg, points, used)
     view = live.LiveView(cfg, used, points)

@@ -38,7 +38,10 @@ from playground.core.schedules import warmup_cosine
 from playground.core.training import LoopConfig, StepContext, TrainResult, TrainTask, train_loop
 from playground.flow.model import FlowModel
 from playground.flow.targets import TARGETS, get_target
-from playground.flow.train import TEST_SEED, split_points
+
+# the Flows tab's data stream (it reads only cfg.target and cfg.batch_size): fresh target
+# samples every step, or the user's points resampled; both belong in a core data module
+from playground.flow.train import TEST_SEED, batches, split_points
 
 STANDARDIZE_SEED = 99  # the points that fix each model's shift/scale on a built-in target
 
@@ -164,17 +167,6 @@ def split_data(cfg: CompareConfig, points: torch.Tensor | None, seed: int):
     if points is not None:
         return split_points(points.float(), seed)
     return None, get_target(cfg.target).sample(cfg.n_test, torch.Generator().manual_seed(TEST_SEED))
-
-
-def batches(cfg: CompareConfig, seed: int, train_points: torch.Tensor | None):
-    """Endless (batch_size, 2) batches: fresh target samples, or resampled user points."""
-    gen = torch.Generator().manual_seed(seed)
-    target = None if train_points is not None else get_target(cfg.target)
-    while True:
-        if target is not None:
-            yield target.sample(cfg.batch_size, gen)
-        else:
-            yield train_points[torch.randint(len(train_points), (cfg.batch_size,), generator=gen)]
 
 
 def build_models(cfg: CompareConfig, seed: int, train_points: torch.Tensor | None) -> dict:
