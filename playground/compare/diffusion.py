@@ -29,21 +29,28 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) 
 
 
 class DiffusionMLP(ModelMixin, ConfigMixin):
-    """ε_θ(x_i, i): an MLP of [u_i, embedding(i)] -> predicted noise (N, 2)."""
+    """ε_θ(x_i, i): an MLP of [u_i, embedding(i), sinusoidal features of each coordinate of u_i]
+    -> predicted noise (N, 2). The coordinate features (frequencies up to ``input_scale``, as in
+    tiny-diffusion) let a small MLP draw sharp edges such as the checkerboard's; 0 turns them off.
+    """
 
     @register_to_config
     def __init__(self, width: int = 128, embed_dim: int = 32, num_train_timesteps: int = 100,
                  beta_schedule: str = "linear", shift: tuple = (0.0, 0.0),
                  scale: float = 1.0, target: str = "", beta_start: float = 1e-4,
-                 beta_end: float = 0.1) -> None:
+                 beta_end: float = 0.1, input_scale: float = 25.0) -> None:
         super().__init__()
-        self.net = mlp(2 + embed_dim, width, 2, depth=3)
+        n_in = 2 + embed_dim + (2 * embed_dim if input_scale else 0)
+        self.net = mlp(n_in, width, 2, depth=3)
         self.register_buffer("shift_", torch.tensor(list(shift), dtype=torch.float32))
         self.register_buffer("scale_", torch.tensor(float(scale), dtype=torch.float32))
 
     def forward(self, u: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        emb = timestep_embedding(t, self.config.embed_dim)
-        return self.net(torch.cat([u, emb], -1))
+        dim, scale = self.config.embed_dim, self.config.input_scale
+        parts = [u, timestep_embedding(t, dim)]
+        if scale:
+            parts += [timestep_embedding(u[:, k] * scale, dim) for k in range(2)]
+        return self.net(torch.cat(parts, -1))
 
     def to_u(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.shift_) / self.scale_

@@ -62,6 +62,7 @@ class CompareConfig:
     beta_schedule: str = "linear"  # β from 1e-4 to beta_end: ᾱ_T = e^-5 at T = 100, β_end = 0.1
     beta_end: float = 0.1  # (research/compare/README.md: sharper and a 1-nat tighter bound
                            # than diffusers' squared cosine at T = 100)
+    diffusion_input_scale: float = 25.0  # sinusoidal features of x up to this frequency (0: off)
     ar_components: int = 16  # mixture components of p(x) and p(y | x)
     lr: float = 3e-3  # VAE, flow, diffusion, AR: Adam with warm-up + cosine
     gan_lr: float = 1e-3  # GAN: Adam(0.5, 0.9), constant
@@ -109,7 +110,7 @@ def build_model(family: str, cfg: CompareConfig, shift, scale: float, target: st
         return FlowModel("nsf", cfg.flow_depth, cfg.flow_width, cfg.flow_bins, target=target)
     if family == "diffusion":
         return DiffusionMLP(cfg.width, 32, cfg.timesteps, cfg.beta_schedule, tuple(shift),
-                            scale, target, 1e-4, cfg.beta_end)
+                            scale, target, 1e-4, cfg.beta_end, cfg.diffusion_input_scale)
     if family == "ar":
         return ARModel(cfg.ar_components, cfg.width, shift, scale, target)
     raise UserInputError(f"Unknown family {family!r}; choose from {', '.join(FAMILIES)}.")
