@@ -5,6 +5,7 @@ in a small Blocks (the lead adds it to the app)."""
 from __future__ import annotations
 
 import pytest
+import torch
 from PIL import Image
 
 from playground.compare import FAMILIES
@@ -56,15 +57,21 @@ def test_views_draw_each_family():
     assert len(ar.images) == 3 and read_png_record(ar.images[1])["params"]["x0"] == 1.5
 
 
-def test_live_refit_streams_and_scores():
+def test_live_refit_on_a_csv_streams_and_scores(tmp_path):
+    """The user's own points: all five refit in one worker, scored on the 20 % held out."""
     from playground.compare import tab
 
-    frames = list(tab.fit_live("built-in target", "moons", None, None, list(FAMILIES), 30, 1,
-                               False))
+    pts = torch.randn(300, 2, generator=torch.Generator().manual_seed(0)) * 0.5 + 1.0
+    csv = tmp_path / "points.csv"
+    csv.write_text("x,y\n" + "\n".join(f"{x:.4f},{y:.4f}" for x, y in pts.tolist()))
+    frames = list(tab.fit_live("my CSV", "moons", None, str(csv), list(FAMILIES), 30, 1, False))
     last = frames[-1]
     panels, table, status, record = last[:5], last[5], last[6], last[7]
     assert status.startswith("Done: 30 steps") and all(p is not None for p in panels)
+    assert "held-out points" in status and "entropy" not in status  # no known entropy
     assert len(table) == 5 and "none" in table["NLL or bound (nats)"].iloc[0]
+    assert set(table["modes covered"]) == {"—"}
+    assert record["params"]["target"] == "custom" and record["params"]["n_eval"] == 60
     assert record["params"]["steps"] == 30 and record["seed"] == 1
     with pytest.raises(Exception, match="Steps"):
         list(tab.fit_live("built-in target", "moons", None, None, list(FAMILIES), 1, 1, False))
