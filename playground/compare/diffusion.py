@@ -31,14 +31,15 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) 
 class DiffusionMLP(ModelMixin, ConfigMixin):
     """ε_θ(x_i, i): an MLP of [u_i, embedding(i), sinusoidal features of each coordinate of u_i]
     -> predicted noise (N, 2). The coordinate features (frequencies up to ``input_scale``, as in
-    tiny-diffusion) let a small MLP draw sharp edges such as the checkerboard's; 0 turns them off.
+    tiny-diffusion) let a small MLP draw sharp edges such as the checkerboard's; 0 (the default,
+    which older saved configs load with) turns them off; the Compare presets use 25.
     """
 
     @register_to_config
     def __init__(self, width: int = 128, embed_dim: int = 32, num_train_timesteps: int = 100,
                  beta_schedule: str = "linear", shift: tuple = (0.0, 0.0),
                  scale: float = 1.0, target: str = "", beta_start: float = 1e-4,
-                 beta_end: float = 0.1, input_scale: float = 25.0) -> None:
+                 beta_end: float = 0.1, input_scale: float = 0.0) -> None:
         super().__init__()
         n_in = 2 + embed_dim + (2 * embed_dim if input_scale else 0)
         self.net = mlp(n_in, width, 2, depth=3)
