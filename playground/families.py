@@ -14,7 +14,7 @@ import importlib
 import importlib.util
 from types import ModuleType
 
-ORDER = ("txt2img", "gan", "vae", "gpt", "flow")
+ORDER = ("txt2img", "gan", "vae", "gpt", "flow", "compare")
 
 
 def available() -> list[str]:
