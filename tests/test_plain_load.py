@@ -27,7 +27,7 @@ def test_size_budget():
 def test_every_folder_is_covered():
     covered = {"txt2img-shapes", "gpt-austen", "gan-olivetti", "gan-face-id", "vae-olivetti"}
     folders = {p.name for p in WEIGHTS.iterdir() if p.is_dir()}
-    assert folders - covered == {f for f in folders if f.startswith("flow-")}
+    assert folders - covered == {f for f in folders if f.startswith(("flow-", "compare-"))}
 
 
 def test_txt2img_pipeline_loads_with_no_dtype_and_samples_in_fp32():
@@ -66,3 +66,14 @@ def test_our_own_models_load_with_no_dtype(folder, cls):
     module, _, name = cls.partition(":")
     model = getattr(importlib.import_module(module), name).from_pretrained(WEIGHTS / folder)
     _fp32(model)
+
+
+@pytest.mark.parametrize("folder", sorted(p.name for p in WEIGHTS.glob("compare-*")))
+def test_compare_fits_load_with_no_dtype(folder):
+    """Each family's fit in a compare-<target> folder is its own from_pretrained folder."""
+    from playground.compare.inference import load_fit_folder
+
+    fits = load_fit_folder(WEIGHTS / folder)
+    assert set(fits) == {"gan", "vae", "flow", "diffusion", "ar"}
+    for model in fits.values():
+        _fp32(model)
