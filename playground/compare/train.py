@@ -35,7 +35,7 @@ from playground.compare.model import (
 from playground.core.config import resolve_preset
 from playground.core.errors import UserInputError
 from playground.core.schedules import warmup_cosine
-from playground.core.training import LoopConfig, StepContext, TrainResult, TrainTask, train_loop
+from playground.core.training import LoopConfig, StepContext, TrainResult, TrainTask
 from playground.flow.model import FlowModel
 from playground.flow.targets import TARGETS, get_target
 
@@ -264,12 +264,6 @@ def build_task(cfg: CompareConfig, loop: LoopConfig, points: torch.Tensor | None
 
 def train_cli(preset: str, loop: LoopConfig, data: str | None, overrides: dict) -> TrainResult:
     """`python -m playground.train compare ...`; ``--data`` is an optional CSV of x,y points."""
-    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
-    cfg = resolve_config(preset, overrides)
-    if loop.max_steps == 0:
-        loop.max_steps = cfg.steps
-    points = None
-    if data:
-        from playground.flow.userdata import points_from_csv
-        points = points_from_csv(data)
-    return train_loop(loop, build_task(cfg, loop, points))
+    from playground.flow.train import train_points_cli
+
+    return train_points_cli(resolve_config, build_task, preset, loop, data, overrides)

@@ -165,14 +165,21 @@ def _prepend(first, rest):
     yield from rest
 
 
-def train_cli(preset: str, loop: LoopConfig, data: str | None, overrides: dict) -> TrainResult:
-    """`python -m playground.train flow ...`; ``--data`` is an optional CSV of x,y points."""
+def train_points_cli(resolve, build, preset: str, loop: LoopConfig, data: str | None,
+                     overrides: dict) -> TrainResult:
+    """The CLI of a 2-D family (flow, compare): ``resolve(preset, overrides)`` -> config,
+    ``--data`` an optional CSV of x,y points, ``build(cfg, loop, points)`` -> the TrainTask."""
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
-    cfg = resolve_config(preset, overrides)
+    cfg = resolve(preset, overrides)
     if loop.max_steps == 0:
         loop.max_steps = cfg.steps
     points = None
     if data:
         from playground.flow.userdata import points_from_csv
         points = points_from_csv(data)
-    return train_loop(loop, build_task(cfg, loop, points))
+    return train_loop(loop, build(cfg, loop, points))
+
+
+def train_cli(preset: str, loop: LoopConfig, data: str | None, overrides: dict) -> TrainResult:
+    """`python -m playground.train flow ...`; ``--data`` is an optional CSV of x,y points."""
+    return train_points_cli(resolve_config, build_task, preset, loop, data, overrides)
