@@ -10,8 +10,11 @@ import functools
 import inspect
 import logging
 import os
+import tempfile
+from pathlib import Path
 
 import gradio as gr
+from gradio import processing_utils
 from gradio import utils as gr_utils
 
 from playground.core import registry, sessions, zerogpu
@@ -26,6 +29,42 @@ TRAIN_CONCURRENCY_ID = "train"
 TRAIN_STREAMS = 32  # training streams open at once (queued runs wait in core.live's pool)
 log = logging.getLogger("playground")
 zerogpu.USER_ERROR_TYPE = gr.Error  # on ZeroGPU, our messages cross the worker as gr.Error
+
+
+def _write_once(path: Path, data: bytes) -> str:
+    """Write a content-addressed cache file without ever rewriting one that may be served.
+
+    Gradio names these files by the hash of their bytes, so an existing file already holds
+    ``data``; rewriting it in place (``write_bytes`` truncates first) cut another user's
+    download of the same picture mid-body under load. New files appear by an atomic rename.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        os.utime(path)  # the cache sweep ages files by time: a reused copy is fresh again
+        return str(path.resolve())
+    fd, staging = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.replace(staging, path)
+    return str(path.resolve())
+
+
+def _save_pil_to_cache(img, cache_dir: str, name: str = "image", format: str = "webp") -> str:
+    data = processing_utils.encode_pil_to_bytes(img, format)
+    return _write_once(Path(cache_dir) / processing_utils.hash_bytes(data) / f"{name}.{format}",
+                       data)
+
+
+def _save_bytes_to_cache(data: bytes, file_name: str, cache_dir: str) -> str:
+    if not Path(file_name).suffix:
+        file_name += processing_utils.detect_audio_format(data)
+    return _write_once(Path(cache_dir) / processing_utils.hash_bytes(data) / Path(file_name).name,
+                       data)
+
+
+# Gradio 6.31 writes PIL/array outputs and bytes in place; its file copies are already atomic.
+processing_utils.save_pil_to_cache = _save_pil_to_cache
+processing_utils.save_bytes_to_cache = _save_bytes_to_cache
 
 
 def _to_gr_error(exc: BaseException) -> gr.Error:

@@ -168,6 +168,36 @@ def test_output_names_are_unique_and_per_session():
     assert len({a1, a2, b1}) == 3 and a1.parent == a2.parent != b1.parent
 
 
+def test_a_cached_picture_is_never_rewritten_while_served(tmp_path):
+    """Two users with the same seed get the same picture: Gradio's content-hash cache file is
+    written once (atomically) and reused, so a download in flight is never cut by a rewrite."""
+    import threading
+
+    from gradio import processing_utils
+
+    import playground.ui  # noqa: F401  -- installs the write-once cache writers
+
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (256, 256, 3), np.uint8))
+    first = Path(processing_utils.save_pil_to_cache(img, str(tmp_path), format="png"))
+    inode, size = first.stat().st_ino, first.stat().st_size
+    short_reads, done = [], threading.Event()
+
+    def read_loop():
+        while not done.is_set():
+            if len(first.read_bytes()) != size:
+                short_reads.append(1)
+
+    reader = threading.Thread(target=read_loop)
+    reader.start()
+    for _ in range(50):
+        again = Path(processing_utils.save_pil_to_cache(img, str(tmp_path), format="png"))
+    done.set()
+    reader.join()
+    assert again == first and first.stat().st_ino == inode
+    assert short_reads == []
+    assert [p.name for p in first.parent.iterdir()] == [first.name]  # no staging file left
+
+
 def test_sweep_deletes_old_outputs_and_idle_sessions(monkeypatch):
     with sessions.use_session("s-idle"):
         old = sessions.unique_output("vae", "old", ".gif")
