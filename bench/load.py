@@ -186,8 +186,21 @@ def abandon_check(url: str, server_pid: int) -> dict:
     time.sleep(3)
     after = (cpu_seconds(server_pid) - c0) / 3
     return {"cores_while_training": round(busy_rate, 2), "cores_10s_after_drop": round(after, 2),
-            "workers_left": len(tree_pids(server_pid)) - 1, "waited_s": round(
+            "workers_left": len(training_workers(server_pid)), "waited_s": round(
                 time.monotonic() - t_drop, 1)}
+
+
+def training_workers(server_pid: int) -> list[int]:
+    """The server's multiprocessing workers (not its idle ``resource_tracker`` helper)."""
+    out = []
+    for pid in tree_pids(server_pid)[1:]:
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"spawn_main" in cmd and b"resource_tracker" not in cmd:
+            out.append(pid)
+    return out
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -218,8 +231,10 @@ def run(users: int, seconds: float, train: bool, abandon: bool, warmup: float = 
                    for i in range(users)]
         if train:
             threads.append(threading.Thread(target=trainer_loop, args=(url, stop_at, stats)))
+        trace: list[int] = []
+        sampler = threading.Thread(target=sample_rss, args=(proc.pid, stop_at, trace), daemon=True)
         t0 = time.monotonic()
-        for t in threads:
+        for t in [*threads, sampler]:
             t.start()
         for t in threads:
             t.join()
@@ -227,6 +242,7 @@ def run(users: int, seconds: float, train: bool, abandon: bool, warmup: float = 
         report = summarize(stats, elapsed, users, train)
         report.update({"rss_after_warmup_mb": round(rss_warm),
                        "rss_end_mb": round(rss_mb(proc.pid)),
+                       "rss_trace_mb": trace,
                        "disk_growth_mb": round(folder_mb(workdir) - out_warm, 1)})
         if abandon:
             report["abandon"] = abandon_check(url, proc.pid)
@@ -235,6 +251,13 @@ def run(users: int, seconds: float, train: bool, abandon: bool, warmup: float = 
         proc.terminate()
         proc.wait(20)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def sample_rss(pid: int, stop_at: float, trace: list[int], every_s: float = 60.0) -> None:
+    """The server's RSS (MB) once a minute under load, to tell growth from a plateau."""
+    while time.monotonic() < stop_at:
+        time.sleep(min(every_s, max(0.0, stop_at - time.monotonic())))
+        trace.append(round(rss_mb(pid)))
 
 
 def user_loop_once(url: str, stats: Stats) -> None:
@@ -273,6 +296,8 @@ def print_report(report: dict) -> None:
           f"p95 {report['p95_s']} s, {report['failed']} failed; RSS "
           f"{report['rss_after_warmup_mb']} -> {report['rss_end_mb']} MB; disk +"
           f"{report['disk_growth_mb']} MB")
+    if report.get("rss_trace_mb"):
+        print(f"RSS each minute under load (MB): {report['rss_trace_mb']}")
     print(f"{'route':32} {'n':>5} {'failed':>6} {'p50 s':>7} {'p95 s':>7}")
     for route, row in report["routes"].items():
         print(f"{route:32} {row['n']:>5} {row['failed']:>6} {row['p50_s']!s:>7} "
