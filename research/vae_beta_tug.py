@@ -3,7 +3,7 @@ the tab's (``playground.vae.live.build_run``: the olivetti-quick preset, the bun
 held-out people excluded) for each β, in this process; prints the last logged row's
 reconstruction and KL terms (nats per face) and the held-out -ELBO.
 
-`OMP_NUM_THREADS=1 python research/vae_beta_tug.py --steps 300 --betas 0.1 4`
+`OMP_NUM_THREADS=1 python -m research.vae_beta_tug --steps 300 --betas 0.1 4`
 """
 
 from __future__ import annotations
