@@ -32,3 +32,29 @@ def interpolation() -> dict:
                                   mode="linear"), raw, repeats=5)
     return {"ours": ours, "reference": reference, "unit": "s",
             "note": "ours adds input checks, face loading, PNG strip + record and a GIF"}
+
+
+@benchmark("vae: face map of 400 codes, cold (request) / raw encode+SVD")
+def face_map() -> dict:
+    from playground import vae
+    from playground.vae import inside
+    from playground.vae.inference import all_faces, load_codec
+
+    vae.register_models()
+    faces = all_faces()
+    if not len(faces):
+        raise RuntimeError("needs assets/olivetti_faces.npz (or $PLAYGROUND_FACES)")
+    model = load_codec(vae.SHIPPED).model
+    x = torch.from_numpy(faces)[:, None]  # (400, 1, 64, 64)
+
+    def raw():
+        with torch.no_grad():
+            mu = torch.cat([model.encode(chunk)[0] for chunk in x.split(50)]).double()
+            torch.linalg.svd(mu - mu.mean(0), full_matrices=False)
+
+    def request():
+        inside._MAPS.clear()  # cold: encode every face again, as for a new model
+        inside.map_view(vae.SHIPPED)
+    ours, reference = best_of_pair(request, raw, repeats=5)
+    return {"ours": ours, "reference": reference, "unit": "s",
+            "note": "ours adds face loading, the picture (400 points) and the PNG + record"}

@@ -38,6 +38,7 @@ from playground.vae.images import (
     write_gif,
 )
 from playground.vae.likelihood import evaluate_elbo
+from playground.vae.pca import fit_pca
 from playground.vae.split import cached_split
 
 MAX_FRAMES = 64
@@ -138,12 +139,19 @@ def all_faces() -> np.ndarray:
     return np.concatenate([train.images, val.images])
 
 
-def _adapt(face: np.ndarray, codec: Codec) -> torch.Tensor:
+def adapt_face(face: np.ndarray, codec: Codec) -> torch.Tensor:
     """A 64×64 grey face → (1, C, S, S) at the codec's size and channels."""
     x = to_tensor(face)
     if codec.size != x.shape[-1]:
         x = F.interpolate(x, size=(codec.size, codec.size), mode="bicubic").clamp(0, 1)
     return x.expand(-1, codec.channels, -1, -1)
+
+
+def encode_faces(codec: Codec, faces: np.ndarray, batch_size: int = 50) -> torch.Tensor:
+    """64×64 grey faces (N, 64, 64) → their posterior means (N, D), in batches."""
+    return torch.cat([codec.encode(torch.cat([adapt_face(f, codec)
+                                              for f in faces[i:i + batch_size]]))[0]
+                      for i in range(0, len(faces), batch_size)])
 
 
 def load_face(codec: Codec, choice: str | None, upload: str | None, which: str) -> Face:
@@ -159,7 +167,7 @@ def load_face(codec: Codec, choice: str | None, upload: str | None, which: str) 
     if not choice or choice not in faces.labels:
         raise UserInputError(f"Face {which}: choose a held-out face (e.g. '{faces.labels[0]}') "
                              "or upload a photo.")
-    return Face(_adapt(faces.images[faces.labels.index(choice)], codec), choice)
+    return Face(adapt_face(faces.images[faces.labels.index(choice)], codec), choice)
 
 
 # ---- latent paths ------------------------------------------------------------------------
@@ -188,22 +196,22 @@ def frame_steps(images: torch.Tensor) -> np.ndarray:
 
 # ---- requests ----------------------------------------------------------------------------
 
-def _record(entry: ModelEntry, params: dict, seed) -> dict:
+def request_record(entry: ModelEntry, params: dict, seed) -> dict:
     """The reproducibility record; a hub model's carries the commit it was loaded at."""
     return repro.make_record(FAMILY, entry.name, entry.source, params, seed,
                              revision=registry.revision(entry))
 
 
-def _output(stem: str, suffix: str = ".png") -> Path:
+def output_path(stem: str, suffix: str = ".png") -> Path:
     """A fresh file in the requesting session's output folder (never shared or rewritten)."""
     return unique_output(FAMILY, stem, suffix)
 
 
-def _display_scale(codec: Codec) -> int:
+def display_scale(codec: Codec) -> int:
     return 2 if codec.size <= 64 else 1
 
 
-def _scaled(image, scale: int):
+def scaled_for_display(image, scale: int):
     return image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
 
 
@@ -222,18 +230,20 @@ def interpolate_faces(model_name: str, face_a: str | None = None, face_b: str | 
     b = load_face(codec, face_b, upload_b, "B")
     mu, _ = codec.encode(torch.cat([a.x, b.x]))  # (2, D)
     images = codec.decode(interpolate_latents(mu[0], mu[1], frames, mode))
-    record = _record(entry, {"face_a": a.description, "face_b": b.description,
-                             "frames": frames, "mode": mode, "code": "posterior mean"}, None)
-    scale = _display_scale(codec)
-    strip = repro.save_png(_scaled(strip_image(images), scale), record, _output("interpolation"))
+    record = request_record(entry, {"face_a": a.description, "face_b": b.description,
+                                    "frames": frames, "mode": mode, "code": "posterior mean"},
+                            None)
+    scale = display_scale(codec)
+    strip = repro.save_png(scaled_for_display(strip_image(images), scale), record,
+                           output_path("interpolation"))
     gif = write_gif([to_pil(img, scale) for img in images], frame_ms,
-                    _output("interpolation", ".gif"))
+                    output_path("interpolation", ".gif"))
     mean_strip = None
     if through_mean:
         via = codec.decode(interpolate_latents(mu[0], mu[1], frames, mode, through_mean=True))
         mean_record = {**record, "params": {**record["params"], "mode": "through the mean code 0"}}
-        mean_strip = str(repro.save_png(_scaled(strip_image(via), scale), mean_record,
-                                        _output("interpolation-via-mean")))
+        mean_strip = str(repro.save_png(scaled_for_display(strip_image(via), scale),
+                                        mean_record, output_path("interpolation-via-mean")))
     return Interpolation(str(strip), gif, images, frame_steps(images), to_pil(a.x[0], scale),
                          to_pil(b.x[0], scale), mean_strip, record)
 
@@ -252,10 +262,10 @@ def reconstruct_face(model_name: str, face: str | None = None, upload: str | Non
     if codec.kind == "conv":
         bpd = evaluate_elbo(codec.model, x, samples=8, seed=0)["bits_per_dim"]
     panel = torch.stack([as_rgb(x[0]), as_rgb(recon[0]), error_map(x[0], recon[0])])
-    record = _record(entry, {"face": chosen.description, "mse": round(mse, 6),
-                             "bits_per_dim": bpd}, None)
-    image = _scaled(strip_image(panel, gap=4), _display_scale(codec))
-    path = repro.save_png(image, record, _output("reconstruction"))
+    record = request_record(entry, {"face": chosen.description, "mse": round(mse, 6),
+                                    "bits_per_dim": bpd}, None)
+    image = scaled_for_display(strip_image(panel, gap=4), display_scale(codec))
+    path = repro.save_png(image, record, output_path("reconstruction"))
     return Reconstruction(str(path), mse, bpd, record)
 
 
@@ -272,10 +282,10 @@ def sample_faces(model_name: str, seed=0, randomize: bool = False, n=8,
     codec = load_codec(entry)
     z = torch.randn(n, codec.latent_dim, generator=make_generator(seed)) * temperature
     images = codec.decode(z)
-    record = _record(entry, {"n": n, "temperature": temperature}, seed)
+    record = request_record(entry, {"n": n, "temperature": temperature}, seed)
     grid = repro.save_png(strip_image(images, columns=min(8, n)), record,
-                          _output(f"samples-seed{seed}"))
-    scale = _display_scale(codec)
+                          output_path(f"samples-seed{seed}"))
+    scale = display_scale(codec)
     return Samples([to_pil(img, scale) for img in images], str(grid), seed, record)
 
 
@@ -292,15 +302,12 @@ def _pca_directions(codec: Codec) -> LatentDirections:
         return LatentDirections(torch.zeros(d), torch.eye(d)[:N_DIRECTIONS],
                                 torch.ones(N_DIRECTIONS),
                                 "latent axes (no face data on this machine for PCA)")
-    mus = torch.cat([codec.encode(torch.cat([_adapt(f, codec) for f in faces[i:i + 50]]))[0]
-                     for i in range(0, len(faces), 50)])  # (N, D)
-    center = mus.mean(0)
-    _, s, vh = torch.linalg.svd(mus - center, full_matrices=False)
-    std = s[:N_DIRECTIONS] / max(1, len(mus) - 1) ** 0.5
-    share = float((s[:N_DIRECTIONS] ** 2).sum() / (s ** 2).sum())
-    return LatentDirections(center, vh[:N_DIRECTIONS], std,
-                            f"PCA of {len(mus)} encoded faces; the {N_DIRECTIONS} directions "
-                            f"explain {share:.0%} of their variance")
+    mus = encode_faces(codec, faces)  # (N, D)
+    fit = fit_pca(mus, min(N_DIRECTIONS, codec.latent_dim))
+    share = float(fit.explained.sum())
+    return LatentDirections(fit.center.float(), fit.components.float(), fit.std.float(),
+                            f"PCA of {len(mus)} encoded faces; the {len(fit.explained)} "
+                            f"directions explain {share:.0%} of their variance")
 
 
 def latent_directions(entry: ModelEntry, codec: Codec | None = None) -> LatentDirections:
@@ -328,7 +335,7 @@ def explore(model_name: str, *coefficients) -> Exploration:
     codec = load_codec(entry)
     found = latent_directions(entry, codec)
     z = found.center.clone()
-    for k, c in enumerate(cs):
-        z += c * found.std[k] * found.directions[k]
+    for c, std, direction in zip(cs, found.std, found.directions, strict=False):
+        z += c * std * direction  # a code smaller than N_DIRECTIONS has fewer directions
     return Exploration(to_pil(codec.decode(z[None])[0], 4 if codec.size <= 64 else 1),
                        found.description)

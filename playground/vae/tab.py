@@ -1,10 +1,13 @@
-"""The VAE tab: interpolate between two faces, reconstruct, sample the prior, explore the latent."""
+"""The VAE tab: interpolate, reconstruct, sample, explore the latent, map every face's code,
+train live with a β (KL weight) control."""
 
 from __future__ import annotations
 
 import gradio as gr
 
 from playground.core import registry
+from playground.core.errors import UserInputError
+from playground.core.seeding import MAX_SEED
 from playground.core.zerogpu import as_number, gpu_handler
 from playground.ui import (
     friendly,
@@ -26,6 +29,13 @@ that passes the average code 0. Hub ids work here too where the hub is reachable
 AutoencoderKL such as the Stable Diffusion VAE (colour, up to 256 px) or a ConvVAE saved by this
 playground (e.g. vae-olivetti pushed to the hub); the repo's config.json tells which."""
 
+MAP_INTRO = """Every face's code (its posterior mean) as a point: the codes' two main directions
+(PCA) are the axes, colour is the person, the held-out people are outlined. **Click** a point:
+*map point* decodes the code there (the other directions at the average code: only what the
+two axes carry), *nearest face* decodes the nearest face's full code (its reconstruction)."""
+BETA_INTRO = """Loss = reconstruction + **β** · KL: the KL pulls every code to the prior N(0, I),
+the reconstruction wants codes that tell faces apart. β = 0: nothing pulls (the KL grows); a
+large β wins (KL falls, faces blur). β ramps up from 0 over the first sixth of the steps."""
 N_SLIDERS = 6  # on_explore takes one coefficient each
 # model handlers show huggingface_hub's download bars (tqdm) while a hub model is fetched
 TRACK_DOWNLOADS = gr.Progress(track_tqdm=True)
@@ -144,43 +154,83 @@ def on_explore(model, c1=0.0, c2=0.0, c3=0.0, c4=0.0, c5=0.0, c6=0.0,
     return out.image, out.info
 
 
-def _plot(history: list[dict]):
-    import pandas as pd
-
-    rows = [{"step": r["step"], "value": r[k], "series": name} for r in history
-            for k, name in (("train_elbo_bpd", "train -ELBO"), ("val_bits_per_dim",
-                                                               "held-out -ELBO")) if k in r]
-    return pd.DataFrame(rows or {"step": [], "value": [], "series": []})
+def map_seconds(model, *code_and_progress) -> float:
+    return BASE_S + 10.0 + _hub_extra(model)  # the first call encodes up to 400 faces
 
 
-def _grid(run):
-    """The latest decoded fixed codes as one grid (or None before the first sample)."""
-    from playground.vae.images import strip_image
-
-    return strip_image(run.samples[-1][1], columns=8) if run.samples else None
+def map_decode_seconds(model, *point_code_and_progress) -> float:
+    return map_seconds(model) + PER_IMAGE_S * 2
 
 
 @friendly
-def on_train(steps, device, latent_dim):
-    """Train in a worker process and stream (run id, curve, grid, status, model dropdown);
-    while the run waits for a training slot the status says what it waits for."""
-    from playground.vae.live import start_training
+@gpu_handler(map_seconds)
+def on_map(model, progress=TRACK_DOWNLOADS):
+    """The map picture, its summary (explained variance), and the model it was drawn for."""
+    from playground.vae.inside import map_view
 
-    run = start_training(steps, device, latent_dim)
+    out = map_view(model)
+    return out.image_png, out.summary, model
+
+
+@friendly
+@gpu_handler(map_decode_seconds)
+def on_map_decode(model, pc1, pc2, code, progress=TRACK_DOWNLOADS):
+    from playground.vae.inside import decode_map_point
+
+    out = decode_map_point(model, pc1, pc2, code)
+    return out.image_png, out.summary
+
+
+@friendly
+@gpu_handler(map_decode_seconds)
+def on_map_click(drawn_for, code, evt: gr.SelectData, progress=TRACK_DOWNLOADS):
+    """A click on the map (``evt.index`` = the picture's pixel) decodes the point there, with
+    the model the map was drawn for."""
+    from playground.vae.inside import decode_map_point, map_point_at_pixel
+
+    if not drawn_for:
+        raise UserInputError("Draw the map first, then click a point of it.")
+    pc1, pc2 = map_point_at_pixel(drawn_for, getattr(evt, "index", None))
+    out = decode_map_point(drawn_for, pc1, pc2, code)
+    return pc1, pc2, out.image_png, out.summary
+
+
+def _train_stream(steps, device, latent_dim, beta, seed):
+    """Train in a worker process and stream (run id, -ELBO curve, reconstruction term, KL
+    terms, grid, record file, status, model dropdown); a queued run's status says what for."""
+    from playground.vae import live
+
+    run = live.start_training(steps, device, latent_dim, beta, seed)
+    steps, beta, seed = (run.kwargs[k] for k in ("steps", "beta", "seed"))  # as checked
 
     def progress(r):
-        step = r.history[-1]["step"] if r.history else 0
-        status = r.waiting_note() or f"Training: step {step} / {steps}"  # queued: what for
-        return r.run_id, _plot(r.history), _grid(r), status, gr.update()
+        status = r.waiting_note() or live.progress_note(r.history, steps, beta, seed)
+        return (r.run_id, *live.curves(r.history), live.latest_grid(r), None, status,
+                gr.update())
 
     def finished(r):
-        return (None, _plot(r.history), _grid(r), f"Done: '{r.result}' is now in the model list.",
+        return (None, *live.curves(r.history), live.latest_grid(r),
+                live.write_training_record(r), f"Done: '{r.result}' is now in the model list.",
                 gr.update(choices=registry.choices(FAMILY), value=r.result))
 
     def stopped(r):
-        return None, _plot(r.history), _grid(r), "Stopped: nothing was saved.", gr.update()
+        return (None, *live.curves(r.history), live.latest_grid(r), None,
+                "Stopped: nothing was saved.", gr.update())
 
     yield from stream_live_run(run, progress, finished, stopped)
+
+
+@friendly
+def on_train_terms(steps, device, latent_dim, beta=1.0, seed=0):
+    """The tab's training stream (route ``vae_train``): see ``_train_stream``."""
+    yield from _train_stream(steps, device, latent_dim, beta, seed)
+
+
+@friendly
+def on_train(steps, device, latent_dim, beta=1.0, seed=0):
+    """The same run in its pre-β shape: (run id, -ELBO curve, grid, status, model list)."""
+    for update in _train_stream(steps, device, latent_dim, beta, seed):
+        yield tuple(update[i] for i in (0, 1, 4, 6, 7))
 
 
 on_stop = stop_live_run  # shared Stop-button handler (playground.ui)
@@ -194,6 +244,7 @@ def build_tab() -> None:
     _reconstruct_section(model, labels)
     _sample_section(model)
     _explorer_section(model)
+    _map_section(model)
     _training_section(model)
     root = gr.context.Context.root_block
     if root is not None:
@@ -287,20 +338,63 @@ def _explorer_section(model) -> None:
         on_explore, explore_inputs, [explored, explore_info], **explore)
 
 
+def _map_section(model) -> None:
+    from playground.vae.inside import MAP_CODES
+    from playground.vae.render_map import MAP_SIZE
+
+    with gr.Accordion("Map of every face's code (PCA)", open=False):
+        gr.Markdown(MAP_INTRO)
+        with gr.Row():
+            draw = gr.Button("Draw the map", elem_id="vae-map-draw")
+            code = gr.Radio(list(MAP_CODES), value=MAP_CODES[0], label="Decode at a point")
+        with gr.Row():
+            picture = gr.Image(label="Posterior means on PC1 × PC2 (click a point)",
+                               type="filepath", interactive=False, height=MAP_SIZE,
+                               show_label=False, elem_id="vae-map")  # titled in the picture
+            with gr.Column():
+                decoded = gr.Image(label="Decoded | nearest face's reconstruction | its photo",
+                                   type="filepath", elem_id="vae-map-decoded", height=200)
+                with gr.Row():
+                    pc1 = gr.Number(value=0.0, label="PC1")
+                    pc2 = gr.Number(value=0.0, label="PC2")
+                go = gr.Button("Decode this point", elem_id="vae-map-go")
+                point_info = gr.Markdown(elem_id="vae-map-point-info")
+        map_info = gr.Markdown(elem_id="vae-map-info")
+        drawn_for = gr.State(None)  # the model the shown map belongs to
+    draw.click(on_map, model, [picture, map_info, drawn_for], **model_event("vae_map"))
+    go.click(on_map_decode, [model, pc1, pc2, code], [decoded, point_info],
+             **model_event("vae_map_decode"))
+    picture.select(on_map_click, [drawn_for, code], [pc1, pc2, decoded, point_info],
+                   **model_event(None, "vae"))
+
+
 def _training_section(model) -> None:
     from playground.core.device import device_choices
+    from playground.vae.live import MAX_BETA
 
-    with gr.Accordion("Train a VAE here (live)", open=False):
+    with gr.Accordion("Train a VAE here (live): the β tug-of-war", open=False):
+        gr.Markdown(BETA_INTRO)
         with gr.Row():
             steps = gr.Number(value=300, precision=0, label="Steps (batches of 32)")
             device = gr.Dropdown(device_choices(), value="cpu", label="Device")
             latent = gr.Number(value=32, precision=0, label="Latent size")
         with gr.Row():
+            beta = gr.Slider(0, MAX_BETA, value=1.0, step=0.05, elem_id="vae-beta",
+                             label="β: weight of the KL term (1 = the true ELBO)")
+            seed = gr.Number(value=0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
+        with gr.Row():
             start, stop = gr.Button("Start training", variant="primary"), gr.Button("Stop")
         run_id = gr.State(None)
         status = gr.Markdown()
         curve = gr.LinePlot(x="step", y="value", color="series", label="-ELBO (bits/dim)")
+        with gr.Row():
+            recon = gr.LinePlot(x="step", y="value", color="series", elem_id="vae-recon-plot",
+                                label="Reconstruction term (nats per face)")
+            kl = gr.LinePlot(x="step", y="value", color="series", elem_id="vae-kl-plot",
+                             label="KL term (nats per face)")
         fixed = gr.Image(label="Decoded fixed codes as training goes", type="pil")
-    start.click(on_train, [steps, device, latent], [run_id, curve, fixed, status, model],
+        record = gr.File(label="Both terms per logged step + reproducibility record (JSON)")
+    start.click(on_train_terms, [steps, device, latent, beta, seed],
+                [run_id, curve, recon, kl, fixed, record, status, model],
                 **train_event("vae_train"))
     stop.click(on_stop, run_id, status, queue=False, api_name="vae_train_stop")
