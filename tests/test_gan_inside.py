@@ -278,6 +278,21 @@ def test_found_face_edits_and_interpolates_like_a_seed(tmp_path):
     sessions.end_session("gan-inside-a")
 
 
+def test_stop_ends_a_search_and_keeps_nothing():
+    from playground.gan.codes import found_choices
+    from playground.gan.tab_inside import on_find
+    from playground.ui import stop_live_run
+
+    before = found_choices()
+    stream = on_find(SHIPPED, 2, None, 3000, "z", 0.1, 0, "cpu")
+    run_id, _, _, status, *_ = next(stream)
+    assert run_id and status.startswith(("Finding the face", "Queued"))
+    assert stop_live_run(run_id) == "Stopped: nothing was saved."
+    *_, (last_id, _, _, status, *_) = stream
+    assert last_id is None and status == "Stopped: nothing was kept."
+    assert found_choices() == before
+
+
 def test_render_without_offset_is_the_generator_itself():
     g = tiny_generator()
     z = torch.stack([latent(s, 8) for s in range(3)])
@@ -349,6 +364,21 @@ def test_model_handlers_ask_for_sane_zerogpu_slots():
     assert 5 <= interpolate(SHIPPED, "seed", 0, "seed", 1, 2, "linear") < interpolate(
         SHIPPED, "seed", 0, "seed", 1, 32, "linear") <= 60
     assert edit("test/gan", "seed", 0, "sefa", 3, 1, 3.0, 2, 0, 3, 0, 4, 0) > small  # hub
+
+
+def test_the_only_upload_is_find_this_face():
+    """The one file input of the tab feeds "find this face", whose reader goes through
+    core.uploads (test_find_refuses_bad_uploads); no other GAN event reads a file or image."""
+    import gradio as gr
+
+    from playground.gan import tab as gan_tab
+
+    with gr.Blocks() as demo:
+        gan_tab.build_tab()
+    uploads = (gr.Image, gr.Gallery, gr.File, gr.ImageEditor, gr.Sketchpad, gr.UploadButton)
+    reading = {fn.api_name for fn in demo.fns.values()
+               if any(isinstance(c, uploads) for c in fn.inputs)}
+    assert reading == {"gan_find"}
 
 
 def test_api_directions_and_bad_input(client):

@@ -8,6 +8,7 @@ import pytest
 from playground.core import registry, repro, sessions
 from playground.gan import register_models
 from playground.gan.find import found_face, start_find
+from playground.gan.inside import edit_along_directions
 from playground.gan.tab_inside import on_edit
 
 pytest_plugins = ["tests.hub_fixtures"]  # the fake_hub and hub_cache fixtures
@@ -29,8 +30,9 @@ def test_hub_model_edits_and_finds_a_face(fake_hub, hub_cache):
             assert run.done.wait(120) and run.error is None, run.error
             out = found_face(run.result)
             assert out.record["model"] == HUB_ID and out.rms_final <= out.rms_start
-            edited = on_edit(HUB_ID, run.result, 0, "pca", 3, 1, 2.0, 2, 0, 3, 0, 4, 0)
-            assert f"Start: found {run.result!r}" in edited[2]
+            edited = edit_along_directions(HUB_ID, run.result, 0, "pca", [(1, 2.0)], 3)
+            assert edited.start == f"found {run.result!r}"
+            assert edited.record["revision"] == fake_hub.repos[HUB_ID].sha
         sessions.end_session("gan-inside-hub")
     finally:
         registry.clear_cache()

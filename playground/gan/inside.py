@@ -21,7 +21,7 @@ from playground.core import registry, repro
 from playground.core.errors import UserInputError, check_range
 from playground.core.latent import slerp
 from playground.gan import FACE_ID, FAMILY
-from playground.gan.codes import LatentCode, render_codes, start_code
+from playground.gan.codes import render_codes, start_code
 from playground.gan.directions import LatentDirections, edit_latent, latent_directions
 from playground.gan.inference import (
     Interpolation,
@@ -197,14 +197,8 @@ def directions_for(entry: registry.ModelEntry, model, method: str) -> LatentDire
     return _directions(entry.key, method, model)
 
 
-def _walk(model, code: LatentCode, dirs: LatentDirections, index: int, strength: float,
-          frames: int) -> tuple[torch.Tensor, DirectionWalk]:
-    strengths = [round(float(s), 4) for s in torch.linspace(-strength, strength, frames)]
-    zs = torch.stack([edit_latent(code.z, dirs, [(index, s)]) for s in strengths])
-    images = render_codes(model, zs, code.offset)
-    walk = DirectionWalk(index, strength, float(dirs.values[index - 1]),
-                         float(dirs.ratios[index - 1]), strengths, lookalikes(images))
-    return images, walk
+def _walk_strengths(strength: float, frames: int) -> list[float]:
+    return [round(float(s), 4) for s in torch.linspace(-strength, strength, frames)]
 
 
 def edit_along_directions(model_name: str, start: str | None = None, seed=0,
@@ -224,15 +218,20 @@ def edit_along_directions(model_name: str, start: str | None = None, seed=0,
     picks = parse_picks(picks, model.nz)
     code = start_code(entry, model.nz, start, seed)
     dirs = directions_for(entry, model, method)
-    pair = render_codes(model, torch.stack([code.z, edit_latent(code.z, dirs, picks)]),
-                        code.offset)  # (2, C, S, S): start, edited
-    who = lookalikes(pair)
+    walked = [(i, s) for i, s in picks if s]
+    latents = [code.z, edit_latent(code.z, dirs, picks)] + [
+        edit_latent(code.z, dirs, [(i, t)]) for i, s in walked for t in _walk_strengths(s, frames)]
+    images = render_codes(model, torch.stack(latents), code.offset)  # (2 + W·frames, C, S, S)
+    who = lookalikes(images)  # all faces at once
     walks, walk_rows = [], []
-    for index, strength in picks:
-        if strength:
-            images, walk = _walk(model, code, dirs, index, strength, frames)
-            walks.append(walk)
-            walk_rows += _with_photos(images, walk.who)
+    for n, (index, strength) in enumerate(walked):
+        part = slice(2 + n * frames, 2 + (n + 1) * frames)
+        along = None if who is None else who[part]
+        walks.append(DirectionWalk(index, strength, float(dirs.values[index - 1]),
+                                   float(dirs.ratios[index - 1]), _walk_strengths(strength, frames),
+                                   along))
+        walk_rows += _with_photos(images[part], along)
+    pair, who = images[:2], None if who is None else who[:2]
     record = _record(entry, {"method": method, "directions": [list(p) for p in picks],
                              "frames": frames, **code.describe()},
                      seed=code.seed)

@@ -18,7 +18,9 @@ DIRECTIONS_INTRO = """Move a face along **directions in z** found from the gener
 change its output most. **PCA**: principal components of the first block's activations
 (after batch norm and ReLU) over 2000 sampled z, mapped back to z by least squares. Strength is in
 standard deviations of z. Under every face: its nearest training photo; the table counts how
-often a walk changes the nearest photo's *person* (is the direction just "towards someone"?)."""
+often a walk changes the nearest photo's *person* (is the direction just "towards someone"?).
+Measured on the shipped model: at strength 3 the top five change the person in 81 % of faces,
+about as often as random directions that change the face as much (80 %; research/gan-inside.md)."""
 
 FIND_INTRO = """**Find this face**: optimise z (optionally also an offset to the first layer's
 output) until the generator draws the photo (pixel loss, plus a face-identity loss if its weight
