@@ -1,6 +1,6 @@
 """GAN "inside" views: SeFa and PCA directions, edits with lookalikes, "find this face" and
-interpolation from a found face; known answers on tiny generators, the shipped model, the API
-and the browser."""
+interpolation from a found face; known answers on tiny generators, the shipped model, a model
+trained in the app and the colour model (the API and the browser: test_gan_inside_ui.py)."""
 
 from __future__ import annotations
 
