@@ -1,10 +1,12 @@
 """GAN rows: the sampling request vs a raw generator forward; our training step vs a
-pytorch/examples-style DCGAN loop on the same model sizes and batch (time per image)."""
+pytorch/examples-style DCGAN loop on the same model sizes and batch (time per image); the
+directions edit vs a raw forward of the same latents; a find-this-face step vs a raw Adam step."""
 
 from __future__ import annotations
 
 import time
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -99,3 +101,69 @@ def training() -> dict:
     return {"ours": ours, "reference": reference, "unit": "s/img",
             "note": f"64 px, ngf=ndf={cfg.ngf}, batch {cfg.batch_size}; ours adds DiffAugment x3, "
                     "label smoothing and the EMA of G"}
+
+
+@benchmark("gan: edit along 4 directions (5 faces each) / raw G forward")
+def directions_edit() -> dict:
+    from playground.gan.directions import edit_latent, sefa_directions
+    from playground.gan.inference import latent, load_generator
+    from playground.gan.inside import edit_along_directions
+
+    name = _shipped_name()
+    model = load_generator(name)
+    picks = [(1, 3.0), (2, -3.0), (3, 2.0), (4, 2.0)]
+    dirs = sefa_directions(model)
+    z = latent(0, model.nz)
+    # the same faces: start, the combined edit, and 5 along each of the 4 directions
+    walk = [edit_latent(z, dirs, [(i, float(t))]) for i, s in picks
+            for t in torch.linspace(-s, s, 5)]
+    batch = torch.stack([z, edit_latent(z, dirs, picks), *walk])
+
+    def raw():
+        with torch.no_grad():
+            model(batch)
+    ours, reference = best_of_pair(
+        lambda: edit_along_directions(name, "seed", 0, "sefa", picks, 5), raw, repeats=5)
+    return {"ours": ours, "reference": reference, "unit": "s",
+            "note": "ours adds validation, the nearest photo (pixels) and face-id person of "
+            "all 22 faces, two PNG sheets with records; directions cached"}
+
+
+@benchmark("gan: find-this-face step / raw Adam step on z")
+def find_face_step() -> dict:
+    from playground.core import registry
+    from playground.core.training import train_loop
+    from playground.gan import FAMILY
+    from playground.gan.find import build_run
+    from playground.gan.inference import read_generator, training_faces
+
+    name = _shipped_name()
+    source = str(registry.resolve(FAMILY, name).path)
+    target = training_faces(64).images[7][None]
+    steps, times = 40, []
+    loop, task = build_run(None, source, name, target, steps, "z", 0.1, 0, "cpu", {"params": {}})
+    loop.sample_every, loop.sample_at_start, loop.out_dir = 0, False, None
+    inner = task.step
+
+    def timed_step(ctx, batch):
+        t0 = time.perf_counter()
+        out = inner(ctx, batch)
+        times.append(time.perf_counter() - t0)
+        return out
+    task.step = timed_step
+    train_loop(loop, task)
+    g = read_generator(source).requires_grad_(False)
+    goal = torch.from_numpy(target)[None] * 2 - 1
+    z = torch.zeros(1, g.nz, requires_grad=True)
+    opt = torch.optim.Adam([z], lr=0.05)
+    raw = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        loss = F.mse_loss(g(z), goal)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        raw.append(time.perf_counter() - t0)
+    return {"ours": float(np.median(times[1:])), "reference": float(np.median(raw[1:])),
+            "unit": "s/step", "note": "ours adds the face-id feature loss (weight 0.1), the "
+            "latent prior and per-step metrics; medians of 40 steps"}

@@ -31,9 +31,9 @@ PSI_RANGE = (0.0, 2.0)
 MAX_FRAMES = 32
 
 
-def load_generator_source(source: str):
-    """loader(source): our HF-format folder / hub id, or the tutorial checkpoint of the pip pkg,
-    in fp32 on the app's device (on ZeroGPU: cuda at start-up, as ``spaces`` expects)."""
+def read_generator(source: str):
+    """Our HF-format folder / hub id, or the tutorial checkpoint of the pip package, in fp32 on
+    the CPU in eval mode (a worker process moves it to its own device)."""
     from playground.gan.model import Generator, generator_from_tutorial_state_dict
 
     tar = Path(source) / "weights.tar"
@@ -42,7 +42,13 @@ def load_generator_source(source: str):
         model = generator_from_tutorial_state_dict(state.get("netG_state_dict", state))
     else:
         model = Generator.from_pretrained(source)
-    return model.eval().to(get_device())
+    return model.eval()
+
+
+def load_generator_source(source: str):
+    """loader(source): ``read_generator`` on the app's device (on ZeroGPU: cuda at start-up,
+    as ``spaces`` expects)."""
+    return read_generator(source).to(get_device())
 
 
 def load_generator(model: str | registry.ModelEntry):
@@ -253,10 +259,17 @@ def interpolate_faces(model_name: str, seed_a, seed_b, frames=8, mode: str = "sp
     images = generate(model, torch.stack(path), psi)
     record = _record(entry, {"seed_a": a, "seed_b": b, "frames": frames, "mode": mode,
                              "psi": psi}, a)
-    strip = repro.save_png(grid_image(images, frames), record,
-                           _output(f"gan-strip-{a}-{b}", ".png"))
+    return write_interpolation(images, record, f"{a}-{b}", frame_ms)
+
+
+def write_interpolation(images: torch.Tensor, record: dict, stem: str,
+                        frame_ms: int = 120) -> Interpolation:
+    """Frames (F, C, S, S) in [0, 1] -> a strip PNG and a there-and-back GIF, both carrying
+    ``record``."""
+    strip = repro.save_png(grid_image(images, len(images)), record,
+                           _output(f"gan-strip-{stem}", ".png"))
     pics = [to_pil(img) for img in images]
-    gif = _output(f"gan-interpolation-{a}-{b}", ".gif")
+    gif = _output(f"gan-interpolation-{stem}", ".gif")
     loop = pics + pics[-2:0:-1]  # there and back
     loop[0].save(gif, save_all=True, append_images=loop[1:], duration=frame_ms, loop=0,
                  comment=repro.record_json(record))  # the record, as in the PNG

@@ -1,4 +1,5 @@
-"""The GAN tab: sample faces, truncate, interpolate, see the nearest training photo, train live."""
+"""The GAN tab: sample faces, truncate, interpolate, see the nearest training photo, train live
+(the latent-direction and "find this face" views are in ``tab_inside.py``)."""
 
 from __future__ import annotations
 
@@ -191,6 +192,9 @@ def build_tab() -> None:
     gallery.select(on_select, seeds_state, [seed, randomize, seed_list, seed_a])
     interp.click(on_interpolate, [model, seed_a, seed_b, frames, mode, psi],
                  [strip, gif, strip_file], **model_event("gan_interpolate"))
+    from playground.gan.tab_inside import build_inside
+
+    build_inside(model)  # latent directions; find this face (tab_inside.py)
     _build_training(model)
 
 
