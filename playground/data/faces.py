@@ -16,6 +16,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from playground.core.errors import UserInputError
+from playground.core.uploads import load_image
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FACES_ENV = "PLAYGROUND_FACES"
 # Olivetti / AT&T faces, 400 × 64×64 uint8 + person ids (1.4 MB); credit: AT&T Laboratories
@@ -123,3 +126,43 @@ def split_by_person(faces: FaceSet, n_val_persons: int = 5, seed: int = 0
     held = rng.choice(people, size=min(n_val_persons, max(len(people) - 1, 0)), replace=False)
     mask = np.isin(faces.persons, held)
     return faces.subset(~mask), faces.subset(mask)
+
+
+MIN_PHOTO_SIDE = 16  # px; smaller images carry no face
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """16-bit / 32-bit integer and float images → 8-bit grey (PIL's convert would clip them)."""
+    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+        arr = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        if image.mode == "F" and arr.max() <= 1.0:
+            top = 1.0
+        return Image.fromarray((arr / top * 255).clip(0, 255).round().astype(np.uint8), "L")
+    return image
+
+
+def read_face_photo(path: str | Path | None, size: int, channels: int) -> np.ndarray:
+    """An uploaded photo as a face model sees it (the VAE encodes it, the GAN searches for it).
+
+    ``core.uploads`` checks the file size and the pixel count from the header before anything is
+    decoded; then grey or RGB (transparency on white), centre square crop, ``size`` px.
+
+    Returns:
+        float32 in [0, 1]: (size, size) for ``channels == 1``, else (size, size, 3).
+    """
+    image = load_image(path, min_side=MIN_PHOTO_SIDE, what="photo")
+    try:
+        image = _to_8bit(image)
+        if channels == 1:
+            return to_face_array(image, size)
+        image = ImageOps.exif_transpose(image)
+        if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P"
+                                                  and "transparency" in image.info):
+            rgba = image.convert("RGBA")
+            image = Image.new("RGB", rgba.size, (255, 255, 255))
+            image.paste(rgba, mask=rgba.getchannel("A"))
+        image = ImageOps.fit(image.convert("RGB"), (size, size), Image.Resampling.LANCZOS)
+        return np.asarray(image, dtype=np.float32) / 255.0
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise UserInputError(f"The photo could not be converted ({str(exc)[:120]}).") from None

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps
+from PIL import Image
 from torch import nn
 
 from playground.core import registry, repro
@@ -32,7 +32,7 @@ from playground.core.device import check_train_device
 from playground.core.errors import UserInputError, check_range
 from playground.core.live import LiveRun, start_live_run, step_cap
 from playground.core.seeding import make_generator, resolve_seed
-from playground.core.uploads import load_image
+from playground.data.faces import MIN_PHOTO_SIDE, read_face_photo
 from playground.gan import FACE_ID, FAMILY
 from playground.gan.codes import FOUND_FAMILY, META_FILE, render, save_found
 from playground.gan.inference import _output, _record, load_generator, to_pil, training_faces
@@ -45,27 +45,16 @@ INIT_CANDIDATES = 64
 PRIOR_WEIGHT = 0.1
 OFFSET_WEIGHT = 0.1
 MAX_ID_WEIGHT = 10.0
-MIN_SIDE = 16
+MIN_SIDE = MIN_PHOTO_SIDE  # px; smaller images carry no face
 
 
 # ---- the target face -------------------------------------------------------------------------
 
 def read_upload(path, size: int, channels: int) -> np.ndarray:
-    """An uploaded photo as the generator draws faces: (C, S, S) in [0, 1], centre square crop.
-
-    ``core.uploads`` checks the file size and the pixel count from the header first.
-    """
-    from playground.data.faces import to_face_array
-
-    image = load_image(path, min_side=MIN_SIDE, what="photo")
-    try:
-        if channels == 1:
-            return to_face_array(image, size)[None]
-        rgb = ImageOps.fit(ImageOps.exif_transpose(image).convert("RGB"), (size, size),
-                           Image.Resampling.LANCZOS)
-        return (np.asarray(rgb, dtype=np.float32) / 255.0).transpose(2, 0, 1)
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise UserInputError(f"The photo could not be converted ({str(exc)[:120]}).") from None
+    """An uploaded photo as the generator draws faces: (C, S, S) in [0, 1], centre square crop
+    (``data.faces.read_face_photo``, shared with the VAE)."""
+    pixels = read_face_photo(path, size, channels)
+    return pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
 
 
 def training_photo(index, size: int, channels: int) -> np.ndarray:

@@ -13,48 +13,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
-from playground.core.errors import UserInputError
-from playground.core.uploads import load_image
-from playground.data.faces import to_face_array
+from playground.data.faces import MIN_PHOTO_SIDE, read_face_photo
 
-MIN_SIDE = 16  # px; smaller images carry no face
+MIN_SIDE = MIN_PHOTO_SIDE  # px; smaller images carry no face
 DISPLAY_SCALE = 2
 
 
-def _to_8bit(image: Image.Image) -> Image.Image:
-    """16-bit / 32-bit integer and float images → 8-bit grey (PIL's convert would clip them)."""
-    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
-        arr = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I;16") or arr.max() > 255 else 255.0
-        if image.mode == "F" and arr.max() <= 1.0:
-            top = 1.0
-        return Image.fromarray((arr / top * 255).clip(0, 255).round().astype(np.uint8), "L")
-    return image
-
-
 def read_upload(path: str | Path, size: int, channels: int) -> np.ndarray:
-    """An uploaded image as the model sees it.
-
-    Returns:
-        float32 in [0, 1]: (size, size) for ``channels == 1``, else (size, size, 3).
-    """
-    image = load_image(path, min_side=MIN_SIDE, what="photo")  # checked, then decoded
-    try:
-        image = _to_8bit(image)
-        if channels == 1:
-            return to_face_array(image, size)
-        image = ImageOps.exif_transpose(image)
-        if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P"
-                                                  and "transparency" in image.info):
-            rgba = image.convert("RGBA")
-            image = Image.new("RGB", rgba.size, (255, 255, 255))
-            image.paste(rgba, mask=rgba.getchannel("A"))
-        image = ImageOps.fit(image.convert("RGB"), (size, size), Image.Resampling.LANCZOS)
-        return np.asarray(image, dtype=np.float32) / 255.0
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise UserInputError(f"The photo could not be converted ({str(exc)[:120]}).") from None
+    """An uploaded image as the model sees it: (size, size) grey or (size, size, 3) RGB in [0, 1]
+    (``data.faces.read_face_photo``, shared with the GAN's "find this face")."""
+    return read_face_photo(path, size, channels)
 
 
 def pixels_hash(array: np.ndarray) -> str:
