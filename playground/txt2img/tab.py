@@ -164,15 +164,17 @@ def run_generate_live(model, prompt, negative, steps, guidance, scheduler, n_ima
     """The Generate button (/txt2img): the live preview streams into the step image while the
     model samples; the last update is ``run_generate``'s (API clients get only that one)."""
     used = resolve_seed(seed, randomize)
-    skip = gr.skip()
     with stopping.running(sessions.current_session()) as stop_path:
         for out in generate_live_on_device(model, prompt, negative, steps, guidance, scheduler,
                                            n_images, width, height, used, show_steps,
                                            autoguidance, autoguidance_max_t, stop_path,
                                            variation_seed, variation_strength, live_preview):
             if isinstance(out, LiveFrame):
+                # the last run's results give way to the preview. Plain values, not gr.skip():
+                # in Gradio 6.31 a skip (a property update) replaces the session's copy of the
+                # component with a new one, and a deep link then restores the wrong component
                 info = f"Seed used: **{used}** — step {out.step}/{out.total}…"
-                yield skip, skip, info, skip, skip, skip, out.path, skip
+                yield [], used, info, None, [], gr.skip(), out.path, []
             else:
                 yield _shown(out, used)
 

@@ -139,8 +139,8 @@ def run_grid_view(model, prompt, negative, steps, guidance, scheduler, width, he
                                   variation_seed, variation_strength, x_axis, x_values,
                                   y_axis, y_values, stop_path):
             info = f"Seed used: **{used}** — {out.done}/{out.total} cells"
-            if out.record is None and not out.notes:
-                yield out.path, info + "…", gr.skip()
+            if out.record is None and not out.notes:  # None, not gr.skip(): see run_generate_live
+                yield out.path, info + "…", None
             else:
                 yield out.path, " ".join([info + ".", *out.notes]), out.record
 
