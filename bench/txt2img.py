@@ -104,8 +104,8 @@ def _one_thread(fn):
 @benchmark("txt2img with live preview / without (20 steps, 1 thread)")
 @_one_thread
 def live_preview_cost() -> dict:
-    """The app's Generate (the preview streamed: every step's x0 of the batch decoded in the
-    caller's thread, the sampler never waits for it) against the same call with no preview."""
+    """The app's Generate (the preview streamed: the steps' x0 of the batch decoded in the
+    caller's thread, within ``preview.PREVIEW_BUDGET``) against the same call, no preview."""
     from playground import txt2img
     from playground.txt2img.inference import generate
     from playground.txt2img.preview import generate_stream
@@ -120,8 +120,8 @@ def live_preview_cost() -> dict:
         shown.append(len(frames) - 1)
     ours, reference = best_of_pair(live, lambda: generate(name, PROMPT, **settings))
     return {"ours": ours, "reference": reference, "unit": "s",
-            "note": f"{min(shown)}-{max(shown)} of {LIVE_STEPS} steps shown (a step that ends "
-                    "while the previous frame decodes is skipped), 64 px, guidance on"}
+            "note": f"{min(shown)}-{max(shown)} of {LIVE_STEPS} steps shown (the preview's "
+                    "time budget skips the rest), 64 px, guidance on"}
 
 
 @benchmark("txt2img time to first preview frame / one UNet step (1 thread)")
