@@ -7,7 +7,7 @@ call ``generate``. Models (ours in ``weights/`` or a hub SD id) load through the
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from playground.core import registry, repro, sessions, uploads
+from playground.core import registry, repro, sessions
 from playground.core.errors import UserInputError, check_range
 from playground.core.seeding import make_generator
 from playground.txt2img import MAX_TIMESTEP, diffusion, suggested_settings
@@ -28,6 +28,7 @@ from playground.txt2img.pipelines import (  # noqa: F401  -- also the module's p
     load_pipeline,
     pipeline_copy,
 )
+from playground.txt2img.pnginfo import PngParameters, read_parameters  # noqa: F401  -- same
 
 FAMILY = "txt2img"
 SCHEDULERS = {  # label -> diffusers class name (swapped with from_config)
@@ -54,6 +55,27 @@ class Generation:
     notes: list[str] = field(default_factory=list)
     stopped_at: int | None = None  # denoising steps done when Stop ended the run (None: all)
     total_steps: int = 0  # the pipeline's denoising steps (PNDM: one more than asked for)
+
+
+@dataclass
+class Extras:
+    """What the tab's other views add to one ``generate`` run (every field optional).
+
+    on_step: called after each denoising step with (the pipeline, steps done, total steps,
+        the x0 estimate of every image: latents (B, C, h, w)); the live preview (preview.py).
+    noise: ``(pipe, seed, n_images, width, height) -> (latents (B, C, h, w), generators)``,
+        the initial noise and the generators the sampler goes on with; seed variation
+        (``variation.py``). None: the pipeline draws image i's noise from ``seed + i``.
+    attach: ``(pipe, width, height) ->`` a context manager around the pipeline call (the
+        attention recorder of ``attention.py``).
+    params: more parameters for the reproducibility record.
+    save: False writes no PNG (the X/Y grid saves one PNG of all its cells).
+    """
+    on_step: Callable[[object, int, int, torch.Tensor], None] | None = None
+    noise: Callable | None = None
+    attach: Callable | None = None
+    params: dict = field(default_factory=dict)
+    save: bool = True
 
 
 def with_scheduler(pipe, scheduler: str):
@@ -115,8 +137,11 @@ class TrajectoryRecorder:
     """
 
     def __init__(self, pipe, guidance: float, enabled: bool = True,
-                 stop: Callable[[], bool] | None = None) -> None:
+                 stop: Callable[[], bool] | None = None,
+                 on_step: Callable[[object, int, int, torch.Tensor], None] | None = None
+                 ) -> None:
         self.pipe, self.guidance, self.enabled, self.stop = pipe, guidance, enabled, stop
+        self.on_step = on_step
         self.frames: list[tuple[float, Image.Image]] = []
         self.captured = None
         self.stopped_at: int | None = None  # steps done when a stop ended the run
@@ -146,6 +171,8 @@ class TrajectoryRecorder:
             return callback_kwargs
         if self.enabled:
             self._record_frame(pipe, timestep)
+        if self.on_step is not None:
+            self.on_step(pipe, step + 1, pipe.num_timesteps, self.x0(pipe, timestep))
         if self.stop is not None and step + 1 < pipe.num_timesteps and self.stop():
             self.stopped_at = step + 1
             latents = callback_kwargs["latents"]
@@ -194,7 +221,8 @@ def sample(pipe, prompt: str | list[str], generators: list[torch.Generator], *, 
            guidance: float, negative_prompt: str | None = None, images_per_prompt: int = 1,
            width: int | None = None, height: int | None = None, guide=None,
            autoguidance: float = 0.0, autoguidance_max_t: float = MAX_TIMESTEP,
-           recorder: TrajectoryRecorder | None = None) -> list[Image.Image]:
+           recorder: TrajectoryRecorder | None = None,
+           latents: torch.Tensor | None = None) -> list[Image.Image]:
     """The one sampler: a diffusers pipeline call (its scheduler as given) with autoguidance
     (when a ``guide`` UNet and a weight are given) and the step ``recorder`` hooked on its UNet.
     ``generate`` and ``evaluate.generate_for`` both call it.
@@ -203,6 +231,7 @@ def sample(pipe, prompt: str | list[str], generators: list[torch.Generator], *, 
         prompt: one prompt (``images_per_prompt`` images) or a list (one image each).
         generators: one CPU generator per image.
         width, height: pixels; None = the pipeline's native size.
+        latents: the initial noise (B, C, h, w); None = drawn from ``generators``.
     """
     handles = []
     if guide is not None and autoguidance:  # first: the recorder sees the autoguided prediction
@@ -212,7 +241,7 @@ def sample(pipe, prompt: str | list[str], generators: list[torch.Generator], *, 
     try:
         return pipe(prompt, negative_prompt=negative_prompt, num_inference_steps=steps,
                     guidance_scale=guidance, num_images_per_prompt=images_per_prompt,
-                    generator=generators, width=width, height=height,
+                    generator=generators, width=width, height=height, latents=latents,
                     callback_on_step_end=recorder).images
     finally:
         for handle in handles:
@@ -225,7 +254,8 @@ def generate(model: str, prompt: str, negative_prompt: str = "", steps: int | No
              show_steps: bool = True,
              out_dir: Path | None = None, autoguidance: float | None = None,
              autoguidance_max_t: int | None = None,
-             stop: Callable[[], bool] | None = None) -> Generation:
+             stop: Callable[[], bool] | None = None,
+             extras: Extras | None = None) -> Generation:
     """Run the pipeline once; images come back as PIL and as PNG files with the full record.
 
     Args:
@@ -239,6 +269,7 @@ def generate(model: str, prompt: str, negative_prompt: str = "", steps: int | No
             model's suggestion.
         stop: asked after every step; True ends the run there, and the images are the model's
             prediction of the final images at that step (``stopped_at`` says which).
+        extras: what the live preview, seed variation and attention views add (``Extras``).
     """
     try:  # the request's one registry look-up; a bad name is reported after the other inputs
         entry, bad_model = registry.resolve(FAMILY, model), None
@@ -254,10 +285,11 @@ def generate(model: str, prompt: str, negative_prompt: str = "", steps: int | No
         raise bad_model
     with pipeline_copy(entry) as loaded:
         return _sample_with(loaded, entry, params, seed, width, height, show_steps, stop,
-                            out_dir)
+                            out_dir, extras or Extras())
 
 
-def _sample_with(loaded, entry, params, seed, width, height, show_steps, stop, out_dir):
+def _sample_with(loaded, entry, params, seed, width, height, show_steps, stop, out_dir,
+                 extras: Extras):
     """``generate``'s sampling on one pipeline copy, its images saved with their record."""
     base = loaded.pipe
     native = base.unet.config.sample_size * 2 ** (len(base.vae.config.block_out_channels) - 1)
@@ -267,19 +299,25 @@ def _sample_with(loaded, entry, params, seed, width, height, show_steps, stop, o
     if params["autoguidance"] and loaded.guide is None:
         notes.append("This model has no guide UNet, so autoguidance was off.")
         params["autoguidance"] = 0.0
-    recorder = TrajectoryRecorder(pipe, params["guidance"], enabled=show_steps, stop=stop)
-    images = sample(pipe, params["prompt"], [make_generator(seed + i)
-                                             for i in range(params["n_images"])],
-                    steps=params["steps"], guidance=params["guidance"],
-                    negative_prompt=params["negative_prompt"] or None,
-                    images_per_prompt=params["n_images"], width=width, height=height,
-                    guide=loaded.guide, autoguidance=params["autoguidance"],
-                    autoguidance_max_t=params["autoguidance_max_t"], recorder=recorder)
+    recorder = TrajectoryRecorder(pipe, params["guidance"], enabled=show_steps, stop=stop,
+                                  on_step=extras.on_step)
+    generators = [make_generator(seed + i) for i in range(params["n_images"])]
+    latents = None
+    if extras.noise is not None:
+        latents, generators = extras.noise(pipe, seed, params["n_images"], width, height)
+    with extras.attach(pipe, width, height) if extras.attach else contextlib.nullcontext():
+        images = sample(pipe, params["prompt"], generators, steps=params["steps"],
+                        guidance=params["guidance"],
+                        negative_prompt=params["negative_prompt"] or None,
+                        images_per_prompt=params["n_images"], width=width, height=height,
+                        guide=loaded.guide, autoguidance=params["autoguidance"],
+                        autoguidance_max_t=params["autoguidance_max_t"], recorder=recorder,
+                        latents=latents)
     stopped = {} if recorder.stopped_at is None else {"stopped_at_step": recorder.stopped_at}
     record = repro.make_record(FAMILY, entry.name, entry.source,
-                               {**params, "width": width, "height": height, **stopped}, seed,
-                               revision=registry.revision(entry))
-    paths = save_images(images, record, out_dir)
+                               {**params, "width": width, "height": height, **extras.params,
+                                **stopped}, seed, revision=registry.revision(entry))
+    paths = save_images(images, record, out_dir) if extras.save else []
     total = pipe.num_timesteps
     if recorder.stopped_at is not None:
         notes.insert(0, f"Stopped at step {recorder.stopped_at}/{total}: the images are the "
@@ -307,47 +345,6 @@ def save_images(images: list[Image.Image], record: dict, out_dir: Path | None = 
         rec = {**record, "params": {**record["params"], "image_index": index}}
         paths.append(repro.save_png(image, rec, output_path(f"txt2img-{index}", out_dir)))
     return paths
-
-
-@dataclass
-class PngParameters:
-    """The settings stored in a PNG written by ``generate`` ("PNG info")."""
-    model: str
-    prompt: str
-    steps: int
-    guidance: float
-    scheduler: str
-    n_images: int
-    width: int
-    height: int
-    seed: int
-    negative_prompt: str = ""
-    autoguidance: float = 0.0  # PNGs made before autoguidance existed: it was off
-    autoguidance_max_t: int = MAX_TIMESTEP
-    stored: dict = field(default_factory=dict)  # every stored parameter (image_index, hash...)
-
-
-def read_parameters(path) -> PngParameters:
-    """The generation parameters stored in a PNG written by ``generate``; the upload goes
-    through ``core.uploads`` (too big, not an image, truncated: a message that says so)."""
-    if not path:
-        raise UserInputError("Drop a PNG made by this tab to read its parameters.")
-    # size and pixel budget checked from the header before anything is decoded (core.uploads)
-    image = uploads.load_image(path, what="PNG")
-    try:
-        record = repro.read_png_record(image)
-    except (OSError, ValueError) as exc:
-        raise UserInputError(f"Could not read the parameters stored in that PNG: {exc}") from exc
-    if not record or record.get("family") != FAMILY:
-        raise UserInputError("This PNG carries no text-to-image parameters (it was not made by "
-                             "this tab, or its metadata was stripped).")
-    stored = {**record["params"], "seed": record["seed"], "model": record["model"],
-              "model_hash": record.get("model_hash")}
-    names = {f.name for f in dataclasses.fields(PngParameters)} - {"stored"}
-    try:
-        return PngParameters(**{k: v for k, v in stored.items() if k in names}, stored=stored)
-    except TypeError as exc:  # a record without one of the settings
-        raise UserInputError(f"This PNG's parameters are incomplete: {exc}") from exc
 
 
 def save_frames(frames: list[Image.Image], out_dir: Path | None = None) -> list[str]:

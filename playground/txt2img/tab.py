@@ -9,9 +9,11 @@ from pydantic import RootModel
 
 from playground.core import sessions
 from playground.core.seeding import resolve_seed
-from playground.core.zerogpu import as_number, gpu_handler
+from playground.core.zerogpu import gpu_handler
 from playground.txt2img import EXAMPLES, FAMILY, MAX_TIMESTEP, stopping, suggested_settings
 from playground.txt2img.inference import COPIES, SCHEDULERS
+from playground.txt2img.inside.tab import build_inside
+from playground.txt2img.slots import BASE_SECONDS, step_seconds
 from playground.ui import friendly, model_dropdown, model_event, seed_controls
 
 SCHEDULER_NAMES = list(SCHEDULERS)
@@ -31,6 +33,15 @@ class Generated:
     frames: list[str]
     notes: list[str]
     stopped_at: int | None = None
+    preview: str | None = None  # the live preview's last frame: the final images, enlarged
+
+
+@dataclass
+class LiveFrame:
+    """One frame ``generate_live_on_device`` streams: the batch's x0 estimate after ``step``."""
+    step: int
+    total: int
+    path: str
 
 
 def record_json(**kwargs) -> gr.JSON:
@@ -55,35 +66,21 @@ def on_model_change(name):
     return tuple(gr.update(value=v) for v in (size, size, *rest))
 
 
-# ZeroGPU slots (seconds; gpu_handler clamps them to [5, 120]). A fixed part (the worker's first
-# CUDA call, the text encoder, the VAE decode, writing the PNGs) plus the UNet steps: SD 1.5 at
-# 512 px with classifier-free guidance runs about 15-25 steps/s on an A100-class GPU in fp16, so
-# 0.1 s per step and image at 512x512 leaves room; the cost scales with the pixels (floored at
-# 1/16 of that: our 64 px model is launch-bound, not pixel-bound), x1.5 with the step previews
-# (a VAE decode per step) or autoguidance (a second UNet on half the batch), x2 for compare.
-BASE_SECONDS = 10.0
-SECONDS_PER_STEP_IMAGE_512 = 0.1
-
-
-def _step_seconds(steps, n_images, width, height, show_steps=False, autoguidance=None) -> float:
-    pixels = as_number(width, 512) * as_number(height, 512) / 512**2
-    extra = (1.5 if show_steps else 1.0) * (1.0 if as_number(autoguidance, 1.0) == 0 else 1.5)
-    return (as_number(steps, 25) * max(1.0, as_number(n_images, 1)) * SECONDS_PER_STEP_IMAGE_512
-            * max(pixels, 1 / 16) * extra)
-
-
 def generate_seconds(model, prompt, negative, steps, guidance, scheduler, n_images,
                      width, height, seed, show_steps=True, autoguidance=None,
-                     autoguidance_max_t=None, stop_path=None) -> float:
-    """GPU seconds ``generate_on_device`` asks ZeroGPU for, from its own arguments."""
-    return BASE_SECONDS + _step_seconds(steps, n_images, width, height, show_steps, autoguidance)
+                     autoguidance_max_t=None, stop_path=None, variation_seed=None,
+                     variation_strength=None, live_preview=False) -> float:
+    """GPU seconds ``generate_on_device`` (and ``generate_live_on_device``, whose live preview
+    decodes every image at each step shown) ask ZeroGPU for, from their own arguments."""
+    return BASE_SECONDS + step_seconds(steps, n_images, width, height, show_steps, autoguidance,
+                                        live_preview)
 
 
 def compare_seconds(model, prompt, negative, steps, guidance_a, guidance_b, scheduler,
                     width, height, seed, autoguidance=None, autoguidance_max_t=None,
                     stop_path=None) -> float:
     """GPU seconds ``compare_on_device`` asks for: two one-image runs, no step previews."""
-    return BASE_SECONDS + 2 * _step_seconds(steps, 1, width, height, False, autoguidance)
+    return BASE_SECONDS + 2 * step_seconds(steps, 1, width, height, False, autoguidance)
 
 
 @gpu_handler(generate_seconds)
@@ -105,21 +102,81 @@ def generate_on_device(model, prompt, negative, steps, guidance, scheduler, n_im
                      save_frames(result.trajectory), result.notes, result.stopped_at)
 
 
-@friendly
-def run_generate(model, prompt, negative, steps, guidance, scheduler, n_images, width, height,
-                 seed, randomize, show_steps, autoguidance=None, autoguidance_max_t=None,
-                 progress=TRACK_TQDM):
-    used = resolve_seed(seed, randomize)
-    with stopping.running(sessions.current_session()) as stop_path:
-        out = generate_on_device(model, prompt, negative, steps, guidance, scheduler,
-                                 n_images, width, height, used, show_steps, autoguidance,
-                                 autoguidance_max_t, stop_path)
+@gpu_handler(generate_seconds)
+def generate_live_on_device(model, prompt, negative, steps, guidance, scheduler, n_images,
+                            width, height, seed, show_steps=True, autoguidance=None,
+                            autoguidance_max_t=None, stop_path=None, variation_seed=None,
+                            variation_strength=0.0, live_preview=True):
+    """``generate_on_device`` as a stream (``preview.generate_stream``): a ``LiveFrame`` per
+    step shown, then the ``Generated``; with seed variation when a strength is given."""
+    from playground.txt2img.inference import Extras
+    from playground.txt2img.preview import generate_stream, save_picture, upscale
+    from playground.txt2img.variation import check_variation, variation_noise
+
+    variation_seed, strength = check_variation(variation_seed, variation_strength)
+    extras = None if not strength else Extras(
+        noise=variation_noise(variation_seed, strength),
+        params={"variation_seed": variation_seed, "variation_strength": strength})
+    for frame in generate_stream(
+            model, prompt, negative_prompt=negative, steps=steps, guidance=guidance, seed=seed,
+            scheduler=scheduler, n_images=n_images, width=width, height=height,
+            show_steps=bool(show_steps), autoguidance=autoguidance,
+            autoguidance_max_t=autoguidance_max_t, preview=bool(live_preview), extras=extras,
+            stop=lambda: stopping.is_stop_requested(stop_path)):
+        path = save_picture(frame.image)
+        if frame.result is None:
+            yield LiveFrame(frame.step, frame.total, path)
+            continue
+        r = frame.result
+        yield Generated([str(p) for p in r.paths], r.record,
+                        [save_picture(upscale(f), "txt2img-step") for f in r.trajectory],
+                        r.notes, r.stopped_at, path)
+
+
+def _shown(out: Generated, used: int) -> tuple:
+    """The Generate button's outputs for a finished run."""
     note = " ".join(out.notes)
     info = f"Seed used: **{used}**" + (f" — {note}" if note else "")
     frames, last = out.frames, len(out.frames)
     return (out.paths, used, info, out.record, frames,
             gr.update(minimum=1, maximum=max(2, last), value=max(1, last), visible=last > 1),
-            frames[-1] if frames else None, frames)
+            out.preview or (frames[-1] if frames else None), frames)
+
+
+@friendly
+def run_generate(model, prompt, negative, steps, guidance, scheduler, n_images, width, height,
+                 seed, randomize, show_steps, autoguidance=None, autoguidance_max_t=None,
+                 progress=TRACK_TQDM):
+    """One response, no stream (scripts; the browser's Generate streams: ``run_generate_live``)."""
+    used = resolve_seed(seed, randomize)
+    with stopping.running(sessions.current_session()) as stop_path:
+        out = generate_on_device(model, prompt, negative, steps, guidance, scheduler,
+                                 n_images, width, height, used, show_steps, autoguidance,
+                                 autoguidance_max_t, stop_path)
+    return _shown(out, used)
+
+
+@friendly
+def run_generate_live(model, prompt, negative, steps, guidance, scheduler, n_images, width,
+                      height, seed, randomize, show_steps, autoguidance=None,
+                      autoguidance_max_t=None, variation_seed=None, variation_strength=0.0,
+                      live_preview=True, progress=TRACK_TQDM):
+    """The Generate button (/txt2img): the live preview streams into the step image while the
+    model samples; the last update is ``run_generate``'s (API clients get only that one)."""
+    used = resolve_seed(seed, randomize)
+    with stopping.running(sessions.current_session()) as stop_path:
+        for out in generate_live_on_device(model, prompt, negative, steps, guidance, scheduler,
+                                           n_images, width, height, used, show_steps,
+                                           autoguidance, autoguidance_max_t, stop_path,
+                                           variation_seed, variation_strength, live_preview):
+            if isinstance(out, LiveFrame):
+                # the last run's results give way to the preview. Plain values, not gr.skip():
+                # in Gradio 6.31 a skip (a property update) replaces the session's copy of the
+                # component with a new one, and a deep link then restores the wrong component
+                info = f"Seed used: **{used}** — step {out.step}/{out.total}…"
+                yield [], used, info, None, [], gr.skip(), out.path, []
+            else:
+                yield _shown(out, used)
 
 
 @friendly
@@ -185,8 +242,11 @@ def restore_from_png(path):
     from playground.txt2img.inference import read_parameters
 
     p = read_parameters(path)
+    variation = p.stored.get("variation_strength", 0.0)
     return (p.model, p.prompt, p.negative_prompt, p.steps, p.guidance, p.scheduler, p.n_images,
-            p.width, p.height, p.seed, False, p.stored, p.autoguidance, p.autoguidance_max_t)
+            p.width, p.height, p.seed, False, p.stored,
+            p.stored.get("variation_seed") if variation else gr.skip(), variation,
+            p.autoguidance, p.autoguidance_max_t)
 
 
 def build_tab() -> None:
@@ -218,7 +278,15 @@ def build_tab() -> None:
                                   info="ours: multiples of 8, 32-128; SD: multiples of 64")
                 height = gr.Number(size0, precision=0, label="Height")
             seed, randomize = seed_controls()
-            show_steps = gr.Checkbox(True, label="Show every denoising step")
+            with gr.Accordion("Seed variation: blend in a second seed's noise", open=False):
+                with gr.Row():
+                    variation_seed = gr.Number(1, precision=0, minimum=0, label="Variation seed")
+                    variation_strength = gr.Slider(
+                        0, 1, value=0, step=0.05, label="Variation strength",
+                        info="0 = the seed's image, 1 = the variation seed's")
+            with gr.Row():
+                live_preview = gr.Checkbox(True, label="Live preview")
+                show_steps = gr.Checkbox(True, label="Show every denoising step")
             with gr.Row():
                 button = gr.Button("Generate", variant="primary", elem_id="txt2img-generate",
                                    scale=3)
@@ -237,16 +305,18 @@ def build_tab() -> None:
                 gr.DeepLinkButton(size="md", scale=0, min_width=180)
             seed_used = gr.Number(visible=False, precision=0)
             with gr.Group():
-                step_image = gr.Image(label="Prediction of the final image at this step",
-                                      type="filepath", height=200, interactive=False)
+                step_image = gr.Image(label="Live preview: the model's guess of the final "
+                                      "images at this step", type="filepath", height=320,
+                                      interactive=False, elem_id="txt2img-live")
                 scrubber = gr.Slider(1, 2, value=1, step=1, label="Step", visible=False)
                 strip = gr.Gallery(label="Denoising, step by step", columns=10, rows=1,
                                    height=130, allow_preview=False, elem_id="txt2img-strip")
             record = record_json(label="Reproducibility record", elem_id="txt2img-record")
     frames = gr.State([])
     inputs = [model, prompt, negative, steps, guidance, scheduler, n_images, width, height, seed,
-              randomize, show_steps, autoguidance, autoguidance_max_t]  # last: older calls work
-    button.click(run_generate, inputs, [gallery, seed_used, seed_info, record, strip, scrubber,
+              randomize, show_steps, autoguidance, autoguidance_max_t,  # last: older calls work
+              variation_seed, variation_strength, live_preview]
+    button.click(run_generate_live, inputs, [gallery, seed_used, seed_info, record, strip, scrubber,
                                         step_image, frames], **model_event("txt2img", slots=COPIES)
                  ).then(clear_text, None, stop_info, **AFTER_RUN)
     stop.click(stop_generation, None, stop_info, **STOP_EVENT)
@@ -255,12 +325,19 @@ def build_tab() -> None:
                                           autoguidance_max_t], api_visibility="undocumented")
     _build_compare(model, prompt, negative, steps, scheduler, width, height, seed, randomize,
                    autoguidance, autoguidance_max_t, stop_info)
+    build_inside({"model": model, "prompt": prompt, "negative": negative, "steps": steps,
+                  "guidance": guidance, "scheduler": scheduler, "width": width,
+                  "height": height, "seed": seed, "randomize": randomize,
+                  "autoguidance": autoguidance, "autoguidance_max_t": autoguidance_max_t,
+                  "variation_seed": variation_seed, "variation_strength": variation_strength},
+                 record_json, stop_generation)
     with gr.Accordion("PNG info: drop a PNG made here to restore its settings", open=False):
         png = gr.File(label="PNG", file_types=[".png"], type="filepath")
         png_params = record_json(label="Parameters in the PNG")
     png.upload(restore_from_png, png, [model, prompt, negative, steps, guidance, scheduler,
                                        n_images, width, height, seed, randomize, png_params,
-                                       autoguidance, autoguidance_max_t],
+                                       variation_seed, variation_strength, autoguidance,
+                                       autoguidance_max_t],
                api_name="txt2img_png_info")
 
 
