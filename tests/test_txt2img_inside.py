@@ -244,8 +244,8 @@ def test_new_handlers_ask_zerogpu_for_a_slot(tiny):
 
     handlers = zerogpu.HANDLERS
     live = handlers["playground.txt2img.tab.generate_live_on_device"].duration
-    attend = handlers["playground.txt2img.inside.tab.attention_on_device"].duration
-    grid_ = handlers["playground.txt2img.inside.tab.grid_on_device"].duration
+    attend = handlers["playground.txt2img.tab_inside.attention_on_device"].duration
+    grid_ = handlers["playground.txt2img.tab_inside.grid_on_device"].duration
     assert 5 <= live("m", "p", "", 20, 4.0, "DDIM", 1, 64, 64, 0) <= 15
     assert live("m", "p", "", 25, 7.5, "DDIM", 4, 512, 512, 0) > live(
         "m", "p", "", 25, 7.5, "DDIM", 1, 512, 512, 0)

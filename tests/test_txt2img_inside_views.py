@@ -290,7 +290,7 @@ def test_stop_ends_the_grid_with_the_cells_made(tiny, tmp_path):
 def test_attention_and_grid_handlers_and_their_errors(tiny):
     import gradio as gr
 
-    from playground.txt2img.inside import tab as inside
+    from playground.txt2img import tab_inside as inside
 
     overlay, strip, info, record = inside.run_attention(
         tiny, PROMPT, "", 2, 4.0, "DDIM", 16, 16, 0, False, 0.0, 1000, "circle")

@@ -12,8 +12,8 @@ from playground.core.seeding import resolve_seed
 from playground.core.zerogpu import gpu_handler
 from playground.txt2img import EXAMPLES, FAMILY, MAX_TIMESTEP, stopping, suggested_settings
 from playground.txt2img.inference import COPIES, SCHEDULERS
-from playground.txt2img.inside.tab import build_inside
 from playground.txt2img.slots import BASE_SECONDS, step_seconds
+from playground.txt2img.tab_inside import build_inside
 from playground.ui import friendly, model_dropdown, model_event, seed_controls
 
 SCHEDULER_NAMES = list(SCHEDULERS)
