@@ -4,7 +4,8 @@
 yields the text as it grows (``Partial``); the last item is a ``Generation``: every token with
 its probability and the top-10 alternatives before/after the sampling filters (see
 ``sampling.py``), the prompt's perplexity and a reproducibility record. A request resolves its
-registry entry once and passes it down.
+registry entry once and passes it down. ``branch.py`` reruns a generation with one token
+swapped for an alternative; ``inside.py`` looks inside the model at one token.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import threading
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -73,7 +75,8 @@ class PromptScore:
 @dataclass
 class TokenInfo:
     """One generated token: its text, its probability under the model (``p``) and after the
-    sampling filters (``p_sampled``), and the top alternatives before/after the filters."""
+    sampling filters (``p_sampled``), and the top alternatives before/after the filters (with
+    their token ids, in the same order)."""
 
     token: str
     id: int
@@ -81,6 +84,8 @@ class TokenInfo:
     p_sampled: float
     top_before: list[tuple[str, float]]
     top_after: list[tuple[str, float]]
+    ids_before: list[int] = field(default_factory=list)
+    ids_after: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -101,13 +106,17 @@ class Generation:
     seed: int
     record: dict  # playground.core.repro record: model, source, parameters, seed, versions
     notes: list[str] = field(default_factory=list)
+    prompt_ids: list[int] = field(default_factory=list)  # as the model read it (chat template)
+    prompt_tokens: list[str] = field(default_factory=list)  # their texts, special tokens shown
     done: ClassVar[bool] = True
 
     def details(self) -> dict:
-        """The plain JSON the tab and the API show (text, tokens, prompt, notes, seed, record)."""
+        """The plain JSON the tab and the API show (text, tokens, prompt, notes, seed, record,
+        and the prompt's token ids/texts, which the inside views and branches read)."""
         return {"text": self.text, "tokens": [dataclasses.asdict(t) for t in self.tokens],
                 "prompt": dataclasses.asdict(self.prompt), "notes": list(self.notes),
-                "seed": self.seed, "record": self.record}
+                "seed": self.seed, "record": self.record, "prompt_ids": list(self.prompt_ids),
+                "prompt_tokens": list(self.prompt_tokens)}
 
 
 @dataclass
@@ -168,7 +177,7 @@ def load_language_model(name: str | registry.ModelEntry) -> LanguageModel:
 
 
 def check_settings(prompt, max_new_tokens, temperature, top_k, top_p,
-                   repetition_penalty, stop) -> Request:
+                   repetition_penalty, stop, min_p=0.0) -> Request:
     """Validate the request; every message says what to change."""
     if not isinstance(prompt, str) or not prompt.strip():
         raise UserInputError("Enter a prompt: the model continues the text you give it.")
@@ -183,11 +192,12 @@ def check_settings(prompt, max_new_tokens, temperature, top_k, top_p,
         raise UserInputError("Top-p must be above 0 (it keeps the smallest set of tokens whose "
                              "probabilities add up to p; 1 turns it off).")
     rep = check_range("Repetition penalty", repetition_penalty, 1.0, 3.0)
+    min_p = check_range("Min-p", min_p, 0.0, 1.0)
     stop = stop or ""
     if not isinstance(stop, str) or len(stop) > MAX_STOP_CHARS:
         raise UserInputError(f"Stop text must be at most {MAX_STOP_CHARS} characters.")
     stop = stop.encode().decode("unicode_escape") if "\\n" in stop else stop
-    return Request(prompt, new, SamplingSettings(temp, k, p, rep), stop)
+    return Request(prompt, new, SamplingSettings(temp, k, p, rep, min_p), stop)
 
 
 def encode_prompt(lm: LanguageModel, prompt: str, max_new_tokens: int,
@@ -244,6 +254,21 @@ def token_pieces(tokenizer, ids: list[int]) -> list[str]:
     return pieces
 
 
+_TOKEN_TEXTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def token_text(tokenizer, token_id: int) -> str:
+    """``tokenizer.decode([token_id])``, cached per tokenizer: a generation names about 20
+    alternatives per token, mostly the same few hundred tokens."""
+    texts = _TOKEN_TEXTS.get(tokenizer)
+    if texts is None:
+        texts = _TOKEN_TEXTS.setdefault(tokenizer, {})
+    text = texts.get(token_id)
+    if text is None:
+        text = texts[token_id] = tokenizer.decode([token_id])
+    return text
+
+
 def probability_label(p: float) -> str:
     return next(label for low, label in PROB_BINS if p >= low)
 
@@ -259,23 +284,32 @@ def describe_tokens(tokenizer, steps, cut: int | None) -> list[TokenInfo]:
         shown = piece if cut is None else piece[:cut - pos]
         pos += len(piece)
         out.append(TokenInfo(shown, s.token_id, s.p_before, s.p_after,
-                             [(tokenizer.decode([i]), p) for i, p in s.top_before],
-                             [(tokenizer.decode([i]), p) for i, p in s.top_after]))
+                             [(token_text(tokenizer, i), p) for i, p in s.top_before],
+                             [(token_text(tokenizer, i), p) for i, p in s.top_after],
+                             [i for i, _ in s.top_before], [i for i, _ in s.top_after]))
     return out
 
 
 def stream_generate(name: str | registry.ModelEntry, prompt: str, max_new_tokens=80,
                     temperature=0.8, top_k=0, top_p=0.95, repetition_penalty=1.0, stop="",
                     seed: int = 0, use_chat: bool = True, cancel: threading.Event | None = None,
-                    min_new_tokens: int = 0) -> Iterator[Partial | Generation]:
+                    min_new_tokens: int = 0, min_p: float = 0.0) -> Iterator[Partial | Generation]:
     """Yield a ``Partial`` as the text streams in, then the ``Generation``."""
     request = check_settings(prompt, max_new_tokens, temperature, top_k, top_p,
-                             repetition_penalty, stop)
+                             repetition_penalty, stop, min_p)
     entry = name if isinstance(name, registry.ModelEntry) else registry.resolve(FAMILY, name)
+    sampler = SeededSampler(request.sampling, make_generator(seed))
+    yield from run_request(entry, request, sampler, seed, use_chat, cancel, min_new_tokens)
+
+
+def run_request(entry: registry.ModelEntry, request: Request, sampler: SeededSampler, seed: int,
+                use_chat: bool, cancel: threading.Event | None = None, min_new_tokens: int = 0,
+                branch: dict | None = None) -> Iterator[Partial | Generation]:
+    """Stream a checked request through ``sampler`` (which may replay a branch's prefix), then
+    yield its ``Generation``; ``branch`` goes into the record's parameters."""
     lm = load_language_model(entry)
     encoded = encode_prompt(lm, request.prompt, request.max_new_tokens, use_chat)
     cancel = cancel or threading.Event()
-    sampler = SeededSampler(request.sampling, make_generator(seed))
     streamer = TokenStreamer(lm.tokenizer, skip_prompt=True, skip_special_tokens=True,
                              timeout=600)
     thread, failure = _start_generation(lm, encoded, sampler, streamer, request.stop, cancel,
@@ -291,11 +325,16 @@ def stream_generate(name: str | registry.ModelEntry, prompt: str, max_new_tokens
     if failure:
         raise failure[0]
     settings = request.sampling
-    yield finish(lm, request.prompt, sampler, stop, encoded.notes, seed, dict(
-        max_new_tokens=encoded.max_new_tokens, temperature=settings.temperature,
-        top_k=settings.top_k, top_p=settings.top_p,
-        repetition_penalty=settings.repetition_penalty, stop=stop,
-        chat_template=bool(use_chat and lm.chat)))
+    params = dict(prompt=request.prompt, max_new_tokens=encoded.max_new_tokens,
+                  temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p,
+                  min_p=settings.min_p, repetition_penalty=settings.repetition_penalty,
+                  stop=stop, chat_template=bool(use_chat and lm.chat))
+    if branch is not None:
+        params["branch"] = branch
+    result = finish(lm, request.prompt, sampler, stop, encoded.notes, seed, params)
+    result.prompt_ids = encoded.ids[0].tolist()
+    result.prompt_tokens = [token_text(lm.tokenizer, i) for i in result.prompt_ids]
+    yield result
 
 
 def _start_generation(lm: LanguageModel, encoded: EncodedPrompt, sampler: SeededSampler,

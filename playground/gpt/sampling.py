@@ -3,9 +3,15 @@
 ``generate(do_sample=True)`` draws from the process-wide RNG, so two requests (or a training
 thread) would disturb each other's seeds. Instead generation runs greedy with one custom logits
 processor, ``SeededSampler``: it applies the usual filters (repetition penalty, temperature,
-top-k, top-p — the transformers warpers), draws the token from the request's generator, and
-returns scores where only that token is finite, so greedy picks exactly it. On the way it records
-the distribution before and after the filters, which the tab shows per token.
+top-k, top-p, min-p — the transformers warpers, in transformers' order), draws the token from the
+request's generator, and returns scores where only that token is finite, so greedy picks exactly
+it. On the way it records the top-10 before and after the filters, which the tab shows per token:
+read with ``torch.topk`` off the scores already computed (no extra full-vocabulary softmax).
+
+A branch (``SeededSampler(forced=..., choice=...)``) replays given tokens first and then takes
+one of the top-10 alternatives; it still draws at each replayed step, so every later step sees the
+random numbers it saw in the original run (branching on the token that was drawn gives back the
+original text).
 """
 
 from __future__ import annotations
@@ -16,12 +22,15 @@ import torch
 from transformers import (
     LogitsProcessor,
     LogitsProcessorList,
+    MinPLogitsWarper,
     RepetitionPenaltyLogitsProcessor,
     StoppingCriteria,
     TemperatureLogitsWarper,
     TopKLogitsWarper,
     TopPLogitsWarper,
 )
+
+from playground.core.errors import UserInputError
 
 TOP_N = 10  # alternatives recorded per step
 
@@ -32,6 +41,7 @@ class SamplingSettings:
     top_k: int = 0  # 0 = off
     top_p: float = 1.0  # 1 = off
     repetition_penalty: float = 1.0  # 1 = off
+    min_p: float = 0.0  # 0 = off; keeps tokens with p >= min_p * p(most likely), after temperature
 
     @property
     def greedy(self) -> bool:
@@ -50,6 +60,8 @@ def build_filters(settings: SamplingSettings):
             filters.append(TopKLogitsWarper(settings.top_k))
         if settings.top_p < 1.0:
             filters.append(TopPLogitsWarper(settings.top_p))
+        if settings.min_p > 0:
+            filters.append(MinPLogitsWarper(settings.min_p))
     return filters
 
 
@@ -79,34 +91,91 @@ class StepRecord:
     top_before: list[tuple[int, float]]
     top_after: list[tuple[int, float]]
 
+    def alternative_ids(self) -> list[int]:
+        """Token ids in the order of the tab's top-10 table: see ``table_rows``."""
+        return [key for key, _, _ in table_rows(self.top_before, self.top_after)]
 
-def _top(probs: torch.Tensor, n: int) -> list[tuple[int, float]]:
-    values, ids = torch.topk(probs[0], min(n, probs.shape[-1]))
-    return [(i, v) for i, v in zip(ids.tolist(), values.tolist(), strict=True) if v > 0]
+
+def table_rows(top_before: list[tuple], top_after: list[tuple]) -> list[tuple]:
+    """Rows (key, p before, p after) of the top-10 table: the model's own top-10, then the
+    tokens the filters lift into the shaped top-10 (p before = None). ``key`` is a token id or
+    text; the tab and a branch's ``choice`` number the rows alike."""
+    after = dict(top_after)
+    rows = [(key, p, after.get(key, 0.0)) for key, p in top_before]
+    seen = {key for key, _ in top_before}
+    return rows + [(key, None, p) for key, p in top_after if key not in seen]
 
 
 class SeededSampler(LogitsProcessor):
-    """Filter, draw from our generator, force that token (batch size 1)."""
+    """Filter, draw from our generator, force that token (batch size 1).
+
+    ``forced``: token ids to emit first (a branch's prefix); ``choice``: then emit the
+    ``choice``-th row (1-based) of that step's top-10 table instead of the drawn token.
+    """
 
     def __init__(self, settings: SamplingSettings, generator: torch.Generator,
-                 record: bool = True) -> None:
+                 record: bool = True, forced: list[int] | tuple = (),
+                 choice: int | None = None) -> None:
         self.settings, self.generator, self.record = settings, generator, record
         self.filters = build_filters(settings)
+        self.forced, self.choice = list(forced), choice
         self.steps: list[StepRecord] = []
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.Tensor:
-        before, after = distributions(input_ids, scores, self.settings, self.filters)
+        logits = scores.float()  # (1, V); the model's scores, never written to
+        shaped = self.filters(input_ids, logits)
         if self.settings.greedy:
-            token = int(after.argmax(-1))
+            after, drawn = None, int(shaped.argmax(-1))
         else:  # drawn on CPU from the request's generator
-            token = int(torch.multinomial(after[0].cpu(), 1, generator=self.generator))
-        if self.record:
-            p_before, p_after = torch.stack([before[0, token], after[0, token]]).tolist()
-            self.steps.append(StepRecord(token, p_before, p_after, _top(before, TOP_N),
-                                         _top(after, TOP_N)))
+            after = torch.softmax(shaped, dim=-1)
+            drawn = int(torch.multinomial(after[0].cpu(), 1, generator=self.generator))
+        step = len(self.steps)
+        token = self.forced[step] if step < len(self.forced) else drawn
+        branching = self.choice is not None and step == len(self.forced)
+        if self.record or branching:
+            record = odds(logits, after, token, drawn)
+            if branching:
+                token = _chosen(record, self.choice)
+                record = odds(logits, after, token, drawn)
+            self.steps.append(record)
         forced = torch.full_like(scores, float("-inf"))
         forced[:, token] = 0.0
         return forced
+
+
+def odds(logits: torch.Tensor, after: torch.Tensor | None, token: int, drawn: int,
+         n: int = TOP_N) -> StepRecord:
+    """The record of one step: ``token`` (emitted), the model's logits (1, V) and the
+    distribution sampled from, ``after`` (1, V; None for greedy: all mass on ``drawn``).
+
+    p before = exp(logit - logsumexp(logits)) for the top-n and the token only (no softmax
+    over the vocabulary); the top-n after come off ``after``, already computed to draw. One
+    host sync.
+    """
+    row = logits[0]
+    n = min(n, row.shape[-1])
+    top_logits, top_ids = torch.topk(row, n)
+    parts = [top_ids.to(row.dtype), (torch.cat([top_logits, row[token:token + 1]])
+                                     - torch.logsumexp(row, -1)).exp()]
+    if after is not None:
+        after_p, after_ids = torch.topk(after[0], n)
+        parts += [after_ids.to(row.dtype), after_p, after[0, token:token + 1]]
+    values = torch.cat(parts).tolist()
+    p_before = values[n:2 * n + 1]
+    top_before = [(int(i), p) for i, p in zip(values[:n], p_before[:n], strict=True) if p > 0]
+    if after is None:
+        return StepRecord(token, p_before[n], float(token == drawn), top_before, [(drawn, 1.0)])
+    rest = values[2 * n + 1:]
+    top_after = [(int(i), p) for i, p in zip(rest[:n], rest[n:2 * n], strict=True) if p > 0]
+    return StepRecord(token, p_before[n], rest[2 * n], top_before, top_after)
+
+
+def _chosen(record: StepRecord, choice: int) -> int:
+    ids = record.alternative_ids()
+    if not 1 <= choice <= len(ids):
+        raise UserInputError(f"Choice must be a row of the top-10 table (1 to {len(ids)}), got "
+                             f"{choice}.")
+    return ids[choice - 1]
 
 
 class StopOnText(StoppingCriteria):

@@ -8,6 +8,7 @@ import gradio as gr
 from playground.core import registry, zerogpu
 from playground.core.seeding import resolve_seed
 from playground.gpt import FAMILY
+from playground.gpt.tab_inside import build_inside, stream_outputs, wire_continue
 from playground.ui import (
     friendly,
     model_dropdown,
@@ -38,23 +39,18 @@ def generate_seconds(model, prompt, use_chat, max_new_tokens, *_, **__) -> float
 @friendly
 @zerogpu.gpu_handler(generate_seconds)
 def generate_text(model, prompt, use_chat, max_new_tokens, temperature, top_k, top_p,
-                  repetition_penalty, stop, seed, randomize,
+                  repetition_penalty, stop, seed, randomize, min_p=0.0,
                   progress=TRACK_TQDM):
     """Stream the continuation; finally the coloured tokens, the details JSON and the notes.
 
     ``progress`` shows huggingface_hub's download bars when ``model`` is a hub id."""
-    from playground.gpt import inference, views
+    from playground.gpt import inference
 
     seed = resolve_seed(seed, randomize)
-    result, first = None, True
-    for result in inference.stream_generate(model, prompt, max_new_tokens, temperature, top_k,
-                                            top_p, repetition_penalty, stop, seed, use_chat):
-        if not result.done:
-            cleared = [] if first else gr.skip()  # drop the previous run's tokens at once
-            yield result.text, cleared, f"Generating… (seed {seed})", gr.skip(), cleared
-            first = False
-    yield (result.text, views.highlighted(prompt, result), views.info_markdown(result),
-           result.details(), result.tokens)
+    yield from stream_outputs(
+        inference.stream_generate(model, prompt, max_new_tokens, temperature, top_k, top_p,
+                                  repetition_penalty, stop, seed, use_chat, min_p=min_p),
+        prompt, seed)
 
 
 @friendly
@@ -113,11 +109,14 @@ def _generate_controls():
             top_k = gr.Number(value=0, precision=0, minimum=0, label="Top-k (0 = off)")
         with gr.Row():
             top_p = gr.Slider(0.01, 1, value=0.95, step=0.01, label="Top-p (1 = off)")
+            min_p = gr.Slider(0, 1, value=0.0, step=0.01, label="Min-p (0 = off)",
+                              info="keeps tokens with p ≥ min-p × p of the likeliest")
+        with gr.Row():
             repetition = gr.Slider(1, 3, value=1.0, step=0.05, label="Repetition penalty")
             stop = gr.Textbox(value="", label="Stop text (\\n for a newline)", max_lines=1)
         seed, randomize = seed_controls()
     return [model, prompt, use_chat, max_new, temperature, top_k, top_p, repetition, stop,
-            seed, randomize]
+            seed, randomize, min_p]
 
 
 def _train_section(model_dropdown_component) -> None:
@@ -163,15 +162,17 @@ def build_tab() -> None:
                                      color_map=PROB_COLORS, show_legend=True,
                                      combine_adjacent=False)
     caption = gr.Markdown()
-    table = gr.Dataframe(headers=["token", "p model", "p after filters"], label="Top-10 here",
+    table = gr.Dataframe(headers=["token", "p model", "p after filters"],
+                         label="Top-10 here (click a row to continue the text from it)",
                          interactive=False)
     with gr.Accordion("Per-token probabilities (JSON, with the reproducibility record)",
                       open=False):
         details = gr.JSON()
     tokens_state = gr.State([])
-    event = go.click(generate_text, [inputs[0], inputs[1], *inputs[2:]],
-                     [output, tokens_view, info, details, tokens_state],
-                     **model_event("gpt_generate"))
-    halt.click(None, cancels=[event], queue=False)
+    outputs = [output, tokens_view, info, details, tokens_state]
+    event = go.click(generate_text, inputs, outputs, **model_event("gpt_generate"))
     tokens_view.select(show_alternatives, tokens_state, [table, caption], queue=False)
+    branch = wire_continue(tokens_view, table, details, outputs)
+    halt.click(None, cancels=[event, branch], queue=False)
+    build_inside(details)
     _train_section(inputs[0])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from playground.gpt.inference import Generation, TokenInfo, probability_label
+from playground.gpt.sampling import table_rows
 
 
 def highlighted(prompt: str, result: Generation) -> list[tuple[str, str | None]]:
@@ -27,19 +28,25 @@ def info_markdown(result: Generation) -> str:
 
 def alternatives(tokens: list[TokenInfo], index: int) -> tuple[list[list], str]:
     """Rows [token, p before filters, p after filters] of the top-10 at generated token
-    ``index`` (0-based over generated tokens), and a caption."""
+    ``index`` (0-based over generated tokens), and a caption. The rows are numbered as a
+    branch's ``choice`` (``sampling.table_rows``; keyed by token id where the ids are known)."""
     if not 0 <= index < len(tokens):
         return [], "That is your prompt; click a generated (coloured) token."
     tok = tokens[index]
-    before, after = dict(tok.top_before), dict(tok.top_after)
-    rows = [[repr(text), round(p, 4), round(after.get(text, 0.0), 4)]
-            for text, p in tok.top_before]
-    for text, p in tok.top_after:  # the filters can lift tokens outside the raw top-10
-        if text not in before:
-            rows.append([repr(text), None, round(p, 4)])
+    before, after = _keyed(tok.top_before, tok.ids_before), _keyed(tok.top_after, tok.ids_after)
+    rows = [[repr(text), None if p is None else round(p, 4), round(q, 4)]
+            for (_, text), p, q in table_rows(before, after)]
     caption = (f"Token {index + 1}: {tok.token!r} had probability {tok.p:.3f} under the "
-               f"model and {tok.p_sampled:.3f} after temperature/top-k/top-p/penalty.")
+               f"model and {tok.p_sampled:.3f} after temperature/top-k/top-p/min-p/penalty. "
+               "Click a row to continue the text from that token instead (same seed and "
+               "settings).")
     return rows, caption
+
+
+def _keyed(pairs: list[tuple[str, float]], ids: list[int]) -> list[tuple[tuple, float]]:
+    """((id, text), p) pairs, so two tokens with the same text stay two rows."""
+    keys = ids if len(ids) == len(pairs) else [text for text, _ in pairs]
+    return [((key, text), p) for key, (text, p) in zip(keys, pairs, strict=True)]
 
 
 def loss_frame(history: list[dict]):

@@ -1,0 +1,91 @@
+"""The attention picture, drawn with PIL and numpy (matplotlib is not a dependency).
+
+A grid: one row per layer, one column per head; each cell is a strip over the tokens attended
+to (oldest left, the clicked token right), darker where the head attends more. The tokens are
+written above every column, rotated; where the strips are too narrow for a label, every few
+tokens are written (always the clicked one).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+MAX_WIDTH = 1500  # px the grid aims for; cells shrink to fit, down to MIN_KEY_PX per token
+MIN_KEY_PX, MAX_KEY_PX = 4, 18
+MIN_CELL_PX = 48
+ROW_PX = 14
+HEAD_GAP, ROW_GAP = 10, 2
+LEFT, LABEL_PX, TITLE_PX, FOOT_PX = 64, 78, 40, 22
+FONT_PX = 11
+INK, FAINT, BACKGROUND = (20, 20, 20), (120, 120, 120), (255, 255, 255)
+DARK = np.array([8, 48, 107], np.float64)  # the colour of weight 1
+
+
+def _font(size: int):
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow without FreeType
+        return ImageFont.load_default()
+
+
+def label(text: str, width: int = 9) -> str:
+    """A token's text, short and visible on one line (space as '·', newline as '\\n')."""
+    shown = text.replace("\n", "\\n").replace("\t", "\\t").replace(" ", "·") or "∅"
+    return shown if len(shown) <= width else shown[:width - 1] + "…"
+
+
+def weight_colors(weights: np.ndarray) -> np.ndarray:
+    """Weights in [0, 1] → RGB uint8, white to dark blue on a square-root scale (so the small
+    weights most heads spread over many tokens stay visible)."""
+    level = np.sqrt(np.clip(weights, 0, 1))[..., None]
+    return (255 * (1 - level) + DARK * level).round().astype(np.uint8)
+
+
+def _rotated(text: str, font) -> Image.Image:
+    box = font.getbbox(text)
+    tile = Image.new("RGB", (max(1, box[2]) + 2, FONT_PX + 4), BACKGROUND)
+    ImageDraw.Draw(tile).text((1, 0), text, fill=INK, font=font)
+    return tile.rotate(90, expand=True)
+
+
+def attention_grid(weights: np.ndarray, keys: list[str], first: int, title: str) -> Image.Image:
+    """(layers, heads, K) weights over the tokens ``keys`` (``keys[0]`` at position ``first``)
+    as the picture described above, with ``title`` on top."""
+    layers, heads, n_keys = weights.shape
+    key_px = int(np.clip((MAX_WIDTH - LEFT) // (heads * n_keys), MIN_KEY_PX, MAX_KEY_PX))
+    key_px = max(key_px, -(-MIN_CELL_PX // n_keys))  # room for "head 12" over a short strip
+    cell_w = key_px * n_keys
+    width = LEFT + heads * (cell_w + HEAD_GAP)
+    top = TITLE_PX + LABEL_PX
+    height = top + layers * (ROW_PX + ROW_GAP) + FOOT_PX
+    image = Image.new("RGB", (width, height), BACKGROUND)
+    draw = ImageDraw.Draw(image)
+    font = _font(FONT_PX)
+    draw.text((6, 4), title, fill=INK, font=_font(14))
+    stride = max(1, math.ceil((FONT_PX + 3) / key_px))
+    for head in range(heads):
+        x0 = LEFT + head * (cell_w + HEAD_GAP)
+        draw.text((x0, TITLE_PX - 16), f"head {head + 1}", fill=FAINT, font=font)
+        for k, text in enumerate(keys):
+            if (n_keys - 1 - k) % stride:  # count back from the clicked token
+                continue
+            tile = _rotated(label(text), font)
+            image.paste(tile, (x0 + k * key_px + (key_px - tile.width) // 2,
+                               top - 4 - tile.height))
+        strips = weight_colors(weights[:, head])  # (layers, K, 3)
+        for layer in range(layers):
+            y0 = top + layer * (ROW_PX + ROW_GAP)
+            row = Image.fromarray(strips[layer][None]).resize((cell_w, ROW_PX),
+                                                              Image.Resampling.NEAREST)
+            image.paste(row, (x0, y0))
+            draw.rectangle([x0 - 1, y0 - 1, x0 + cell_w, y0 + ROW_PX], outline=(200, 200, 200))
+    for layer in range(layers):
+        y0 = top + layer * (ROW_PX + ROW_GAP)
+        draw.text((6, y0), f"layer {layer + 1}", fill=INK, font=font)
+    draw.text((6, height - FOOT_PX + 4),
+              f"tokens {first}–{first + n_keys - 1}, the clicked one rightmost · darker = more "
+              "attention (square-root scale: white 0, dark blue 1)", fill=FAINT, font=font)
+    return image
