@@ -13,13 +13,13 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-MAX_WIDTH = 1500  # px the grid aims for; cells shrink to fit, down to MIN_KEY_PX per token
-MIN_KEY_PX, MAX_KEY_PX = 4, 18
-MIN_CELL_PX = 48
-ROW_PX = 14
-HEAD_GAP, ROW_GAP = 10, 2
-LEFT, LABEL_PX, TITLE_PX, FOOT_PX = 64, 78, 40, 22
-FONT_PX = 11
+MAX_WIDTH = 1600  # px the grid aims for; cells shrink to fit, down to MIN_KEY_PX per token
+MIN_KEY_PX, MAX_KEY_PX = 4, 40
+MIN_CELL_PX = 110
+ROW_PX = 20
+HEAD_GAP, ROW_GAP = 14, 3
+LEFT, LABEL_PX, TITLE_PX, FOOT_PX = 76, 96, 46, 26
+FONT_PX = 13
 INK, FAINT, BACKGROUND = (20, 20, 20), (120, 120, 120), (255, 255, 255)
 DARK = np.array([8, 48, 107], np.float64)  # the colour of weight 1
 
@@ -32,9 +32,15 @@ def _font(size: int):
 
 
 def label(text: str, width: int = 9) -> str:
-    """A token's text, short and visible on one line (space as '·', newline as '\\n')."""
-    shown = text.replace("\n", "\\n").replace("\t", "\\t").replace(" ", "·") or "∅"
-    return shown if len(shown) <= width else shown[:width - 1] + "…"
+    """A token's text, short and visible on one line (space as '·', newline as '\\n'; PIL's
+    default font draws ASCII, so other characters show as '?')."""
+    shown = text.replace("\n", "\\n").replace("\t", "\\t") or "(none)"
+    shown = _ascii(shown).replace(" ", "·")
+    return shown if len(shown) <= width else shown[:width - 2] + ".."
+
+
+def _ascii(text: str) -> str:
+    return text.encode("ascii", "replace").decode("ascii")
 
 
 def weight_colors(weights: np.ndarray) -> np.ndarray:
@@ -58,17 +64,21 @@ def attention_grid(weights: np.ndarray, keys: list[str], first: int, title: str)
     key_px = int(np.clip((MAX_WIDTH - LEFT) // (heads * n_keys), MIN_KEY_PX, MAX_KEY_PX))
     key_px = max(key_px, -(-MIN_CELL_PX // n_keys))  # room for "head 12" over a short strip
     cell_w = key_px * n_keys
-    width = LEFT + heads * (cell_w + HEAD_GAP)
+    font, big = _font(FONT_PX), _font(15)
+    title = _ascii(title)
+    foot = (f"tokens {first} to {first + n_keys - 1}, the clicked one rightmost. Darker = more "
+            "attention (square-root scale: white 0, dark blue 1)")
+    width = max(LEFT + heads * (cell_w + HEAD_GAP), 12 + int(font.getlength(foot)),
+                12 + int(big.getlength(title)))
     top = TITLE_PX + LABEL_PX
     height = top + layers * (ROW_PX + ROW_GAP) + FOOT_PX
     image = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(image)
-    font = _font(FONT_PX)
-    draw.text((6, 4), title, fill=INK, font=_font(14))
+    draw.text((6, 4), title, fill=INK, font=big)
     stride = max(1, math.ceil((FONT_PX + 3) / key_px))
     for head in range(heads):
         x0 = LEFT + head * (cell_w + HEAD_GAP)
-        draw.text((x0, TITLE_PX - 16), f"head {head + 1}", fill=FAINT, font=font)
+        draw.text((x0, TITLE_PX - 18), f"head {head + 1}", fill=FAINT, font=font)
         for k, text in enumerate(keys):
             if (n_keys - 1 - k) % stride:  # count back from the clicked token
                 continue
@@ -85,7 +95,5 @@ def attention_grid(weights: np.ndarray, keys: list[str], first: int, title: str)
     for layer in range(layers):
         y0 = top + layer * (ROW_PX + ROW_GAP)
         draw.text((6, y0), f"layer {layer + 1}", fill=INK, font=font)
-    draw.text((6, height - FOOT_PX + 4),
-              f"tokens {first}–{first + n_keys - 1}, the clicked one rightmost · darker = more "
-              "attention (square-root scale: white 0, dark blue 1)", fill=FAINT, font=font)
+    draw.text((6, height - FOOT_PX + 6), foot, fill=FAINT, font=font)
     return image

@@ -68,11 +68,13 @@ def show_attention(details, position):
 @zerogpu.gpu_handler(INSIDE_S)
 def show_logit_lens(details, position):
     """Each layer's top-5 next tokens at token ``position``: the table, a caption, the JSON."""
+    import pandas as pd
+
     from playground.gpt import inside
 
     lens = inside.logit_lens(details, position)
     headers, rows = lens.table()
-    return gr.update(value=rows, headers=headers), lens.note, lens.details()
+    return pd.DataFrame(rows, columns=headers), lens.note, lens.details()
 
 
 @friendly
@@ -122,6 +124,7 @@ def build_inside(details) -> None:
                              interactive=False, elem_id="gpt-attention")
         lens_note = gr.Markdown()
         lens = gr.Dataframe(label="Logit lens: each layer's top-5 next tokens", interactive=False,
+                            headers=["layer", "#1", "#2", "#3", "#4", "#5", "next"],
                             elem_id="gpt-lens")
         with gr.Accordion("Weights, lens and records (JSON)", open=False):
             attention_json = gr.JSON(label="Attention")
