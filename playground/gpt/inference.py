@@ -3,9 +3,10 @@
 ``stream_generate`` runs ``model.generate`` in a thread with a ``TextIteratorStreamer`` and
 yields the text as it grows (``Partial``); the last item is a ``Generation``: every token with
 its probability and the top-10 alternatives before/after the sampling filters (see
-``sampling.py``), the prompt's perplexity and a reproducibility record. A request resolves its
-registry entry once and passes it down. ``branch.py`` reruns a generation with one token
-swapped for an alternative; ``inside.py`` looks inside the model at one token.
+``sampling.py``), the prompt's perplexity (scored by the consuming thread while the model
+writes, so it costs the stream nothing where a second core is free) and a reproducibility
+record. A request resolves its registry entry once and passes it down. ``branch.py`` reruns a
+generation with one token swapped for an alternative; ``inside.py`` looks inside the model.
 """
 
 from __future__ import annotations
@@ -314,11 +315,13 @@ def run_request(entry: registry.ModelEntry, request: Request, sampler: SeededSam
                              timeout=600)
     thread, failure = _start_generation(lm, encoded, sampler, streamer, request.stop, cancel,
                                         min_new_tokens)
-    text, stop = "", request.stop
+    text, stop, score = "", request.stop, None
     try:
         for piece in streamer:
             text += piece
             yield Partial(text.split(stop)[0] if stop else text)
+            if score is None:  # once the first text is out: score the prompt in this thread,
+                score = prompt_perplexity(lm, request.prompt)  # while the model writes on
     finally:
         cancel.set()  # the consumer went away (or we finished): stop the thread
         thread.join()
@@ -331,7 +334,7 @@ def run_request(entry: registry.ModelEntry, request: Request, sampler: SeededSam
                   stop=stop, chat_template=bool(use_chat and lm.chat))
     if branch is not None:
         params["branch"] = branch
-    result = finish(lm, request.prompt, sampler, stop, encoded.notes, seed, params)
+    result = finish(lm, request.prompt, sampler, stop, encoded.notes, seed, params, score)
     result.prompt_ids = encoded.ids[0].tolist()
     result.prompt_tokens = [token_text(lm.tokenizer, i) for i in result.prompt_ids]
     yield result
@@ -367,7 +370,8 @@ def _start_generation(lm: LanguageModel, encoded: EncodedPrompt, sampler: Seeded
 
 
 def finish(lm: LanguageModel, prompt: str, sampler: SeededSampler, stop: str, notes: list[str],
-           seed: int, params: dict) -> Generation:
+           seed: int, params: dict, score: PromptScore | None = None) -> Generation:
+    """The ``Generation`` of a finished run (``score``: the prompt's, if already computed)."""
     ids = [s.token_id for s in sampler.steps]
     if ids and ids[-1] == lm.tokenizer.eos_token_id:
         notes = [*notes, "the model ended the text (it chose the end-of-text token)"]
@@ -375,7 +379,7 @@ def finish(lm: LanguageModel, prompt: str, sampler: SeededSampler, stop: str, no
     cut = text.find(stop) if stop and stop in text else None
     text = text[:cut] if cut is not None else text
     return Generation(text, describe_tokens(lm.tokenizer, sampler.steps, cut),
-                      prompt_perplexity(lm, prompt), seed,
+                      score or prompt_perplexity(lm, prompt), seed,
                       repro.make_record(FAMILY, lm.name, lm.source, params, seed,
                                         revision=lm.revision), notes)
 

@@ -5,8 +5,8 @@ thread) would disturb each other's seeds. Instead generation runs greedy with on
 processor, ``SeededSampler``: it applies the usual filters (repetition penalty, temperature,
 top-k, top-p, min-p — the transformers warpers, in transformers' order), draws the token from the
 request's generator, and returns scores where only that token is finite, so greedy picks exactly
-it. On the way it records the top-10 before and after the filters, which the tab shows per token:
-read with ``torch.topk`` off the scores already computed (no extra full-vocabulary softmax).
+it. On the way it records the top-10 before and after the filters, which the tab shows per token
+(``odds``: one softmax and one ``topk`` over the vocabulary, and one host sync, per step).
 
 A branch (``SeededSampler(forced=..., choice=...)``) replays given tokens first and then takes
 one of the top-10 alternatives; it still draws at each replayed step, so every later step sees the
@@ -119,6 +119,7 @@ class SeededSampler(LogitsProcessor):
         self.settings, self.generator, self.record = settings, generator, record
         self.filters = build_filters(settings)
         self.forced, self.choice = list(forced), choice
+        self.order_kept = settings.repetition_penalty == 1.0  # the filters keep the order
         self.steps: list[StepRecord] = []
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.Tensor:
@@ -133,10 +134,10 @@ class SeededSampler(LogitsProcessor):
         token = self.forced[step] if step < len(self.forced) else drawn
         branching = self.choice is not None and step == len(self.forced)
         if self.record or branching:
-            record = odds(logits, after, token, drawn)
+            record = odds(logits, after, token, drawn, order_kept=self.order_kept)
             if branching:
                 token = _chosen(record, self.choice)
-                record = odds(logits, after, token, drawn)
+                record = odds(logits, after, token, drawn, order_kept=self.order_kept)
             self.steps.append(record)
         forced = torch.full_like(scores, float("-inf"))
         forced[:, token] = 0.0
@@ -144,30 +145,31 @@ class SeededSampler(LogitsProcessor):
 
 
 def odds(logits: torch.Tensor, after: torch.Tensor | None, token: int, drawn: int,
-         n: int = TOP_N) -> StepRecord:
+         n: int = TOP_N, order_kept: bool = False) -> StepRecord:
     """The record of one step: ``token`` (emitted), the model's logits (1, V) and the
     distribution sampled from, ``after`` (1, V; None for greedy: all mass on ``drawn``).
 
-    p before = exp(logit - logsumexp(logits)) for the top-n and the token only (no softmax
-    over the vocabulary); the top-n after come off ``after``, already computed to draw. One
-    host sync.
+    One softmax and one ``topk`` over the vocabulary, one host sync. ``order_kept``: the filters
+    only rescale and cut the tail (temperature, top-k, top-p, min-p; no repetition penalty), so
+    the top-n after are the first of the top-n before, read off ``after`` without a second
+    ``topk``.
     """
-    row = logits[0]
-    n = min(n, row.shape[-1])
-    top_logits, top_ids = torch.topk(row, n)
-    parts = [top_ids.to(row.dtype), (torch.cat([top_logits, row[token:token + 1]])
-                                     - torch.logsumexp(row, -1)).exp()]
+    before = torch.softmax(logits[0], -1)
+    top_p, top_ids = torch.topk(before, min(n, before.shape[-1]))
+    parts = [top_ids.to(before.dtype), top_p, before[token:token + 1]]
     if after is not None:
-        after_p, after_ids = torch.topk(after[0], n)
-        parts += [after_ids.to(row.dtype), after_p, after[0, token:token + 1]]
+        after_ids = top_ids if order_kept else torch.topk(after[0], len(top_ids)).indices
+        row = after[0]
+        parts += [after_ids.to(before.dtype), row.index_select(0, after_ids), row[token:token + 1]]
     values = torch.cat(parts).tolist()
-    p_before = values[n:2 * n + 1]
-    top_before = [(int(i), p) for i, p in zip(values[:n], p_before[:n], strict=True) if p > 0]
+    k = len(top_ids)
+    top_before = [(int(i), p) for i, p in zip(values[:k], values[k:2 * k], strict=True) if p > 0]
     if after is None:
-        return StepRecord(token, p_before[n], float(token == drawn), top_before, [(drawn, 1.0)])
-    rest = values[2 * n + 1:]
-    top_after = [(int(i), p) for i, p in zip(rest[:n], rest[n:2 * n], strict=True) if p > 0]
-    return StepRecord(token, p_before[n], rest[2 * n], top_before, top_after)
+        return StepRecord(token, values[2 * k], float(token == drawn), top_before,
+                          [(drawn, 1.0)])
+    rest = values[2 * k + 1:]
+    top_after = [(int(i), p) for i, p in zip(rest[:k], rest[k:2 * k], strict=True) if p > 0]
+    return StepRecord(token, values[2 * k], rest[2 * k], top_before, top_after)
 
 
 def _chosen(record: StepRecord, choice: int) -> int:
