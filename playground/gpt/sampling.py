@@ -6,7 +6,7 @@ processor, ``SeededSampler``: it applies the usual filters (repetition penalty, 
 top-k, top-p, min-p — the transformers warpers, in transformers' order), draws the token from the
 request's generator, and returns scores where only that token is finite, so greedy picks exactly
 it. On the way it records the top-10 before and after the filters, which the tab shows per token
-(``odds``: one softmax and one ``topk`` over the vocabulary, and one host sync, per step).
+(``pack_odds``: one softmax and one ``topk`` over the vocabulary per step, no host sync).
 
 A branch (``SeededSampler(forced=..., choice=...)``) replays given tokens first and then takes
 one of the top-10 alternatives; it still draws at each replayed step, so every later step sees the
@@ -111,6 +111,8 @@ class SeededSampler(LogitsProcessor):
 
     ``forced``: token ids to emit first (a branch's prefix); ``choice``: then emit the
     ``choice``-th row (1-based) of that step's top-10 table instead of the drawn token.
+    Each step's odds stay a small tensor (``pack_odds``) until ``steps`` is read: one host
+    sync for the whole run, none per token.
     """
 
     def __init__(self, settings: SamplingSettings, generator: torch.Generator,
@@ -120,7 +122,19 @@ class SeededSampler(LogitsProcessor):
         self.filters = build_filters(settings)
         self.forced, self.choice = list(forced), choice
         self.order_kept = settings.repetition_penalty == 1.0  # the filters keep the order
-        self.steps: list[StepRecord] = []
+        self.n_steps = 0
+        self._packed: list[tuple[int, int, torch.Tensor]] = []  # (token, drawn, odds)
+        self._steps: list[StepRecord] = []
+
+    @property
+    def steps(self) -> list[StepRecord]:
+        """One record per step so far."""
+        if self._packed:
+            values = torch.stack([odds for _, _, odds in self._packed]).tolist()
+            self._steps += [unpack_odds(v, token, drawn) for (token, drawn, _), v
+                            in zip(self._packed, values, strict=True)]
+            self._packed = []
+        return self._steps
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.Tensor:
         logits = scores.float()  # (1, V); the model's scores, never written to
@@ -130,41 +144,46 @@ class SeededSampler(LogitsProcessor):
         else:  # drawn on CPU from the request's generator
             after = torch.softmax(shaped, dim=-1)
             drawn = int(torch.multinomial(after[0].cpu(), 1, generator=self.generator))
-        step = len(self.steps)
+        step, self.n_steps = self.n_steps, self.n_steps + 1
         token = self.forced[step] if step < len(self.forced) else drawn
         branching = self.choice is not None and step == len(self.forced)
+        if branching:
+            record = unpack_odds(pack_odds(logits, after, token, self.order_kept).tolist(),
+                                 token, drawn)
+            token = _chosen(record, self.choice)
         if self.record or branching:
-            record = odds(logits, after, token, drawn, order_kept=self.order_kept)
-            if branching:
-                token = _chosen(record, self.choice)
-                record = odds(logits, after, token, drawn, order_kept=self.order_kept)
-            self.steps.append(record)
+            self._packed.append((token, drawn, pack_odds(logits, after, token, self.order_kept)))
         forced = torch.full_like(scores, float("-inf"))
         forced[:, token] = 0.0
         return forced
 
 
-def odds(logits: torch.Tensor, after: torch.Tensor | None, token: int, drawn: int,
-         n: int = TOP_N, order_kept: bool = False) -> StepRecord:
-    """The record of one step: ``token`` (emitted), the model's logits (1, V) and the
-    distribution sampled from, ``after`` (1, V; None for greedy: all mass on ``drawn``).
+def pack_odds(logits: torch.Tensor, after: torch.Tensor | None, token: int,
+              order_kept: bool = False, n: int = TOP_N) -> torch.Tensor:
+    """One step's odds as a flat tensor (no host sync): the top-n ids and probabilities before
+    the filters and p(token), then, unless greedy (``after`` None), the same after the filters.
 
-    One softmax and one ``topk`` over the vocabulary, one host sync. ``order_kept``: the filters
-    only rescale and cut the tail (temperature, top-k, top-p, min-p; no repetition penalty), so
-    the top-n after are the first of the top-n before, read off ``after`` without a second
-    ``topk``.
+    ``logits`` (1, V): the model's; ``after`` (1, V): the distribution sampled from. One
+    softmax and one ``topk`` over the vocabulary: when ``order_kept`` (the filters only rescale
+    and cut the tail: temperature, top-k, top-p, min-p; no repetition penalty), the top-n after
+    are the first of the top-n before, read off ``after`` without a second ``topk``.
     """
     before = torch.softmax(logits[0], -1)
     top_p, top_ids = torch.topk(before, min(n, before.shape[-1]))
     parts = [top_ids.to(before.dtype), top_p, before[token:token + 1]]
     if after is not None:
-        after_ids = top_ids if order_kept else torch.topk(after[0], len(top_ids)).indices
         row = after[0]
+        after_ids = top_ids if order_kept else torch.topk(row, len(top_ids)).indices
         parts += [after_ids.to(before.dtype), row.index_select(0, after_ids), row[token:token + 1]]
-    values = torch.cat(parts).tolist()
-    k = len(top_ids)
+    return torch.cat(parts)
+
+
+def unpack_odds(values: list[float], token: int, drawn: int) -> StepRecord:
+    """The ``StepRecord`` of ``pack_odds``'s numbers (greedy: all mass after on ``drawn``)."""
+    greedy = len(values) % 2  # 2k + 1 numbers; 4k + 2 with the odds after the filters
+    k = (len(values) - 1) // 2 if greedy else (len(values) - 2) // 4
     top_before = [(int(i), p) for i, p in zip(values[:k], values[k:2 * k], strict=True) if p > 0]
-    if after is None:
+    if greedy:
         return StepRecord(token, values[2 * k], float(token == drawn), top_before,
                           [(drawn, 1.0)])
     rest = values[2 * k + 1:]
