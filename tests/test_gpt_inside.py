@@ -203,11 +203,21 @@ def test_attention_view_is_the_row_of_the_clicked_token(model):
                                                                 abs=1e-4)
 
 
-def test_attention_window_keeps_the_last_tokens(monkeypatch):
+def test_long_contexts_show_the_first_token_and_the_last_ones(monkeypatch):
     monkeypatch.setattr(inside, "MAX_KEYS", 4)
-    details = _details(inference.generate(GPT, "the lady said that", seed=3, **KNOBS))
+    result = inference.generate(GPT, "the lady said that", seed=3, **KNOBS)
+    details = _details(result)
     view = inside.attention_view(details, 9)
-    assert view.first_key == 6 and view.weights.shape[-1] == 4 and "not drawn" in view.note
+    assert view.key_positions == [0, 7, 8, 9] and view.weights.shape[-1] == 4
+    full = inside.attention_weights(inference.load_language_model(GPT).model,
+                                    torch.tensor([details["prompt_ids"] + [t.id for t in
+                                                                          result.tokens]]))
+    row = full[:, :, 9, :10]
+    assert view.weights == pytest.approx(row[:, :, [0, 7, 8, 9]].numpy(), abs=1e-5)
+    hidden = float(row[:, :, 1:7].sum(-1).mean())
+    assert f"the 6 tokens between the first and the last 3 are not drawn (they hold " \
+           f"{hidden:.0%}" in view.note
+    assert inside.attention_view(details, 3).key_positions == [0, 1, 2, 3]
 
 
 def test_a_model_without_attention_weights_says_so(monkeypatch):

@@ -125,13 +125,14 @@ def attention_weights(model, ids: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class AttentionView:
-    """Attention from the clicked token to the last ``len(keys)`` tokens up to it."""
+    """Attention from the clicked token to the tokens up to it: all of them, or past
+    ``MAX_KEYS`` the first token (where many heads park their attention) and the last ones."""
 
     available: bool
     note: str
     position: int
-    keys: list[str] = field(default_factory=list)  # texts of the tokens attended to
-    first_key: int = 0  # position of keys[0]
+    keys: list[str] = field(default_factory=list)  # texts of the tokens shown
+    key_positions: list[int] = field(default_factory=list)  # their positions
     weights: np.ndarray | None = None  # (layers, heads, keys)
     image: str | None = None  # PNG path (the record in its text chunks)
     record: dict = field(default_factory=dict)
@@ -152,19 +153,30 @@ def attention_view(details, position) -> AttentionView:
         weights = attention_weights(ctx.lm.model, _input(ctx))[:, :, -1]  # (L, H, position+1)
     except ViewUnavailable as exc:
         return AttentionView(False, str(exc), ctx.position)
-    first = max(0, ctx.position + 1 - MAX_KEYS)
-    shown = weights[:, :, first:].numpy()
-    keys = ctx.texts[first:ctx.position + 1]
-    record = _record(ctx, "attention", window=[first, ctx.position])
-    picture = attention_grid(shown, keys, first, ctx.where)
+    shown_at = shown_positions(ctx.position)
+    shown = weights[:, :, shown_at].numpy()
+    keys = [ctx.texts[i] for i in shown_at]
+    record = _record(ctx, "attention", shown_positions=shown_at)
+    picture = attention_grid(shown, keys, shown_at, ctx.where)
     path = repro.save_png(picture, record, unique_output(FAMILY, f"attention-{ctx.position}",
                                                          ".png"))
     layers, heads = shown.shape[:2]
-    note = (f"Attention from {ctx.where}: {layers} layers × {heads} heads"
-            + (f"; the {first} earlier tokens before the window are not drawn"
-               f" (they hold {float(weights[:, :, :first].sum(-1).mean()):.0%} of the "
-               "attention on average)" if first else "") + ".")
-    return AttentionView(True, note, ctx.position, keys, first, shown, str(path), record)
+    hidden = ctx.position + 1 - len(shown_at)
+    note = f"Attention from {ctx.where}: {layers} layers × {heads} heads"
+    if hidden:
+        share = 1 - float(weights[:, :, shown_at].sum(-1).mean())
+        note += (f"; the {hidden} tokens between the first and the last {len(shown_at) - 1} are "
+                 f"not drawn (they hold {share:.0%} of the attention on average)")
+    return AttentionView(True, note + ".", ctx.position, keys, shown_at, shown, str(path),
+                         record)
+
+
+def shown_positions(position: int) -> list[int]:
+    """The tokens the picture shows for a click at ``position``: every one up to it, or, past
+    ``MAX_KEYS``, the first (many heads' resting place) and the last ``MAX_KEYS - 1``."""
+    if position < MAX_KEYS:
+        return list(range(position + 1))
+    return [0, *range(position + 2 - MAX_KEYS, position + 1)]
 
 
 # ---- logit lens ------------------------------------------------------------------------------

@@ -1,9 +1,9 @@
 """The attention picture, drawn with PIL and numpy (matplotlib is not a dependency).
 
 A grid: one row per layer, one column per head; each cell is a strip over the tokens attended
-to (oldest left, the clicked token right), darker where the head attends more. The tokens are
-written above every column, rotated; where the strips are too narrow for a label, every few
-tokens are written (always the clicked one).
+to (oldest left, the clicked token right), darker where the head attends more; a gap marks
+tokens left out (grey). The tokens are written above every column, rotated; where the strips are too
+narrow for a label, every few tokens are written (always the clicked one).
 """
 
 from __future__ import annotations
@@ -57,17 +57,23 @@ def _rotated(text: str, font) -> Image.Image:
     return tile.rotate(90, expand=True)
 
 
-def attention_grid(weights: np.ndarray, keys: list[str], first: int, title: str) -> Image.Image:
-    """(layers, heads, K) weights over the tokens ``keys`` (``keys[0]`` at position ``first``)
-    as the picture described above, with ``title`` on top."""
+def attention_grid(weights: np.ndarray, keys: list[str], positions: list[int],
+                   title: str) -> Image.Image:
+    """(layers, heads, K) weights over the tokens ``keys`` (at ``positions``, increasing) as
+    the picture described above, with ``title`` on top."""
     layers, heads, n_keys = weights.shape
+    gap = next((k for k in range(1, n_keys) if positions[k] > positions[k - 1] + 1), None)
     key_px = int(np.clip((MAX_WIDTH - LEFT) // (heads * n_keys), MIN_KEY_PX, MAX_KEY_PX))
     key_px = max(key_px, -(-MIN_CELL_PX // n_keys))  # room for "head 12" over a short strip
-    cell_w = key_px * n_keys
+    gap_px = 0 if gap is None else max(4, key_px // 2)
+    x_of = [k * key_px + (gap_px if gap is not None and k >= gap else 0) for k in range(n_keys)]
+    cell_w = key_px * n_keys + gap_px
     font, big = _font(FONT_PX), _font(15)
     title = _ascii(title)
-    foot = (f"tokens {first} to {first + n_keys - 1}, the clicked one rightmost. Darker = more "
-            "attention (square-root scale: white 0, dark blue 1)")
+    shown = (f"tokens {positions[0]} to {positions[-1]}" if gap is None else
+             f"token {positions[0]}, then {positions[gap]} to {positions[-1]}")
+    foot = (f"{shown}, the clicked one rightmost. Darker = more attention (square-root scale: "
+            "white 0, dark blue 1)")
     width = max(LEFT + heads * (cell_w + HEAD_GAP), 12 + int(font.getlength(foot)),
                 12 + int(big.getlength(title)))
     top = TITLE_PX + LABEL_PX
@@ -80,16 +86,18 @@ def attention_grid(weights: np.ndarray, keys: list[str], first: int, title: str)
         x0 = LEFT + head * (cell_w + HEAD_GAP)
         draw.text((x0, TITLE_PX - 18), f"head {head + 1}", fill=FAINT, font=font)
         for k, text in enumerate(keys):
-            if (n_keys - 1 - k) % stride:  # count back from the clicked token
-                continue
+            if k and ((n_keys - 1 - k) % stride or k < stride):  # back from the clicked one,
+                continue  # and the first
             tile = _rotated(label(text), font)
-            image.paste(tile, (x0 + k * key_px + (key_px - tile.width) // 2,
+            image.paste(tile, (x0 + x_of[k] + (key_px - tile.width) // 2,
                                top - 4 - tile.height))
-        strips = weight_colors(weights[:, head])  # (layers, K, 3)
+        strips = np.repeat(weight_colors(weights[:, head]), key_px, axis=1)  # (L, K*key_px, 3)
+        if gap is not None:
+            strips = np.insert(strips, [gap * key_px] * gap_px, 215, axis=1)  # grey: left out
         for layer in range(layers):
             y0 = top + layer * (ROW_PX + ROW_GAP)
-            row = Image.fromarray(strips[layer][None]).resize((cell_w, ROW_PX),
-                                                              Image.Resampling.NEAREST)
+            row = Image.fromarray(np.ascontiguousarray(strips[layer][None])).resize(
+                (cell_w, ROW_PX), Image.Resampling.NEAREST)
             image.paste(row, (x0, y0))
             draw.rectangle([x0 - 1, y0 - 1, x0 + cell_w, y0 + ROW_PX], outline=(200, 200, 200))
     for layer in range(layers):
