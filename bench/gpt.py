@@ -73,7 +73,8 @@ def generate_speed() -> dict:
 
     t_ours, t_raw = best_of_pair(ours, raw, repeats=5)
     return {"ours": t_ours / NEW_TOKENS, "reference": t_raw / NEW_TOKENS, "unit": "s/token",
-            "note": f"{name}; {NEW_TOKENS} tokens, top-k/top-p sampling, 1 thread ({note})"}
+            "note": f"{name}; {NEW_TOKENS} tokens, top-k/top-p sampling, 1 torch thread; ours "
+                    f"scores the prompt in its consuming thread while the model writes ({note})"}
 
 
 @benchmark("gpt: time to first token: ours (streamed) / 1-token generate")
