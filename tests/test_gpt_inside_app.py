@@ -9,7 +9,7 @@ import pytest
 from gradio_client.exceptions import AppError
 
 from playground.core import zerogpu
-from playground.gpt import tab
+from playground.gpt import tab_inside
 from tests.conftest import assert_image_in_view, open_tab
 from tests.test_gpt_support import tiny_model_dir
 
@@ -92,12 +92,10 @@ def test_routes_refuse_bad_positions(client, generated):
 
 
 def test_model_handlers_ask_for_a_gpu_slot_and_the_strip_does_not():
-    """The views that run the model are GPU handlers; the token strip and the alternatives
-    table only read the details (no model, no slot)."""
-    names = {k for k in zerogpu.HANDLERS if k.startswith("playground.gpt.")}
-    assert names == {f"playground.gpt.tab.{n}" for n in (
-        "generate_text", "continue_text", "show_attention", "show_logit_lens")}
-    slot = zerogpu.HANDLERS["playground.gpt.tab.continue_text"].duration
+    names = {k for k in zerogpu.HANDLERS if k.startswith("playground.gpt.tab_inside.")}
+    assert names == {f"playground.gpt.tab_inside.{n}"
+                     for n in ("continue_text", "show_attention", "show_logit_lens")}
+    slot = zerogpu.HANDLERS["playground.gpt.tab_inside.continue_text"].duration
     short, long = ({"record": {"params": {"max_new_tokens": n}}} for n in (10, 1000))
     assert slot(short, 1, 1) < slot(long, 1, 1) <= zerogpu.MAX_DURATION_S
     assert zerogpu.MIN_DURATION_S <= slot("garbage", 1, 1) <= zerogpu.MAX_DURATION_S
@@ -105,11 +103,11 @@ def test_model_handlers_ask_for_a_gpu_slot_and_the_strip_does_not():
 
 def test_context_strip_lists_prompt_then_generated_tokens(generated):
     _, _, _, details = generated
-    pairs = tab.context_tokens(details)
+    pairs = tab_inside.context_tokens(details)
     n_prompt = len(details["prompt_ids"])
     assert [part for _, part in pairs] == ["prompt"] * n_prompt + ["generated"] * len(
         details["tokens"])
-    assert tab.context_tokens(None) == []
+    assert tab_inside.context_tokens(None) == []
 
 
 @pytest.mark.browser
