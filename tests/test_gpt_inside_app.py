@@ -92,9 +92,12 @@ def test_routes_refuse_bad_positions(client, generated):
 
 
 def test_model_handlers_ask_for_a_gpu_slot_and_the_strip_does_not():
-    names = {k for k in zerogpu.HANDLERS if k.startswith("playground.gpt.tab_inside.")}
-    assert names == {f"playground.gpt.tab_inside.{n}"
-                     for n in ("continue_text", "show_attention", "show_logit_lens")}
+    """The views that run the model are GPU handlers; the token strip and the alternatives
+    table only read the details (no model, no slot)."""
+    names = {k for k in zerogpu.HANDLERS if k.startswith("playground.gpt.")}
+    assert names == {"playground.gpt.tab.generate_text", *(
+        f"playground.gpt.tab_inside.{n}"
+        for n in ("continue_text", "show_attention", "show_logit_lens"))}
     slot = zerogpu.HANDLERS["playground.gpt.tab_inside.continue_text"].duration
     short, long = ({"record": {"params": {"max_new_tokens": n}}} for n in (10, 1000))
     assert slot(short, 1, 1) < slot(long, 1, 1) <= zerogpu.MAX_DURATION_S

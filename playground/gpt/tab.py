@@ -1,5 +1,6 @@
 """The "Text (GPT)" tab: wiring only; the work is in inference.py, live.py and views.py
-(imported inside the handlers, so building the app does not import transformers)."""
+(imported inside the handlers, so building the app does not import transformers). The views of
+one token (continue from an alternative, attention, logit lens) are wired in ``tab_inside.py``."""
 
 from __future__ import annotations
 
