@@ -48,10 +48,14 @@ def test_generate_is_a_gpu_handler_with_a_slot_growing_with_the_tokens():
 
 
 def test_only_model_handlers_ask_for_a_gpu():
-    """The alternatives view reads the odds generate_text recorded, and training runs in CPU
-    worker processes: neither is a GPU handler, and the view never loads a model."""
+    """Generation and the three views that run the model (continue from an alternative,
+    attention, logit lens) ask for a GPU; the alternatives view reads the odds generate_text
+    recorded and training runs in CPU worker processes: neither is a GPU handler, and the
+    alternatives view never loads a model."""
     ours = {k for k in zerogpu.HANDLERS if k.startswith("playground.gpt.")}
-    assert ours == {"playground.gpt.tab.generate_text"}
+    assert ours == {"playground.gpt.tab.generate_text", "playground.gpt.tab_inside.continue_text",
+                    "playground.gpt.tab_inside.show_attention",
+                    "playground.gpt.tab_inside.show_logit_lens"}
     fail = pytest.MonkeyPatch()
     fail.setattr(registry, "load_model", lambda *a, **k: pytest.fail("a model was loaded"))
     try:
