@@ -44,6 +44,17 @@ def _shipped_models_first():
         families.load(name)
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny models run fastest on one torch thread (and leave the other cores alone)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def app_url():
     """The whole app, launched once on a free port (prevent_thread_lock), closed at the end."""

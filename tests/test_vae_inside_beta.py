@@ -22,12 +22,7 @@ register_models()
 TERMS = ("recon_nats", "kl", "beta_kl_nats", "loss_nats", "beta")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture

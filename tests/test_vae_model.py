@@ -115,15 +115,6 @@ def test_augment_mirrors_and_shifts_on_the_grid():
     assert augment(x, torch.Generator().manual_seed(0), 0).shape == x.shape
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models run fastest on one thread (and leave the other cores alone)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_training_lowers_the_loss_and_reaches_every_parameter(one_thread):
     cfg = PRESETS["tiny"]
     gen = torch.Generator().manual_seed(0)
