@@ -182,7 +182,7 @@ def test_clear_errors(tiny4, faces_folder, tmp_path, monkeypatch):
 def test_the_click_handler_decodes_the_face_under_the_pixel(tiny4, faces_folder):
     import gradio as gr
 
-    from playground.vae.tab import on_map, on_map_click
+    from playground.vae.tab_inside import on_map, on_map_click
 
     picture, summary, drawn_for = on_map(tiny4)
     assert drawn_for == tiny4 and "PC1 explains" in summary and Image.open(picture).size[0] > 400

@@ -81,9 +81,9 @@ def test_the_live_run_gets_the_users_beta_and_seed_and_repeats_itself(faces, tmp
 
 
 def test_the_tab_streams_both_terms_and_the_record_and_registers_the_model(faces):
-    from playground.vae.tab import on_train_terms
+    from playground.vae.tab import on_train
 
-    updates = list(on_train_terms(4, "cpu", 4, 0.0, 7))
+    updates = list(on_train(4, "cpu", 4, 0.0, 7))
     run_id, elbo, recon, kl, grid, record_file, status, dropdown = updates[-1]
     assert run_id is None and status.startswith("Done") and dropdown["value"] in status
     assert dropdown["value"] in registry.choices(FAMILY) and "β 0" in dropdown["value"]

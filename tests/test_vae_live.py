@@ -67,7 +67,7 @@ def test_tab_handler_streams_the_run_and_selects_the_new_model(faces):
     from playground.vae.tab import on_train
 
     updates = list(on_train(4, "cpu", 4))
-    run_id, curve, grid, status, dropdown = updates[-1]
+    run_id, curve, _recon, _kl, grid, _record, status, dropdown = updates[-1]
     assert run_id is None and "is now in the model list" in status
     assert dropdown["value"] in registry.choices(FAMILY) and dropdown["value"] in status
     assert set(curve["series"]) == {"train -ELBO", "held-out -ELBO"}
@@ -86,11 +86,11 @@ def test_a_queued_run_says_what_it_waits_for_and_stop_saves_nothing(faces, monke
     before = set(registry.choices(FAMILY))
     stream = on_train(5, "cpu", 4)
     for _ in range(20):
-        run_id, _curve, _grid, status, _dropdown = next(stream)
+        run_id, *_, status, _dropdown = next(stream)
         if status.startswith("Queued"):
             break
     assert "1 training run(s) ahead of yours" in status and run_id
     assert stop_live_run(run_id) == "Stopped: nothing was saved."
     *_, last = list(stream)
-    assert last[3] == "Stopped: nothing was saved." and last[0] is None
+    assert last[6] == "Stopped: nothing was saved." and last[0] is None
     assert set(registry.choices(FAMILY)) == before

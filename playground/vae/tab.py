@@ -6,7 +6,6 @@ from __future__ import annotations
 import gradio as gr
 
 from playground.core import registry
-from playground.core.errors import UserInputError
 from playground.core.seeding import MAX_SEED
 from playground.core.zerogpu import as_number, gpu_handler
 from playground.ui import (
@@ -19,6 +18,8 @@ from playground.ui import (
     train_event,
 )
 from playground.vae import FAMILY
+from playground.vae.slots import BASE_S, PER_IMAGE_S, hub_extra
+from playground.vae.tab_inside import build_map_section
 
 INTRO = """The VAE turns a face into a **code** of 32 numbers (the mean of its posterior) and turns
 codes back into faces. Pick two faces of **held-out people** (the model never saw them; click the
@@ -29,10 +30,6 @@ that passes the average code 0. Hub ids work here too where the hub is reachable
 AutoencoderKL such as the Stable Diffusion VAE (colour, up to 256 px) or a ConvVAE saved by this
 playground (e.g. vae-olivetti pushed to the hub); the repo's config.json tells which."""
 
-MAP_INTRO = """Every face's code (its posterior mean) as a point: the codes' two main directions
-(PCA) are the axes, colour is the person, the held-out people are outlined. **Click** a point:
-*map point* decodes the code there (the other directions at the average code: only what the
-two axes carry), *nearest face* decodes the nearest face's full code (its reconstruction)."""
 BETA_INTRO = """Loss = reconstruction + **β** · KL: the KL pulls every code to the prior N(0, I),
 the reconstruction wants codes that tell faces apart. β = 0: nothing pulls (the KL grows); a
 large β wins (KL falls, faces blur). β ramps up from 0 over the first sixth of the steps."""
@@ -40,37 +37,23 @@ N_SLIDERS = 6  # on_explore takes one coefficient each
 # model handlers show huggingface_hub's download bars (tqdm) while a hub model is fetched
 TRACK_DOWNLOADS = gr.Progress(track_tqdm=True)
 
-# ---- ZeroGPU slots (seconds), from the request ------------------------------------------
-# On a GPU our 64 px VAE decodes a frame in about a millisecond and the Stable Diffusion VAE a
-# 256 px frame in some tens of ms; the base covers moving the model and writing the PNG/GIF,
-# the per-image part is generous for the SD VAE, and a hub id adds time to fetch it. Shorter
-# slots queue first on ZeroGPU, so a 10-frame walk asks for little.
-BASE_S = 8.0
-PER_IMAGE_S = 0.25
-HUB_S = 20.0  # a hub id: download and move to the GPU inside the slot
-
-
-def _hub_extra(model) -> float:
-    return HUB_S if isinstance(model, str) and registry.is_hub_id(model.strip()) else 0.0
-
-
 def interpolate_seconds(model, face_a=None, upload_a=None, face_b=None, upload_b=None, frames=10,
                         mode="spherical", through_mean=False, progress=None) -> float:
     images = as_number(frames, 64) * (2 if through_mean else 1)
-    return BASE_S + PER_IMAGE_S * images + _hub_extra(model)
+    return BASE_S + PER_IMAGE_S * images + hub_extra(model)
 
 
 def reconstruct_seconds(model, face=None, upload=None, progress=None) -> float:
-    return BASE_S + PER_IMAGE_S * 8 + _hub_extra(model)  # 8 posterior samples for the ELBO
+    return BASE_S + PER_IMAGE_S * 8 + hub_extra(model)  # 8 posterior samples for the ELBO
 
 
 def sample_seconds(model, seed=0, randomize=False, n=8, temperature=1.0,
                    progress=None) -> float:
-    return BASE_S + PER_IMAGE_S * as_number(n, 64) + _hub_extra(model)
+    return BASE_S + PER_IMAGE_S * as_number(n, 64) + hub_extra(model)
 
 
 def explore_seconds(model, *coefficients_and_progress) -> float:
-    return BASE_S + 7.0 + _hub_extra(model)  # the first call encodes the faces for the PCA
+    return BASE_S + 7.0 + hub_extra(model)  # the first call encodes the faces for the PCA
 
 
 def _heldout_labels() -> list[str]:
@@ -154,47 +137,6 @@ def on_explore(model, c1=0.0, c2=0.0, c3=0.0, c4=0.0, c5=0.0, c6=0.0,
     return out.image, out.info
 
 
-def map_seconds(model, *code_and_progress) -> float:
-    return BASE_S + 10.0 + _hub_extra(model)  # the first call encodes up to 400 faces
-
-
-def map_decode_seconds(model, *point_code_and_progress) -> float:
-    return map_seconds(model) + PER_IMAGE_S * 2
-
-
-@friendly
-@gpu_handler(map_seconds)
-def on_map(model, progress=TRACK_DOWNLOADS):
-    """The map picture, its summary (explained variance), and the model it was drawn for."""
-    from playground.vae.inside import map_view
-
-    out = map_view(model)
-    return out.image_png, out.summary, model
-
-
-@friendly
-@gpu_handler(map_decode_seconds)
-def on_map_decode(model, pc1, pc2, code, progress=TRACK_DOWNLOADS):
-    from playground.vae.inside import decode_map_point
-
-    out = decode_map_point(model, pc1, pc2, code)
-    return out.image_png, out.summary
-
-
-@friendly
-@gpu_handler(map_decode_seconds)
-def on_map_click(drawn_for, code, evt: gr.SelectData, progress=TRACK_DOWNLOADS):
-    """A click on the map (``evt.index`` = the picture's pixel) decodes the point there, with
-    the model the map was drawn for."""
-    from playground.vae.inside import decode_map_point, map_point_at_pixel
-
-    if not drawn_for:
-        raise UserInputError("Draw the map first, then click a point of it.")
-    pc1, pc2 = map_point_at_pixel(drawn_for, getattr(evt, "index", None))
-    out = decode_map_point(drawn_for, pc1, pc2, code)
-    return pc1, pc2, out.image_png, out.summary
-
-
 def _train_stream(steps, device, latent_dim, beta, seed):
     """Train in a worker process and stream (run id, -ELBO curve, reconstruction term, KL
     terms, grid, record file, status, model dropdown); a queued run's status says what for."""
@@ -221,16 +163,9 @@ def _train_stream(steps, device, latent_dim, beta, seed):
 
 
 @friendly
-def on_train_terms(steps, device, latent_dim, beta=1.0, seed=0):
+def on_train(steps, device, latent_dim, beta=1.0, seed=0):
     """The tab's training stream (route ``vae_train``): see ``_train_stream``."""
     yield from _train_stream(steps, device, latent_dim, beta, seed)
-
-
-@friendly
-def on_train(steps, device, latent_dim, beta=1.0, seed=0):
-    """The same run in its pre-β shape: (run id, -ELBO curve, grid, status, model list)."""
-    for update in _train_stream(steps, device, latent_dim, beta, seed):
-        yield tuple(update[i] for i in (0, 1, 4, 6, 7))
 
 
 on_stop = stop_live_run  # shared Stop-button handler (playground.ui)
@@ -244,7 +179,7 @@ def build_tab() -> None:
     _reconstruct_section(model, labels)
     _sample_section(model)
     _explorer_section(model)
-    _map_section(model)
+    build_map_section(model)
     _training_section(model)
     root = gr.context.Context.root_block
     if root is not None:
@@ -338,36 +273,6 @@ def _explorer_section(model) -> None:
         on_explore, explore_inputs, [explored, explore_info], **explore)
 
 
-def _map_section(model) -> None:
-    from playground.vae.inside import MAP_CODES
-    from playground.vae.render_map import MAP_SIZE
-
-    with gr.Accordion("Map of every face's code (PCA)", open=False):
-        gr.Markdown(MAP_INTRO)
-        with gr.Row():
-            draw = gr.Button("Draw the map", elem_id="vae-map-draw")
-            code = gr.Radio(list(MAP_CODES), value=MAP_CODES[0], label="Decode at a point")
-        with gr.Row():
-            picture = gr.Image(label="Posterior means on PC1 × PC2 (click a point)",
-                               type="filepath", interactive=False, height=MAP_SIZE,
-                               show_label=False, elem_id="vae-map")  # titled in the picture
-            with gr.Column():
-                decoded = gr.Image(label="Decoded | nearest face's reconstruction | its photo",
-                                   type="filepath", elem_id="vae-map-decoded", height=200)
-                with gr.Row():
-                    pc1 = gr.Number(value=0.0, label="PC1")
-                    pc2 = gr.Number(value=0.0, label="PC2")
-                go = gr.Button("Decode this point", elem_id="vae-map-go")
-                point_info = gr.Markdown(elem_id="vae-map-point-info")
-        map_info = gr.Markdown(elem_id="vae-map-info")
-        drawn_for = gr.State(None)  # the model the shown map belongs to
-    draw.click(on_map, model, [picture, map_info, drawn_for], **model_event("vae_map"))
-    go.click(on_map_decode, [model, pc1, pc2, code], [decoded, point_info],
-             **model_event("vae_map_decode"))
-    picture.select(on_map_click, [drawn_for, code], [pc1, pc2, decoded, point_info],
-                   **model_event(None, "vae"))
-
-
 def _training_section(model) -> None:
     from playground.core.device import device_choices
     from playground.vae.live import MAX_BETA
@@ -394,7 +299,7 @@ def _training_section(model) -> None:
                              label="KL term (nats per face)")
         fixed = gr.Image(label="Decoded fixed codes as training goes", type="pil")
         record = gr.File(label="Both terms per logged step + reproducibility record (JSON)")
-    start.click(on_train_terms, [steps, device, latent, beta, seed],
+    start.click(on_train, [steps, device, latent, beta, seed],
                 [run_id, curve, recon, kl, fixed, record, status, model],
                 **train_event("vae_train"))
     stop.click(on_stop, run_id, status, queue=False, api_name="vae_train_stop")
