@@ -1,4 +1,5 @@
-"""The Flows tab: fitted density + exact log-likelihood, layer-by-layer view, live training.
+"""The Flows tab: fitted density + exact log-likelihood, layer-by-layer view, live training,
+and (tab_energy) fitting an energy by reverse KL.
 
 Only wiring: every handler calls plain functions of playground.flow.inference / .live.
 """
@@ -16,13 +17,12 @@ from playground.core.errors import UserInputError
 from playground.core.seeding import resolve_seed
 from playground.core.zerogpu import as_number, gpu_handler
 from playground.flow import FAMILY, shipped_name
+from playground.flow.tab_energy import FLOW_CHOICES, energy_section
 from playground.flow.targets import TARGETS
 from playground.ui import stop_live_run
 
 TARGET_CHOICES = [(t.label, t.name) for t in TARGETS.values()]
 SOURCES = ["built-in target", "my drawing", "my CSV"]
-FLOW_CHOICES = [("Neural spline flow", "nsf"), ("RealNVP (affine coupling)", "realnvp"),
-                ("Glow-style (ActNorm + linear + coupling)", "glow")]
 HEAT_SIZE = 400
 DEFAULT_TARGET = "8gaussians"
 TRACK_TQDM = gr.Progress(track_tqdm=True)  # hub downloads' tqdm bars, shown in the browser
@@ -269,3 +269,5 @@ def build_tab() -> None:
             _train_section(flow)
         with gr.Tab("Layer by layer"):
             _layers_section(flow)
+        with gr.Tab("Fit an energy", elem_id="flow-energy-tab"):
+            energy_section(flow, select_trained)
