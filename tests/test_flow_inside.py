@@ -108,7 +108,7 @@ def _fit(preset="energy-tiny", seed=0, **overrides):
 
 
 def test_short_reverse_kl_fit_recovers_a_gaussian_energy():
-    task, result = _fit(steps=300, lr=1e-2, batch_size=128, warmup=10)
+    task, result = _fit(steps=200, lr=1e-2, batch_size=64, warmup=10)  # ~3 s on one thread
     losses = [row["loss"] for row in result.history]
     assert losses[-1] < losses[0] - 0.25  # the loss decreases (from ≈ −1.08 to ≈ −log Z)
     model = task.models["flow"]
@@ -116,7 +116,7 @@ def test_short_reverse_kl_fit_recovers_a_gaussian_energy():
         x = model.sample(20_000, torch.Generator().manual_seed(1)).double()
     assert torch.allclose(x.mean(0), torch.tensor(GAUSS_MEAN, dtype=torch.float64), atol=0.1)
     assert torch.allclose(torch.cov(x.T), torch.tensor(GAUSS_COV, dtype=torch.float64),
-                          atol=0.15)
+                          atol=0.1)
     last = result.history[-1]
     assert 0 < last["energy_fit_ess"] <= 1 and last["energy_fit_ess"] > 0.7
     assert 0 <= last["energy_fit_reverse_kl"] < 0.1

@@ -75,9 +75,9 @@ def test_judge_a_shipped_flow_fitted_to_samples():
 
 def test_judging_asks_for_a_zerogpu_slot_that_grows_with_the_samples():
     from playground.core import zerogpu
-    from playground.flow import tab_energy  # noqa: F401  (decorating registers the handler)
+    from playground.flow import tab  # noqa: F401  (decorating registers the handler)
 
-    slot = zerogpu.HANDLERS["playground.flow.tab_energy.judge_energy"].duration
+    slot = zerogpu.HANDLERS["playground.flow.tab.judge_energy"].duration
     assert 5 <= slot("ring", "flow-rings", 500, 0, False) < slot("ring", "flow-rings", 20_000,
                                                                   0, False) <= 120
 
@@ -85,7 +85,7 @@ def test_judging_asks_for_a_zerogpu_slot_that_grows_with_the_samples():
 def test_stop_saves_nothing():
     from playground.core import registry
     from playground.flow import FAMILY
-    from playground.flow.tab_energy import fit_energy
+    from playground.flow.tab import fit_energy
     from playground.ui import stop_live_run
 
     before = set(registry.choices(FAMILY))
@@ -108,6 +108,7 @@ def test_live_frames_start_untrained_and_end_with_pngs(tmp_path):
     view = EnergyLiveView(cfg, seed=4)
     empty = view.progress(run)
     assert empty.energy_fit is None and empty.report.empty and "step 0/100" in empty.status
+    assert len(empty.losses) == 2  # both series named from the start (the plot's colours)
     grid = {"logq": np.zeros((8, 8))}
     run.samples += [(0, {"energy_fit": grid, "sample_fit": grid}),
                     (50, {"energy_fit": grid, "sample_fit": grid})]
@@ -117,10 +118,11 @@ def test_live_frames_start_untrained_and_end_with_pngs(tmp_path):
                         "energy_fit_modes_covered": 2.0, "sample_fit_reverse_kl": 0.9,
                         "sample_fit_forward_kl": 0.3, "sample_fit_ess": 0.3,
                         "sample_fit_modes_covered": 4.0})
+    run.history.append({"step": 60, "time_s": 1.2, "loss": -1.3})  # no fit report here
     frame = view.progress(run)
-    assert frame.status == ("Fitting: step 50/100 · 1.0 s · E_q[log q − log p̃] -1.200 · "
+    assert frame.status == ("Fitting: step 60/100 · 1.2 s · E_q[log q − log p̃] -1.300 · "
                             "KL(q‖p) 0.600 · ESS 0.500 · seed 4")
-    assert frame.report["modes covered"].tolist() == ["2", "4"]
+    assert frame.report["modes"].tolist() == ["2", "4"]
     assert set(frame.losses["series"]) == {"energy fit: KL(q‖p)", "sample fit: KL(p‖q)"}
     run.result, run.summary = "my-flow-abc", {"out_dir": str(tmp_path)}
     done = view.finished(run)

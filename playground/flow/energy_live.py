@@ -87,12 +87,14 @@ def energy_image(name: str, size: int = LIVE_IMAGE, resolution: int = 160) -> Im
     return density_image(log_p.numpy(), size)
 
 
-def loss_frame(history: list[dict]) -> pd.DataFrame:
-    """Long table (step, kl, series) of each fit's own objective as a KL (nats)."""
+def loss_frame(history: list[dict], compare: bool = True) -> pd.DataFrame:
+    """Long table (step, kl, series) of each fit's own objective as a KL (nats). Before the
+    first row, one empty row per series: the plot fixes its colours on the first table."""
+    series = LOSS_SERIES if compare else {"energy_fit_kl": LOSS_SERIES["energy_fit_kl"]}
     rows = [{"step": r["step"], "kl": r[key], "series": label}
-            for r in history for key, label in LOSS_SERIES.items() if key in r]
-    return pd.DataFrame(rows or [{"step": 0, "kl": float("nan"), "series": LOSS_SERIES[
-        "energy_fit_kl"]}])
+            for r in history for key, label in series.items() if key in r]
+    return pd.DataFrame(rows or [{"step": 0, "kl": float("nan"), "series": label}
+                                 for label in series.values()])
 
 
 def report_frame(history: list[dict]) -> pd.DataFrame:
@@ -106,19 +108,22 @@ def report_frame(history: list[dict]) -> pd.DataFrame:
         rows.append({"fit": label, "KL(q‖p)": round(last[f"{prefix}_reverse_kl"], 3),
                      "KL(p‖q)": round(last[f"{prefix}_forward_kl"], 3),
                      "ESS": round(last[f"{prefix}_ess"], 3),
-                     "modes covered": "—" if covered is None else str(int(covered))})
-    return pd.DataFrame(rows, columns=["fit", "KL(q‖p)", "KL(p‖q)", "ESS", "modes covered"])
+                     "modes": "—" if covered is None else str(int(covered))})
+    return pd.DataFrame(rows, columns=["fit", "KL(q‖p)", "KL(p‖q)", "ESS", "modes"])
 
 
 def progress_text(history: list[dict], cfg: FlowConfig, seed: int) -> str:
+    """'step 120/500 · 3.1 s · E_q[log q − log p̃] -1.234 · KL(q‖p) 0.012 · ESS 0.981 · seed 0',
+    each figure from the latest row that has it (the fit report comes every tenth of a run)."""
     last = history[-1] if history else {}
     parts = [f"step {last.get('step', 0)}/{cfg.steps}"]
     if "time_s" in last:
         parts.append(f"{last['time_s']:.1f} s")
     for key, label in (("loss", "E_q[log q − log p̃]"), ("energy_fit_reverse_kl", "KL(q‖p)"),
                        ("energy_fit_ess", "ESS")):
-        if key in last:
-            parts.append(f"{label} {last[key]:.3f}")
+        value = next((r[key] for r in reversed(history) if key in r), None)
+        if value is not None:
+            parts.append(f"{label} {value:.3f}")
     parts.append(f"seed {seed}")
     return " · ".join(parts)
 
@@ -157,7 +162,8 @@ class EnergyLiveView:
             latest = run.samples[index][1]
             self.pictures = tuple(density_image(latest[k]["logq"], LIVE_IMAGE)
                                   if k in latest else None for k in FIT_LABELS)
-        return EnergyFrame(self.energy, *self.pictures, loss_frame(run.history),
+        return EnergyFrame(self.energy, *self.pictures,
+                           loss_frame(run.history, self.cfg.compare_samples),
                            report_frame(run.history), status)
 
     def progress(self, run: LiveRun) -> EnergyFrame:
