@@ -1,7 +1,8 @@
 """Each energy fitted by reverse KL with the in-browser default (the ``energy`` preset), beside
 its twin fitted to samples: true KL both ways, ESS, modes covered, time per step.
 
-`python -m research.flow.energy_sweep [--steps 1000] [--seeds 0] [--energies mixture,ring]`
+`python -m research.flow.energy_sweep [--steps 500] [--seeds 0] [--energies mixture,ring]
+[--set depth=2]` (default: the preset's steps)
 prints a markdown table (one row per fit); the figures in LOG.md come from it.
 """
 
@@ -44,7 +45,7 @@ def run_one(energy: str, seed: int, steps: int, overrides: dict) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--steps", type=int, default=resolve_config("energy").steps)
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--energies", default=",".join(ENERGIES))
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
