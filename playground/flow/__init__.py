@@ -11,6 +11,8 @@ invertible layers; because every layer can be undone and its volume change is kn
 the exact log-likelihood of any point (a GAN cannot). Here 2-D flows built with the zuko library
 (François Rozet et al.) learn toy shapes, or points you draw, in seconds, and you can watch each
 layer warp the plane. Targets follow the toy data sets of FFJORD (Grathwohl et al., 2018).
+A flow can also be fitted to an unnormalised density alone, with no samples, by reverse KL
+(as in Rezende & Mohamed, 2015), beside a twin fitted to samples, to see how the two differ.
 """
 FAMILY = "flow"
 SHIPPED_TARGETS = ("8gaussians", "checkerboard", "rings", "moons", "pinwheel", "spirals")

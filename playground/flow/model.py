@@ -106,8 +106,18 @@ class FlowModel(nn.Module, PyTorchModelHubMixin, library_name="zuko",
     def layer_names(self) -> list[str]:
         return [LAYER_NAMES.get(type(t).__name__, type(t).__name__) for t in self.layers]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.flow().log_prob(x)
+    def forward(self, x: torch.Tensor, from_base: bool = False):
+        """log q(x), (N,); with ``from_base``, ``x`` is base noise z and the result is
+        ``rsample_and_log_prob(z)`` (so a reverse-KL step also goes through DDP's forward)."""
+        return self.rsample_and_log_prob(x) if from_base else self.flow().log_prob(x)
+
+    def rsample_and_log_prob(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x = f⁻¹(z) (N, 2) and log q(x) (N,) for base noise z (N, 2), differentiable in the
+        parameters: log q(x) = log N(z) − log|det ∂f⁻¹/∂z| (zuko's rsample_and_log_prob with
+        our own noise, so a seed fixes it)."""
+        dist = self.flow()
+        x, ladj = dist.transform.inv.call_and_ladj(z)
+        return x, dist.base.log_prob(z) - ladj
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         return self.flow().log_prob(x)

@@ -7,6 +7,10 @@ Built-in targets give fresh samples every step (infinite data); a drawn/uploaded
 split 80/20 into train and test points. Adam with a linear warm-up and a cosine decay of the
 learning rate (computed from the step, so a resumed run continues the same schedule), gradient
 clipping, and test NLL (plus KL(p‖q) for analytic targets) logged as it trains.
+
+With ``energy`` set (presets ``energy``, ``energy-tiny``) the flow is fitted to an unnormalised
+density instead, by reverse KL, with no samples at all (``energy_train``):
+`python -m playground.train flow --preset energy --set energy=banana`.
 """
 
 from __future__ import annotations
@@ -22,10 +26,13 @@ from playground.core.config import resolve_preset
 from playground.core.errors import UserInputError
 from playground.core.schedules import warmup_cosine
 from playground.core.training import LoopConfig, StepContext, TrainResult, TrainTask, train_loop
+from playground.flow.energies import get_energy
+from playground.flow.energy_train import build_energy_task
 from playground.flow.metrics import density_grid, log_prob_batched
 from playground.flow.model import FLOW_TYPES, FlowModel, init_actnorm
 from playground.flow.targets import TARGETS, get_target
 
+ENERGY_STEPS = 500
 TEST_SEED = 777  # the held-out points of a built-in target do not depend on the run's seed
 
 
@@ -45,6 +52,8 @@ class FlowConfig:
     n_test: int = 2000
     sample_points: int = 600  # samples drawn for the live view
     sample_grid: int = 96  # resolution of the live heatmap
+    energy: str = ""  # an energy of flow.energies: fit it by reverse KL instead of a target
+    compare_samples: bool = False  # energy fits: also fit a twin flow to samples (forward KL)
 
 
 PRESETS: dict[str, FlowConfig] = {
@@ -54,6 +63,11 @@ PRESETS: dict[str, FlowConfig] = {
                        n_test=4000),  # the shipped weights/flow-<target> (5-15 min each)
     "ship-cuda": FlowConfig(depth=8, width=128, batch_size=4096, steps=20000, lr=1e-3,
                             warmup=500, n_test=20000),
+    # reverse KL to an energy (no data); "energy" is also the in-browser default
+    "energy-tiny": FlowConfig(energy="gaussian", depth=2, width=16, batch_size=64, steps=20,
+                              n_test=256, warmup=2),
+    "energy": FlowConfig(energy="mixture", compare_samples=True, steps=ENERGY_STEPS,
+                         n_test=2000),
 }
 DEFAULT_PRESET = "ship"
 
@@ -63,6 +77,8 @@ def resolve_config(preset: str, overrides: dict | None = None) -> FlowConfig:
     cfg = resolve_preset(PRESETS, preset, overrides, family="flow")
     if cfg.flow_type not in FLOW_TYPES:
         raise UserInputError(f"Unknown flow type {cfg.flow_type!r}; choose from {FLOW_TYPES}.")
+    if cfg.energy:
+        get_energy(cfg.energy)  # an unknown name is refused with the list of energies
     return cfg
 
 
@@ -110,12 +126,17 @@ def build_model(cfg: FlowConfig, seed: int, init_batch: torch.Tensor) -> FlowMod
 
 def build_task(cfg: FlowConfig, loop: LoopConfig, points: torch.Tensor | None = None,
                init: FlowModel | None = None) -> TrainTask:
-    """The TrainTask for one flow.
+    """The TrainTask for one flow (by maximum likelihood; by reverse KL when ``cfg.energy``).
 
     Args:
         points: (N, 2) user points (drawn or uploaded); None = the built-in ``cfg.target``.
         init: a flow to continue training; a new one otherwise.
     """
+    if cfg.energy:
+        if points is not None:
+            raise UserInputError("A fit to an energy uses no data points: leave out --data, "
+                                 "or unset energy to fit the points.")
+        return build_energy_task(cfg, loop, init)
     train_pts, test_pts, test_logp = split_data(cfg, points, loop.seed)
     rank = int(os.environ.get("RANK", "0"))  # DDP workers each draw their own batches
     data = batches(cfg, loop.seed + 1 + 1000 * rank, train_pts)

@@ -1,0 +1,1 @@
+"""flow research: measurements behind the "Fit an energy" view (see LOG.md)."""
