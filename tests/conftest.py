@@ -140,3 +140,19 @@ def write_tiny_faces(folder, monkeypatch, people: int, per_person: int = 4):
             Image.fromarray(pixels).save(folder / f"p{person}" / f"{i}.png")
     monkeypatch.setenv("PLAYGROUND_FACES", str(folder))
     return folder
+
+
+def register_tiny_txt2img(tmp_path_factory, name: str) -> str:
+    """A random tiny StableDiffusionPipeline (UNet (8, 16) at 16 px, 8x8 latents) saved in a temp
+    folder and registered as ``name`` for everyone; returns the name."""
+    import torch
+
+    from playground.core import registry
+    from playground.txt2img import inference, model
+    from playground.txt2img.train import PRESETS
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp(name) / "pipe"
+    model.save_pipeline(model.build_untrained_pipeline(PRESETS["tiny"].model), folder)
+    registry.register(registry.ModelEntry(name, inference.FAMILY, path=folder))
+    return name

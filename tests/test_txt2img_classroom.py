@@ -8,26 +8,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from playground.core import registry, sessions
 from playground.txt2img import inference as inf
-from playground.txt2img import model as M
 from playground.txt2img import stopping
-from playground.txt2img.train import PRESETS
+from tests.conftest import register_tiny_txt2img
 
-TINY = PRESETS["tiny"].model  # UNet (8, 16) at 16 px (8x8 latents)
 PROMPT = "a small red star at the top left on a blue background"
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A random tiny pipeline registered as 'tiny-class' (everyone's model)."""
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("tiny-class") / "pipe"
-    M.save_pipeline(M.build_untrained_pipeline(TINY), folder)
-    registry.register(registry.ModelEntry("tiny-class", inf.FAMILY, path=folder))
-    return "tiny-class"
+    return register_tiny_txt2img(tmp_path_factory, "tiny-class")
 
 
 # ---- output files ------------------------------------------------------------------------

@@ -12,26 +12,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from playground.core import registry
 from playground.core.errors import UserInputError
 from playground.txt2img import inference as inf
-from playground.txt2img import model as M
 from playground.txt2img import preview
-from playground.txt2img.train import PRESETS
 from playground.txt2img.variation import check_variation, variation_noise
+from tests.conftest import register_tiny_txt2img
 
-TINY = PRESETS["tiny"].model  # UNet (8, 16) at 16 px (8x8 latents), cross-attention at 4x4
 NAME = "tiny-inside"
 PROMPT = "a small red circle at the top left on a blue background"
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("tiny-inside") / "pipe"
-    M.save_pipeline(M.build_untrained_pipeline(TINY), folder)
-    registry.register(registry.ModelEntry(NAME, inf.FAMILY, path=folder))
-    return NAME
+    return register_tiny_txt2img(tmp_path_factory, NAME)
 
 
 @pytest.fixture
