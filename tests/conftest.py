@@ -117,6 +117,20 @@ def open_tab(page, title: str) -> None:
     page.get_by_role("tab", name=title).click()
 
 
+def fill_field(page, selector: str, text: str, tries: int = 3) -> None:
+    """Type ``text`` into the input at ``selector`` and leave it (Tab) so the app holds the
+    value; fills again while the box still shows another value half a second later (an input
+    just mounted by an opening accordion can be reset by its first render)."""
+    box = page.locator(selector)
+    for _ in range(tries):
+        box.fill(text)
+        box.press("Tab")
+        page.wait_for_timeout(500)
+        if box.input_value() == text:
+            return
+    raise AssertionError(f"{selector} would not keep {text!r}: it shows {box.input_value()!r}")
+
+
 def assert_image_in_view(page, gallery: str, taller_than: float) -> None:
     """The first image of ``gallery`` (a CSS selector) is drawn taller than ``taller_than`` px
     and lies wholly inside the gallery (a lone image used to grow past the gallery's bottom)."""

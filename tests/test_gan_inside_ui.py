@@ -8,7 +8,7 @@ from PIL import Image
 
 from playground.core import zerogpu
 from playground.gan import SHIPPED, register_models
-from tests.conftest import open_tab
+from tests.conftest import fill_field, open_tab
 
 register_models()
 
@@ -63,8 +63,8 @@ def test_browser_directions_view_shows_pictures(page):
 def test_browser_find_view_shows_progress_result_and_interpolation(page):
     open_tab(page, "GAN faces")
     page.get_by_text("Find this face", exact=True).first.click()
-    page.locator("#gan-find-photo input").fill("17")
-    page.locator("#gan-find-steps input").fill("40")
+    fill_field(page, "#gan-find-photo input", "17")
+    fill_field(page, "#gan-find-steps input", "40")
     page.locator("#gan-find-go").click()
     page.wait_for_selector("#gan-find-result img", timeout=120_000)
     assert "Done: 'found photo 17" in page.inner_text("#gan-find-status")
