@@ -1,7 +1,9 @@
 """Adherence of a text-to-image pipeline on prompts with held-out colour+shape pairs.
 
 `python -m playground.txt2img.evaluate weights/txt2img-shapes --n 200` prints the fractions of
-images whose colour, shape, size, position and background match the prompt (see adherence.py).
+images whose colour, shape, size, position and background match the prompt (see adherence.py),
+and beside them the picture-quality measures of artefacts.py (background tint, frame, halo,
+ghost: their means and the share of images within ``artefacts.THRESHOLDS``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from playground.txt2img import (
     SHIPPED_GUIDANCE,
     SHIPPED_STEPS,
     adherence,
+    artefacts,
 )
 from playground.txt2img.shapes import Scene, eval_scenes
 
@@ -65,7 +68,8 @@ def evaluate(pipe, n: int = 100, *, seed: int = 0, steps: int = EVAL_STEPS,
             images = generate_for(pipe, scenes, steps=steps, guidance=guidance, seed=seed,
                                   guide=guide, autoguidance=autoguidance,
                                   autoguidance_max_t=autoguidance_max_t)
-            out[name] = {"n": len(scenes), **adherence.score(scenes, images)}
+            out[name] = {"n": len(scenes), **adherence.score(scenes, images),
+                         "artefacts": artefacts.score(scenes, images).as_dict()}
     return out
 
 

@@ -18,6 +18,9 @@ class ModelConfig:
     image_size: int = IMAGE_SIZE
     vae_channels: tuple[int, ...] = (32, 64, 64)  # 3 blocks -> latents 4x smaller
     vae_layers: int = 1
+    # GroupNorm groups in the VAE; 0 = min(32, vae_channels[0]) (the shipped VAE: 16 groups of
+    # one channel at 16 channels, i.e. instance norm, which erases a plain plane's colour)
+    vae_norm_groups: int = 0
     latent_channels: int = 4
     unet_channels: tuple[int, ...] = (64, 128)
     unet_layers: int = 1
@@ -46,7 +49,8 @@ def build_vae(cfg: ModelConfig):
         in_channels=3, out_channels=3, latent_channels=cfg.latent_channels,
         down_block_types=("DownEncoderBlock2D",) * n, up_block_types=("UpDecoderBlock2D",) * n,
         block_out_channels=cfg.vae_channels, layers_per_block=cfg.vae_layers,
-        norm_num_groups=min(32, cfg.vae_channels[0]), sample_size=cfg.image_size,
+        norm_num_groups=cfg.vae_norm_groups or min(32, cfg.vae_channels[0]),
+        sample_size=cfg.image_size,
         mid_block_add_attention=False)
 
 

@@ -170,11 +170,16 @@ def random_batches(n: int, batch: int, seed: int):
             yield order[i:i + batch]
 
 
+def background_colour(x: torch.Tensor) -> torch.Tensor:
+    """(B, 3, 1, 1): the median colour of the border ring of each image of ``x`` (B, 3, S, S)."""
+    border = torch.cat([x[..., 0, :], x[..., -1, :], x[..., :, 0], x[..., :, -1]], dim=-1)
+    return border.median(dim=-1).values[..., None, None]
+
+
 def object_weights(x: torch.Tensor, object_weight: float) -> torch.Tensor:
     """(B, 1, S, S): ``object_weight`` where a pixel of ``x`` (B, 3, S, S) differs from the
     image's border colour (the objects, a small part of each image), 1 on the background."""
-    border = torch.cat([x[..., 0, :], x[..., -1, :], x[..., :, 0], x[..., :, -1]], dim=-1)
-    background = border.median(dim=-1).values[..., None, None]  # (B, 3, 1, 1)
+    background = background_colour(x)  # (B, 3, 1, 1)
     is_object = (x - background).abs().sum(1, keepdim=True) > 0.3
     return 1 + (object_weight - 1) * is_object.float()
 

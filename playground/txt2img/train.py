@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,7 +60,10 @@ class TrainConfig:
     decoder_lr: float = 3e-4
     kl_weight: float = 1e-6
     object_weight: float = 10.0  # reconstruction weight of object pixels vs background pixels
-    unet_steps: int = 1500
+    # weight of the VAE's locality term (vae_stage.latent_spread: the share of the latent's
+    # departure from its plain background's latent outside the objects' footprint); 0 = off
+    locality_weight: float = 0.0
+    unet_steps: int = 1500  # 0 = the VAE stages alone (train_cli stops after them)
     unet_decay_steps: int = 0  # the last N UNet steps lower the LR to 0 along a cosine
     batch_size: int = 32
     lr: float = 5e-4
@@ -155,6 +159,8 @@ def check_config(cfg: TrainConfig) -> None:
                 cfg.model.train_timesteps - 1, integer=True)
     check_range("model.min_alpha_bar", cfg.model.min_alpha_bar, 1e-12, 1e-2)
     check_range("object_loss_weight", cfg.object_loss_weight, 1, 100)
+    check_range("locality_weight", cfg.locality_weight, 0, 1e3)
+    check_range("model.vae_norm_groups", cfg.model.vae_norm_groups, 0, 32, integer=True)
     if not isinstance(cfg.train_text_encoder, bool):
         raise UserInputError(f"train_text_encoder must be true or false, got "
                              f"{cfg.train_text_encoder!r}.")
@@ -325,7 +331,13 @@ def train_cli(preset: str, loop: LoopConfig, data: str | None, overrides: dict) 
     torch.set_num_threads(max(1, torch.get_num_threads()))  # honours OMP_NUM_THREADS
     loop = default_out(loop, preset)
     images, scenes = training_images(cfg)
+    start = time.perf_counter()
     vae, latents = vae_and_latents(cfg, loop, images)
+    if not cfg.unet_steps:  # the VAE stages alone (a preset such as shapes2-vae)
+        folder = Path(f"{loop.out_dir}-vae-decoder" if cfg.decoder_steps else f"{loop.out_dir}-vae")
+        return TrainResult(steps=cfg.vae_steps + cfg.decoder_steps, history=[],
+                           wall_time_s=time.perf_counter() - start, cancelled=False,
+                           out_dir=folder)
     keep = unet_scenes(cfg, scenes)
     task = build_task(cfg, vae, M.build_tokenizer(cfg.model), latents[keep],
                       [scenes[i].caption for i in keep], loop.seed,

@@ -1,6 +1,8 @@
 """Stages 1 and 1b of ``train.py``: the AutoencoderKL, then (optionally) its decoder alone.
 
-Stage 1 trains the VAE (reconstruction with object pixels weighted, + a small KL term) and saves
+Stage 1 trains the VAE (reconstruction with object pixels weighted, + a small KL term, + for the
+second model a locality term: ``latent_spread``, the share of the latent's departure from its
+plain background's latent that lies away from the objects) and saves
 it to ``<out>-vae``; stage 1b fine-tunes its decoder into ``<out>-vae-decoder`` (encoder frozen,
 so the latents the UNet learns from do not change). ``cfg`` is a ``train.TrainConfig``.
 """
@@ -14,11 +16,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from playground.core.schedules import cosine, tail_cosine
 from playground.core.training import LoopConfig, StepContext, TrainTask, train_loop
 from playground.txt2img import model as M
-from playground.txt2img.shapes import object_weights, random_batches
+from playground.txt2img.shapes import background_colour, object_weights, random_batches
 
 # (latents (B, C, s, s), images (B, 3, S, S), generator) -> latents the decoder learns from
 LatentTransform = Callable[[torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
@@ -28,6 +31,31 @@ def weighted_mse(recon: torch.Tensor, x: torch.Tensor, object_weight: float) -> 
     """Reconstruction MSE with object pixels weighted ``object_weight`` times the background."""
     weight = object_weights(x, object_weight)  # (B, 1, S, S)
     return ((recon - x) ** 2 * weight).mean() / weight.mean()
+
+
+def object_footprint(images: torch.Tensor, latent_size: int, grow: int = 1) -> torch.Tensor:
+    """(B, 1, s, s) 1 on the latent pixels that cover an object pixel of ``images``
+    (B, 3, S, S), grown by ``grow`` latent pixels each way; 0 elsewhere."""
+    on_object = (object_weights(images, 2.0) > 1).float()
+    footprint = F.adaptive_max_pool2d(on_object, latent_size)
+    return F.max_pool2d(footprint, 2 * grow + 1, stride=1, padding=grow) if grow else footprint
+
+
+def latent_spread(z: torch.Tensor, z_background: torch.Tensor,
+                  footprint: torch.Tensor) -> torch.Tensor:
+    """(B,) share of the latent's squared departure from its plain background's latent,
+    ``|z - z_background|²`` summed over channels, that lies outside ``footprint`` (B, 1, s, s).
+    0 for a latent that keeps each object where it is; the shipped VAE's "tail" raises it."""
+    energy = ((z - z_background) ** 2).sum(1, keepdim=True)  # (B, 1, s, s)
+    return (energy * (1 - footprint)).sum((1, 2, 3)) / (energy.sum((1, 2, 3)) + 1e-6)
+
+
+def locality_loss(vae, x: torch.Tensor, z_mean: torch.Tensor) -> torch.Tensor:
+    """Mean ``latent_spread`` of the posterior means ``z_mean`` of ``x`` against the posterior
+    means of plain images of each one's background colour (gradients reach both encodings)."""
+    plain = background_colour(x).expand_as(x)
+    z_plain = vae.encode(plain).latent_dist.mean
+    return latent_spread(z_mean, z_plain, object_footprint(x, z_mean.shape[-1])).mean()
 
 
 def vae_lr_factor(step: int, cfg) -> float:
@@ -55,11 +83,16 @@ def vae_task(cfg, images: torch.Tensor, seed: int) -> TrainTask:
         mse = weighted_mse(recon, x, cfg.object_weight)
         kl = post.kl().mean() / x[0].numel()
         loss = mse + cfg.kl_weight * kl
+        logs = {}
+        if cfg.locality_weight:
+            spread = locality_loss(acc.unwrap_model(model), x, post.mean)
+            loss = loss + cfg.locality_weight * spread
+            logs["vae_spread"] = spread.item()
         ctx.optimizers["vae"].zero_grad(set_to_none=True)
         acc.backward(loss)
         ctx.optimizers["vae"].step()
         ctx.schedulers["lr"].step()
-        return {"vae_mse": mse.item(), "vae_kl": kl.item()}
+        return {"vae_mse": mse.item(), "vae_kl": kl.item(), **logs}
 
     return TrainTask(models={"vae": vae}, optimizers={"vae": opt}, schedulers={"lr": sched},
                      batches=random_batches(len(images), cfg.vae_batch, seed + 1), step=step,
@@ -122,14 +155,21 @@ def train_vae_stage(cfg, loop: LoopConfig, images: torch.Tensor, folder: Path):
     ``cfg.vae_steps`` steps; reusing it if done); returns the loaded AutoencoderKL."""
     from diffusers import AutoencoderKL
 
-    progress = Path(f"{folder}-ckpt") / "progress.json"
-    done = json.loads(progress.read_text())["step"] if progress.exists() else 0
+    done = _steps_done(folder)
     if done < cfg.vae_steps or not (folder / "config.json").exists():
         vae_loop = dataclasses.replace(loop, max_steps=cfg.vae_steps, out_dir=str(folder),
-                                       checkpoint_dir=None, checkpoint_every=100,
+                                       checkpoint_dir=None,
+                                       checkpoint_every=loop.checkpoint_every or 100,
                                        resume=done > 0, sample_every=0)
         train_loop(vae_loop, vae_task(cfg, images, loop.seed))
     return AutoencoderKL.from_pretrained(folder)
+
+
+def _steps_done(folder: Path) -> int:
+    """The step of the checkpoint ``<folder>-ckpt`` (0 if none): the VAE stages continue it
+    by themselves, without ``--resume`` (which names the UNet stage's checkpoint)."""
+    progress = Path(f"{folder}-ckpt") / "progress.json"
+    return json.loads(progress.read_text())["step"] if progress.exists() else 0
 
 
 def train_decoder_stage(cfg, loop: LoopConfig, vae, images: torch.Tensor,
@@ -139,8 +179,8 @@ def train_decoder_stage(cfg, loop: LoopConfig, vae, images: torch.Tensor,
 
     if not (folder / "config.json").exists():
         dec_loop = dataclasses.replace(loop, max_steps=cfg.decoder_steps, out_dir=str(folder),
-                                       checkpoint_dir=None, checkpoint_every=0, resume=False,
-                                       sample_every=0)
+                                       checkpoint_dir=None, checkpoint_every=loop.checkpoint_every,
+                                       resume=_steps_done(folder) > 0, sample_every=0)
         train_loop(dec_loop, decoder_task(cfg, vae, images, latents, loop.seed))
     return AutoencoderKL.from_pretrained(folder)
 
