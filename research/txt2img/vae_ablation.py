@@ -3,6 +3,7 @@
 
     python -m research.txt2img.vae_ablation train VARIANT --out /work/runs/t2i2-abl-VARIANT
     python -m research.txt2img.vae_ablation score FOLDER [FOLDER ...] [--n 200]
+    python -m research.txt2img.vae_ablation export PRESET CKPT TARGET   # a run's VAE so far
 
 ``train`` runs stage 1 of ``playground/txt2img/vae_stage.py`` alone (no decoder stage, no
 UNet) with the ``shapes`` preset's data and model plus the variant's changes, for ``--steps``
@@ -61,6 +62,18 @@ def train(name: str, out: str, steps: int, batch: int) -> None:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     images, _ = T.training_images(cfg)
     train_vae_stage(cfg, LoopConfig(out_dir=out, seed=0), images, Path(out))
+
+
+def export(preset: str, ckpt: str, target: str) -> int:
+    """The VAE of a VAE-stage checkpoint (e.g. /work/runs/t2i2-vae-ckpt of preset shapes2-vae)
+    written to ``target``, to score a run still going; returns its step."""
+    from playground.core.training import export_checkpoint
+    from playground.txt2img import model as M
+    from playground.txt2img.vae_stage import _save_vae
+
+    cfg = T.resolve_config(preset)
+    return export_checkpoint(ckpt, {"vae": M.build_vae(cfg.model)}, _save_vae, target,
+                             names=["vae"], summary={"stage": "vae", "preset": preset})
 
 
 def load_vae(folder: str):
@@ -147,7 +160,14 @@ def main(argv: list[str] | None = None) -> None:
     s = sub.add_parser("score")
     s.add_argument("folders", nargs="+")
     s.add_argument("--n", type=int, default=200)
+    e = sub.add_parser("export")
+    e.add_argument("preset")
+    e.add_argument("ckpt")
+    e.add_argument("target")
     args = parser.parse_args(argv)
+    if args.command == "export":
+        print(export(args.preset, args.ckpt, args.target))
+        return
     if args.command == "train":
         train(args.variant, args.out, args.steps, args.batch)
         return
