@@ -147,19 +147,39 @@ def _distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.sqrt(((a - b) ** 2).sum()))
 
 
-def measure(scene: Scene, image) -> Artefacts:
-    """The four measures of ``image`` (PIL or (H, W, 3) uint8, square) for ``scene``."""
+def _union(cores, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(boxes, cores): the union of the objects' boxes and of their cores, (size, size) bool."""
+    boxes = np.zeros((size, size), dtype=bool)
+    found = np.zeros((size, size), dtype=bool)
+    for core, box in cores:
+        boxes |= box
+        if core is not None:
+            found |= core
+    return boxes, found
+
+
+def _halo(img: np.ndarray, cores, all_cores: np.ndarray, bg_mean: np.ndarray) -> float:
     from scipy import ndimage
 
+    halo = 0.0
+    for core, _ in cores:
+        if core is not None:
+            dist = ndimage.distance_transform_edt(~core)
+            ring = (dist >= HALO_RING[0]) & (dist <= HALO_RING[1]) & ~all_cores
+            if ring.any():
+                halo = max(halo, _distance(img[ring].mean(0), bg_mean))
+    return halo
+
+
+def measure(scene: Scene, image) -> Artefacts:
+    """The four measures of ``image`` (PIL or (H, W, 3) uint8, square) for ``scene``."""
     img = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image,
                      dtype=np.float32)
     size = img.shape[0]
     named = np.array(PALETTE[scene.background], np.float32)
-    cores = _cores(img, scene, named)  # first pass: the named background as reference
-    boxes = np.zeros((size, size), dtype=bool)
-    for _, box in cores:
-        boxes |= box
     depth = _depth(size)
+    # first pass, the named background as reference: where the background is
+    boxes, _ = _union(_cores(img, scene, named), size)
     background = ~boxes
     interior = background & (depth >= BORDER)
     if interior.sum() < 16:  # large objects cover the interior: use every background pixel
@@ -168,24 +188,14 @@ def measure(scene: Scene, image) -> Artefacts:
     rings = [background & (depth == d) for d in range(BORDER)]
     frame = max((_distance(img[r].mean(0), bg_mean) for r in rings if r.sum() >= 8),
                 default=0.0)
-    cores = _cores(img, scene, bg_mean)  # second pass: the measured background as reference
-    halo = 0.0
-    all_cores = np.zeros((size, size), dtype=bool)
-    boxes = np.zeros((size, size), dtype=bool)
-    for core, box in cores:
-        boxes |= box
-        if core is not None:
-            all_cores |= core
-    for core, _ in cores:
-        if core is not None:
-            dist = ndimage.distance_transform_edt(~core)
-            ring = (dist >= HALO_RING[0]) & (dist <= HALO_RING[1]) & ~all_cores
-            if ring.any():
-                halo = max(halo, _distance(img[ring].mean(0), bg_mean))
+    # second pass, the measured background as reference: the objects, their halo and ghost
+    cores = _cores(img, scene, bg_mean)
+    boxes, all_cores = _union(cores, size)
     departure = np.linalg.norm(img - bg_mean, axis=-1)  # (H, W) RGB distance
     stray = np.clip(departure - GHOST_FLOOR, 0, None)[~boxes & (depth >= BORDER)].sum()
     drawn = departure[all_cores].sum()
-    return Artefacts(tint=_distance(bg_mean, named), frame=frame, halo=halo,
+    return Artefacts(tint=_distance(bg_mean, named), frame=frame,
+                     halo=_halo(img, cores, all_cores, bg_mean),
                      ghost=float(stray / drawn) if drawn > 0 else 0.0)
 
 
