@@ -99,8 +99,8 @@ def shapes_model() -> M.ModelConfig:
 def shapes2_model() -> M.ModelConfig:
     """The second model (issue 26): the shipped architecture with one GroupNorm group in the
     VAE (16 groups of one channel normalise each channel over the whole image, so a plain
-    background's colour is erased and the encoder spreads objects; see LOG.md, "Second model:
-    the VAE")."""
+    background's colour is erased and the encoder spreads objects; see research/txt2img/
+    LOG-second-model.md, "The VAE")."""
     return dataclasses.replace(shapes_model(), vae_norm_groups=1)
 
 
@@ -144,7 +144,8 @@ PRESETS: dict[str, TrainConfig] = {
                                  train_text_encoder=False, timestep_bias_p=0.1,
                                  timestep_bias_from=950, object_loss_weight=5.0),
     # the second model's VAE (issue 26), stages 1 and 1b alone (unet_steps=0): one GroupNorm
-    # group and the locality term (the VAE ablations in LOG.md chose both), on 20 000 images
+    # group and the locality term (the VAE ablations in LOG-second-model.md chose both), on
+    # 20 000 images
     "shapes2-vae": TrainConfig(model=shapes2_model(), n_images=20000,
                                vae_steps=6000, vae_decay_steps=1000, decoder_steps=1000,
                                locality_weight=1.0, unet_steps=0),

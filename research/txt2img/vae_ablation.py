@@ -1,5 +1,5 @@
-"""Second model, stage 1: short VAE ablations and the measures that chose the VAE (LOG.md,
-"Second model: the VAE").
+"""Second model, stage 1: short VAE ablations and the measures that chose the VAE
+(LOG-second-model.md, "The VAE").
 
     python -m research.txt2img.vae_ablation train VARIANT --out /work/runs/t2i2-abl-VARIANT
     python -m research.txt2img.vae_ablation score FOLDER [FOLDER ...] [--n 200]
