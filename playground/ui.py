@@ -16,6 +16,8 @@ from pathlib import Path
 import gradio as gr
 from gradio import processing_utils
 from gradio import utils as gr_utils
+from gradio.blocks import Block
+from gradio.state_holder import SessionState
 
 from playground.core import registry, sessions, zerogpu
 from playground.core.errors import ModelLoadError, UserInputError
@@ -65,6 +67,28 @@ def _save_bytes_to_cache(data: bytes, file_name: str, cache_dir: str) -> str:
 # Gradio 6.31 writes PIL/array outputs and bytes in place; its file copies are already atomic.
 processing_utils.save_pil_to_cache = _save_pil_to_cache
 processing_utils.save_bytes_to_cache = _save_bytes_to_cache
+
+_gradio_set_session_item = SessionState.__setitem__
+
+
+def _set_session_item(self: SessionState, key: int, value) -> None:
+    """Keep a session's copy of a component under the component's own id.
+
+    An output given ``gr.skip()``/``gr.update(...)`` gets a fresh component object in the
+    session's state, with a fresh ``_id``; Gradio 6.31 then stores that object again under its
+    new id the next time the output gets a value, together with a copy of its config and that
+    value. Every streamed GPT generation (``gr.skip()`` for the details until the end) left
+    two such entries, ~55 KB of JSON each time, for as long as the session lived: the
+    server's RSS grew by ~6-10 MB a minute under ``bench.load`` (research/memory.md).
+    Giving the copy the id it stands for makes those writes land on the one entry."""
+    block = self.blocks_config.blocks.get(key)
+    if (isinstance(value, Block) and block is not None and not isinstance(block, gr.State)
+            and value._id != key):
+        value._id = key
+    _gradio_set_session_item(self, key, value)
+
+
+SessionState.__setitem__ = _set_session_item
 
 
 def _to_gr_error(exc: BaseException) -> gr.Error:
