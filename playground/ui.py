@@ -6,6 +6,7 @@ Model code raises ``UserInputError``/``ModelLoadError``; ``friendly`` turns them
 
 from __future__ import annotations
 
+import datetime
 import functools
 import inspect
 import logging
@@ -17,7 +18,7 @@ import gradio as gr
 from gradio import processing_utils
 from gradio import utils as gr_utils
 from gradio.blocks import Block
-from gradio.state_holder import SessionState
+from gradio.state_holder import SessionState, StateHolder
 
 from playground.core import registry, sessions, zerogpu
 from playground.core.errors import ModelLoadError, UserInputError
@@ -89,6 +90,29 @@ def _set_session_item(self: SessionState, key: int, value) -> None:
 
 
 SessionState.__setitem__ = _set_session_item
+_gradio_delete_expired_state = StateHolder.delete_all_expired_state
+
+
+def _delete_expired_state(self: StateHolder) -> None:
+    """Gradio's own sweep (every second), which also forgets closed sessions.
+
+    Gradio 6.31 marks a session closed when its tab goes and deletes its ``gr.State`` values an
+    hour later ("time to reopen the session"), but keeps the session's copy of the app's
+    config (~1 MB for this app) and its last outputs until 10,000 sessions have come: every
+    page load of a class, for days. A session closed and unused for that hour now goes too."""
+    _gradio_delete_expired_state(self)
+    now = datetime.datetime.now()
+    for session_id, state in list(self.session_data.items()):
+        last_used = self.time_last_used.get(session_id)
+        if (state.is_closed and last_used is not None
+                and (now - last_used).total_seconds() > state.STATE_TTL_WHEN_CLOSED):
+            self.delete_state(session_id)  # runs the State components' delete callbacks
+            with self.lock:
+                self.session_data.pop(session_id, None)
+                self.time_last_used.pop(session_id, None)
+
+
+StateHolder.delete_all_expired_state = _delete_expired_state
 
 
 def _to_gr_error(exc: BaseException) -> gr.Error:

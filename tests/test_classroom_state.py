@@ -1,9 +1,12 @@
-"""A class on one link for an hour: what Gradio keeps per session must not grow with each
-request. Gradio 6.31 stored a new copy of an output (its config and value) in the session's
-state every time a streamed ``gr.skip()``/``gr.update()`` was followed by a value; one
-GPT generation left two (research/memory.md). ``playground.ui`` keeps them on one entry."""
+"""A class on one link for days: what Gradio keeps per session must not grow with each request,
+nor with each session that came and went. Gradio 6.31 stored a new copy of an output (its
+config and value) in the session's state every time a streamed ``gr.skip()``/``gr.update()``
+was followed by a value (one GPT generation left two), and kept every closed session's state
+until 10,000 sessions had come (research/memory.md). ``playground.ui`` fixes both."""
 
 from __future__ import annotations
+
+import time
 
 import gradio as gr
 from gradio_client import Client
@@ -55,6 +58,34 @@ def test_streamed_skips_and_updates_leave_one_entry_per_output():
         # gr.State still keeps its value per session
         assert [client.predict(api_name="/count") for _ in range(3)] == [1, 2, 3]
         assert Client(demo.local_url, verbose=False).predict(api_name="/count") == 1
+    finally:
+        demo.close()
+
+
+def test_closed_sessions_are_forgotten_after_their_grace_time():
+    """N users come, click once and close their tab: their state goes once Gradio's hour to
+    reopen has passed (0 s here); open sessions and closed ones in their hour stay."""
+    demo, _, _ = _streaming_app()
+    demo.queue().launch(server_name="127.0.0.1", server_port=free_port(),
+                        prevent_thread_lock=True, quiet=True)
+    try:
+        users = [Client(demo.local_url, verbose=False) for _ in range(6)]
+        for user in users:
+            assert user.predict(1, api_name="/stream")[2] == "text 1"
+        holder = demo.state_holder
+        closed, in_grace, still_open = users[:4], users[4], users[5]
+        for user in [*closed, in_grace]:
+            state = holder.session_data[user.session_hash]
+            state.is_closed = True  # what Gradio's heartbeat route does when the tab goes
+            state.STATE_TTL_WHEN_CLOSED = 0 if user in closed else 3600
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(u.session_hash in holder.session_data
+                                                  for u in closed):
+            time.sleep(0.2)  # Gradio sweeps expired state every second
+        assert not any(u.session_hash in holder.session_data for u in closed)
+        assert in_grace.session_hash in holder.session_data
+        assert still_open.session_hash in holder.session_data
+        assert still_open.predict(2, api_name="/stream")[2] == "text 2"
     finally:
         demo.close()
 
