@@ -79,9 +79,10 @@ def _set_session_item(self: SessionState, key: int, value) -> None:
     session's state, with a fresh ``_id``; Gradio 6.31 then stores that object again under its
     new id the next time the output gets a value, together with a copy of its config and that
     value. Every streamed GPT generation (``gr.skip()`` for the details until the end) left
-    two such entries, ~55 KB of JSON each time, for as long as the session lived: the
-    server's RSS grew by ~6-10 MB a minute under ``bench.load`` (research/memory.md).
-    Giving the copy the id it stands for makes those writes land on the one entry."""
+    two such entries, ~55 KB of JSON a generation, for as long as the session lived: under
+    ``bench.load`` the server's live Python blocks grew by ~100,000 a minute, without end
+    (research/memory.md). Giving the copy the id it stands for makes those writes land on
+    the one entry."""
     block = self.blocks_config.blocks.get(key)
     if (isinstance(value, Block) and block is not None and not isinstance(block, gr.State)
             and value._id != key):
@@ -90,6 +91,7 @@ def _set_session_item(self: SessionState, key: int, value) -> None:
 
 
 SessionState.__setitem__ = _set_session_item
+
 _gradio_delete_expired_state = StateHolder.delete_all_expired_state
 
 
