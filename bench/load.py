@@ -1,6 +1,7 @@
 """A class on one link: N simulated users for T seconds against a launched app.
 
-    python -m bench.load [--users 20] [--seconds 90] [--train] [--abandon] [--json FILE]
+    python -m bench.load [--users 20] [--seconds 90] [--warmup S] [--train] [--abandon]
+                         [--json FILE] [--memwatch DIR [--tracemalloc-frames N]]
 
 Launches ``app.py`` in its own process (so its memory and CPU are measured alone), warms every
 route once, then runs ``--users`` gradio_client users, each its own session, drawing requests
@@ -8,8 +9,9 @@ from a mix of every tab's generation routes for ``--seconds``. ``--train`` adds 
 who trains all the time (``/gpt_train``, 300 steps, again and again). ``--abandon`` ends with a
 user who starts a long run and drops the connection, and measures the server's CPU after it.
 
-Prints per-route p50/p95, failures, results per minute, the server's RSS after warm-up and at
-the end, and the growth of its output and cache folders.
+Prints per-route p50/p95, failures, results per minute, the server's RSS under load (the last
+30 s of the warm-up, then each minute's median and max), and the growth of its output and cache
+folders. ``--memwatch DIR`` runs the server under ``research.memwatch`` (what grows, each minute).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -115,11 +118,16 @@ def folder_mb(path: Path) -> float:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20
 
 
-def launch(port: int, workdir: Path) -> subprocess.Popen:
+def launch(port: int, workdir: Path, memwatch: str | None = None,
+           frames: int = 0) -> subprocess.Popen:
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", GRADIO_TEMP_DIR=str(workdir / "gr"),
                PLAYGROUND_OUTPUT_DIR=str(workdir / "out"),
                PLAYGROUND_RUNS_DIR=str(workdir / "runs"))
-    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
+    # --memwatch: the same app under research.memwatch (RSS, object counts, Gradio's records
+    # and optional tracemalloc snapshots each minute, into that folder)
+    server = (["-m", "research.memwatch", "--out", str(Path(memwatch).resolve()), "--frames",
+               str(frames), "--"] if memwatch else ["app.py"])
+    proc = subprocess.Popen([sys.executable, *server, "--port", str(port)], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=open(workdir / "server.log", "w"))
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -132,13 +140,25 @@ def launch(port: int, workdir: Path) -> subprocess.Popen:
     raise SystemExit("the app did not start within 180 s")
 
 
-def client(url: str):
+def client(url: str, tries: int = 5):
+    """A gradio_client session; connecting is retried (its 5 s info request can time out on a
+    saturated server, or one slowed by ``--memwatch``'s tracing)."""
+    import httpx
     from gradio_client import Client
 
-    return Client(url, verbose=False)
+    for attempt in range(tries):
+        try:
+            return Client(url, verbose=False)
+        except httpx.TimeoutException:
+            if attempt == tries - 1:
+                raise
+            time.sleep(2)
 
 
-def user_loop(url: str, stop_at: float, stats: Stats, seed: int) -> None:
+def user_loop(url: str, stop_at: float, stats: Stats, seed: int, clock_from: float = 0.0,
+              warm: Stats | None = None) -> None:
+    """One user (one session) clicking through ``MIX`` until ``stop_at``; requests started
+    before ``clock_from`` (the warm-up) are counted in ``warm`` instead."""
     rng = random.Random(seed)
     c = client(url)
     routes = [r for r, w, _, _ in MIX for _ in range(w)]
@@ -149,24 +169,28 @@ def user_loop(url: str, stop_at: float, stats: Stats, seed: int) -> None:
         if seed_key:
             kwargs = {**kwargs, seed_key: rng.randrange(1000)}
         t0 = time.monotonic()
+        into = stats if t0 >= clock_from or warm is None else warm
         try:
             c.predict(**kwargs, api_name=route)
-            stats.add(route, time.monotonic() - t0)
+            into.add(route, time.monotonic() - t0)
         except Exception as exc:  # counted, never fatal
-            stats.add(route, None, f"{type(exc).__name__}: {exc}")
+            into.add(route, None, f"{type(exc).__name__}: {exc}")
 
 
-def trainer_loop(url: str, stop_at: float, stats: Stats) -> None:
+def trainer_loop(url: str, stop_at: float, stats: Stats, clock_from: float = 0.0,
+                 warm: Stats | None = None) -> None:
     from gradio_client import handle_file
 
     c = client(url)
+    route = "/gpt_train (training user)"
     while time.monotonic() < stop_at:
         t0 = time.monotonic()
+        into = stats if t0 >= clock_from or warm is None else warm
         try:
             c.predict(handle_file(str(TEXT)), "new", 300, 0, False, api_name="/gpt_train")
-            stats.add("/gpt_train (training user)", time.monotonic() - t0)
+            into.add(route, time.monotonic() - t0)
         except Exception as exc:
-            stats.add("/gpt_train (training user)", None, f"{type(exc).__name__}: {exc}")
+            into.add(route, None, f"{type(exc).__name__}: {exc}")
 
 
 def abandon_check(url: str, server_pid: int) -> dict:
@@ -208,42 +232,43 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def run(users: int, seconds: float, train: bool, abandon: bool, warmup: float = 0.0) -> dict:
+def run(users: int, seconds: float, train: bool, abandon: bool, warmup: float = 0.0,
+        memwatch: str | None = None, frames: int = 0) -> dict:
+    """The warm-up is the same users (the same sessions) on the same load, untimed: a class
+    that has been working for ``warmup`` seconds. The clock starts without a pause, so the
+    RSS baseline is taken under load, as every later sample is."""
     workdir = Path(tempfile.mkdtemp(prefix="playground-load-"))
     port = free_port()
-    proc = launch(port, workdir)
+    proc = launch(port, workdir, memwatch, frames)
     url = f"http://127.0.0.1:{port}"
     try:
-        warm = Stats()
+        warm, stats = Stats(), Stats()
         user_loop_once(url, warm)
-        if warmup:  # the same load, untimed, so caches and allocators settle first
-            until = time.monotonic() + warmup
-            loops = [threading.Thread(target=user_loop, args=(url, until, warm, 1000 + i))
-                     for i in range(users)]
-            for t in loops:
-                t.start()
-            for t in loops:
-                t.join()
-        rss_warm, out_warm = rss_mb(proc.pid), folder_mb(workdir)
-        stats = Stats()
-        stop_at = time.monotonic() + seconds
-        threads = [threading.Thread(target=user_loop, args=(url, stop_at, stats, i))
+        rss_idle_start = rss_mb(proc.pid)
+        clock_from = time.monotonic() + warmup
+        stop_at = clock_from + seconds
+        threads = [threading.Thread(target=user_loop,
+                                    args=(url, stop_at, stats, i, clock_from, warm))
                    for i in range(users)]
         if train:
-            threads.append(threading.Thread(target=trainer_loop, args=(url, stop_at, stats)))
-        trace: list[int] = []
-        sampler = threading.Thread(target=sample_rss, args=(proc.pid, stop_at, trace), daemon=True)
-        t0 = time.monotonic()
+            threads.append(threading.Thread(target=trainer_loop,
+                                            args=(url, stop_at, stats, clock_from, warm)))
+        rss: dict = {"idle_start": rss_idle_start}
+        sampler = threading.Thread(target=sample_rss,
+                                   args=(proc.pid, workdir, clock_from, stop_at, rss),
+                                   daemon=True)
         for t in [*threads, sampler]:
             t.start()
+        if memwatch and frames:  # research.memwatch: trace from a minute into the clock
+            threading.Timer(max(0.0, clock_from - time.monotonic()) + 60, proc.send_signal,
+                            (signal.SIGUSR1,)).start()
         for t in threads:
             t.join()
-        elapsed = time.monotonic() - t0
+        sampler.join()
+        elapsed = time.monotonic() - clock_from
         report = summarize(stats, elapsed, users, train)
-        report.update({"rss_after_warmup_mb": round(rss_warm),
-                       "rss_end_mb": round(rss_mb(proc.pid)),
-                       "rss_trace_mb": trace,
-                       "disk_growth_mb": round(folder_mb(workdir) - out_warm, 1)})
+        report.update(rss_report(rss, rss_mb(proc.pid)))
+        report["disk_growth_mb"] = round(folder_mb(workdir) - rss.get("disk_at_clock", 0.0), 1)
         if abandon:
             report["abandon"] = abandon_check(url, proc.pid)
         return report
@@ -253,11 +278,35 @@ def run(users: int, seconds: float, train: bool, abandon: bool, warmup: float = 
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def sample_rss(pid: int, stop_at: float, trace: list[int], every_s: float = 60.0) -> None:
-    """The server's RSS (MB) once a minute under load, to tell growth from a plateau."""
+def sample_rss(pid: int, workdir: Path, clock_from: float, stop_at: float, out: dict,
+               every_s: float = 10.0, baseline_s: float = 30.0) -> None:
+    """The server's RSS (MB) every ``every_s`` seconds under load, from ``baseline_s`` before
+    the clock starts (the baseline's window) until it stops. Single samples swing by ±3 %
+    with the requests in flight (txt2img's activations), so minutes are summarised by their
+    median (growth) and max (peak)."""
+    samples: list[tuple[float, float]] = []  # (seconds from clock start, MB)
+    time.sleep(max(0.0, clock_from - baseline_s - time.monotonic()))
     while time.monotonic() < stop_at:
+        samples.append((time.monotonic() - clock_from, rss_mb(pid)))
+        if "disk_at_clock" not in out and samples[-1][0] >= 0:
+            out["disk_at_clock"] = folder_mb(workdir)
         time.sleep(min(every_s, max(0.0, stop_at - time.monotonic())))
-        trace.append(round(rss_mb(pid)))
+    out["samples"] = samples
+
+
+def rss_report(rss: dict, idle_end: float) -> dict:
+    samples = rss.get("samples", [])
+    before = [mb for t, mb in samples if t < 0]
+    minutes: dict[int, list[float]] = {}
+    for t, mb in samples:
+        if t >= 0:
+            minutes.setdefault(int(t // 60), []).append(mb)
+    medians = [round(statistics.median(v)) for _, v in sorted(minutes.items())]
+    baseline = statistics.median(before) if before else rss["idle_start"]
+    return {"rss_after_warmup_mb": round(baseline), "rss_end_mb": medians[-1] if medians else None,
+            "rss_trace_mb": medians,
+            "rss_trace_max_mb": [round(max(v)) for _, v in sorted(minutes.items())],
+            "rss_idle_start_mb": round(rss["idle_start"]), "rss_idle_end_mb": round(idle_end)}
 
 
 def user_loop_once(url: str, stats: Stats) -> None:
@@ -293,11 +342,13 @@ def print_report(report: dict) -> None:
     print(f"\n{report['users']} users for {report['seconds']} s"
           f"{' + one training user' if report['training_user'] else ''}: "
           f"{report['results_per_min']} results/min, p50 {report['p50_s']} s, "
-          f"p95 {report['p95_s']} s, {report['failed']} failed; RSS "
+          f"p95 {report['p95_s']} s, {report['failed']} failed; RSS under load "
           f"{report['rss_after_warmup_mb']} -> {report['rss_end_mb']} MB; disk +"
           f"{report['disk_growth_mb']} MB")
     if report.get("rss_trace_mb"):
-        print(f"RSS each minute under load (MB): {report['rss_trace_mb']}")
+        print(f"RSS each minute under load (MB), median: {report['rss_trace_mb']}, "
+              f"max: {report['rss_trace_max_mb']}; idle before the users "
+              f"{report['rss_idle_start_mb']}, after {report['rss_idle_end_mb']}")
     print(f"{'route':32} {'n':>5} {'failed':>6} {'p50 s':>7} {'p95 s':>7}")
     for route, row in report["routes"].items():
         print(f"{route:32} {row['n']:>5} {row['failed']:>6} {row['p50_s']!s:>7} "
@@ -316,10 +367,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--abandon", action="store_true",
                         help="end with an abandoned training run and measure the CPU after")
     parser.add_argument("--warmup", type=float, default=0.0,
-                        help="seconds of the same load before the clock and the RSS baseline")
+                        help="seconds of the same users' load before the clock; the RSS "
+                             "baseline is the median of its last 30 s")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--memwatch", default=None, metavar="DIR",
+                        help="run the server under research.memwatch, writing to DIR")
+    parser.add_argument("--tracemalloc-frames", type=int, default=0,
+                        help="with --memwatch: tracemalloc snapshots with this many frames")
     args = parser.parse_args(argv)
-    report = run(args.users, args.seconds, args.train, args.abandon, args.warmup)
+    report = run(args.users, args.seconds, args.train, args.abandon, args.warmup,
+                 args.memwatch, args.tracemalloc_frames)
     print_report(report)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))

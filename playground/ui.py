@@ -6,6 +6,7 @@ Model code raises ``UserInputError``/``ModelLoadError``; ``friendly`` turns them
 
 from __future__ import annotations
 
+import datetime
 import functools
 import inspect
 import logging
@@ -16,6 +17,8 @@ from pathlib import Path
 import gradio as gr
 from gradio import processing_utils
 from gradio import utils as gr_utils
+from gradio.blocks import Block
+from gradio.state_holder import SessionState, StateHolder
 
 from playground.core import registry, sessions, zerogpu
 from playground.core.errors import ModelLoadError, UserInputError
@@ -65,6 +68,53 @@ def _save_bytes_to_cache(data: bytes, file_name: str, cache_dir: str) -> str:
 # Gradio 6.31 writes PIL/array outputs and bytes in place; its file copies are already atomic.
 processing_utils.save_pil_to_cache = _save_pil_to_cache
 processing_utils.save_bytes_to_cache = _save_bytes_to_cache
+
+_gradio_set_session_item = SessionState.__setitem__
+
+
+def _set_session_item(self: SessionState, key: int, value) -> None:
+    """Keep a session's copy of a component under the component's own id.
+
+    An output given ``gr.skip()``/``gr.update(...)`` gets a fresh component object in the
+    session's state, with a fresh ``_id``; Gradio 6.31 then stores that object again under its
+    new id the next time the output gets a value, together with a copy of its config and that
+    value. Every streamed GPT generation (``gr.skip()`` for the details until the end) left
+    two such entries, ~55 KB of JSON a generation, for as long as the session lived: under
+    ``bench.load`` the server's live Python blocks grew by ~100,000 a minute, without end
+    (research/memory.md). Giving the copy the id it stands for makes those writes land on
+    the one entry."""
+    block = self.blocks_config.blocks.get(key)
+    if (isinstance(value, Block) and block is not None and not isinstance(block, gr.State)
+            and value._id != key):
+        value._id = key
+    _gradio_set_session_item(self, key, value)
+
+
+SessionState.__setitem__ = _set_session_item
+
+_gradio_delete_expired_state = StateHolder.delete_all_expired_state
+
+
+def _delete_expired_state(self: StateHolder) -> None:
+    """Gradio's own sweep (every second), which also forgets closed sessions.
+
+    Gradio 6.31 marks a session closed when its tab goes and deletes its ``gr.State`` values an
+    hour later ("time to reopen the session"), but keeps the session's copy of the app's
+    config (~1 MB for this app) and its last outputs until 10,000 sessions have come: every
+    page load of a class, for days. A session closed and unused for that hour now goes too."""
+    _gradio_delete_expired_state(self)
+    now = datetime.datetime.now()
+    for session_id, state in list(self.session_data.items()):
+        last_used = self.time_last_used.get(session_id)
+        if (state.is_closed and last_used is not None
+                and (now - last_used).total_seconds() > state.STATE_TTL_WHEN_CLOSED):
+            self.delete_state(session_id)  # runs the State components' delete callbacks
+            with self.lock:
+                self.session_data.pop(session_id, None)
+                self.time_last_used.pop(session_id, None)
+
+
+StateHolder.delete_all_expired_state = _delete_expired_state
 
 
 def _to_gr_error(exc: BaseException) -> gr.Error:
