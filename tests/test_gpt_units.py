@@ -102,6 +102,45 @@ def test_seeded_sampler_uses_its_own_generator():
     assert all(0 < s.p_before <= 1 and s.top_before[0][1] >= s.p_before - 1e-6 for s in steps)
 
 
+@pytest.mark.parametrize("settings", [
+    dict(temperature=0.8, top_p=0.9), dict(temperature=0.9, top_k=20, repetition_penalty=1.3),
+    dict(temperature=0.0)])
+def test_recorded_odds_match_each_step_across_packed_chunks(settings):
+    """The odds packed ODDS_CHUNK steps at a time are each step's own (``distributions``)."""
+    from playground.core.seeding import make_generator
+    from playground.gpt.sampling import (
+        ODDS_CHUNK,
+        TOP_N,
+        SamplingSettings,
+        SeededSampler,
+        distributions,
+    )
+
+    s = SamplingSettings(**settings)
+    sampler = SeededSampler(s, make_generator(3))
+    gen = torch.Generator().manual_seed(2)
+    ids, expected = torch.tensor([[1, 2, 3]]), []
+    for _ in range(ODDS_CHUNK + 5):  # one full chunk and a partial one
+        logits = torch.randn(1, 300, generator=gen) * 3
+        before, after = distributions(ids, logits, s)
+        token = int(sampler(ids, logits).argmax())
+        expected.append((token, before[0], after[0]))
+        ids = torch.cat([ids, torch.tensor([[token]])], 1)
+    steps = sampler.steps
+    assert len(steps) == ODDS_CHUNK + 5 and sampler.steps is steps  # read once, kept
+    for step, (token, before, after) in zip(steps, expected, strict=True):
+        assert step.token_id == token
+        assert step.p_before == pytest.approx(float(before[token]), abs=1e-6)
+        assert step.p_after == pytest.approx(float(after[token]), abs=1e-6)
+        assert [i for i, _ in step.top_before] == before.topk(TOP_N).indices.tolist()
+        assert [p for _, p in step.top_before] == pytest.approx(before.topk(TOP_N).values
+                                                                .tolist(), abs=1e-6)
+        values, indices = after.topk(TOP_N)
+        kept = [(int(i), float(p)) for p, i in zip(values, indices, strict=True) if p > 0]
+        assert [i for i, _ in step.top_after] == [i for i, _ in kept]
+        assert [p for _, p in step.top_after] == pytest.approx([p for _, p in kept], abs=1e-6)
+
+
 def test_smollm_is_offered_exactly_when_its_package_is_installed():
     import importlib.util
 

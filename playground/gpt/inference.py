@@ -224,11 +224,12 @@ def encode_prompt(lm: LanguageModel, prompt: str, max_new_tokens: int,
     return EncodedPrompt(ids, max_new_tokens, notes)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def prompt_perplexity(lm: LanguageModel, prompt: str) -> PromptScore:
     """Perplexity (per token) and nats/char of ``prompt`` itself under the model.
 
     The first token is predicted from the beginning-of-text token when the tokenizer has one.
+    One forward pass without a cache (nothing reuses it).
     """
     tok = lm.tokenizer
     ids = tok(prompt, return_tensors="pt", verbose=False, add_special_tokens=False)["input_ids"]
@@ -238,8 +239,9 @@ def prompt_perplexity(lm: LanguageModel, prompt: str) -> PromptScore:
     ids = ids[:, -lm.context:]
     if ids.shape[1] < 2:
         return PromptScore(None, None, 0)
-    device = next(lm.model.parameters()).device
-    loss = lm.model(input_ids=ids.to(device), labels=ids.to(device)).loss.float().item()
+    ids = ids.to(next(lm.model.parameters()).device)
+    logits = lm.model(input_ids=ids, use_cache=False).logits[0, :-1].float()  # (T - 1, V)
+    loss = float(torch.nn.functional.cross_entropy(logits, ids[0, 1:]))
     n = ids.shape[1] - 1
     return PromptScore(math.exp(loss), loss * n / max(1, len(prompt)), n)
 

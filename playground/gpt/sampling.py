@@ -6,7 +6,8 @@ processor, ``SeededSampler``: it applies the usual filters (repetition penalty, 
 top-k, top-p, min-p — the transformers warpers, in transformers' order), draws the token from the
 request's generator, and returns scores where only that token is finite, so greedy picks exactly
 it. On the way it records the top-10 before and after the filters, which the tab shows per token
-(``pack_odds``: one softmax and one ``topk`` over the vocabulary per step, no host sync).
+(``pack_odds``: one softmax and one ``topk`` over the vocabulary for every ``ODDS_CHUNK`` steps
+at once, no host sync: per step it only keeps the step's two (1, V) distributions).
 
 A branch (``SeededSampler(forced=..., choice=...)``) replays given tokens first and then takes
 one of the top-10 alternatives; it still draws at each replayed step, so every later step sees the
@@ -33,6 +34,7 @@ from transformers import (
 from playground.core.errors import UserInputError
 
 TOP_N = 10  # alternatives recorded per step
+ODDS_CHUNK = 16  # steps whose odds are packed together (a few (16, V) tensors held at most)
 
 
 @dataclass
@@ -111,34 +113,54 @@ class SeededSampler(LogitsProcessor):
 
     ``forced``: token ids to emit first (a branch's prefix); ``choice``: then emit the
     ``choice``-th row (1-based) of that step's top-10 table instead of the drawn token.
-    Each step's odds stay a small tensor (``pack_odds``) until ``steps`` is read: one host
-    sync for the whole run, none per token.
+    Each step keeps its model scores and sampled distribution until ``ODDS_CHUNK`` steps have
+    gathered; they are then packed into small tensors together (``pack_odds``), and read on
+    the host once, when ``steps`` is read: no host sync and a handful of tensor ops per chunk
+    rather than per token.
     """
 
     def __init__(self, settings: SamplingSettings, generator: torch.Generator,
                  record: bool = True, forced: list[int] | tuple = (),
                  choice: int | None = None) -> None:
         self.settings, self.generator, self.record = settings, generator, record
-        self.filters = build_filters(settings)
+        # a plain list: LogitsProcessorList inspects each processor's signature on every call
+        self.filters = list(build_filters(settings))
         self.forced, self.choice = list(forced), choice
         self.order_kept = settings.repetition_penalty == 1.0  # the filters keep the order
         self.n_steps = 0
-        self._packed: list[tuple[int, int, torch.Tensor]] = []  # (token, drawn, odds)
+        # (token, drawn, logits (1, V), after (1, V) or None): steps not packed yet
+        self._pending: list[tuple[int, int, torch.Tensor, torch.Tensor | None]] = []
+        self._packed: list[tuple[list[int], list[int], torch.Tensor]] = []  # tokens, drawn, odds
         self._steps: list[StepRecord] = []
 
     @property
     def steps(self) -> list[StepRecord]:
         """One record per step so far."""
+        self._pack_pending()
         if self._packed:
-            values = torch.stack([odds for _, _, odds in self._packed]).tolist()
-            self._steps += [unpack_odds(v, token, drawn) for (token, drawn, _), v
-                            in zip(self._packed, values, strict=True)]
+            values = torch.cat([odds for *_, odds in self._packed]).tolist()
+            tokens = [t for chunk, _, _ in self._packed for t in chunk]
+            drawn = [d for _, chunk, _ in self._packed for d in chunk]
+            self._steps += [unpack_odds(v, t, d) for v, t, d
+                            in zip(values, tokens, drawn, strict=True)]
             self._packed = []
         return self._steps
 
+    def _pack_pending(self) -> None:
+        if not self._pending:
+            return
+        tokens, drawn, logits, after = zip(*self._pending, strict=True)
+        greedy = after[0] is None
+        odds = pack_odds(torch.cat(logits), None if greedy else torch.cat(after),
+                         torch.tensor(tokens), self.order_kept)
+        self._packed.append((list(tokens), list(drawn), odds))
+        self._pending = []
+
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.Tensor:
         logits = scores.float()  # (1, V); the model's scores, never written to
-        shaped = self.filters(input_ids, logits)
+        shaped = logits
+        for shape in self.filters:
+            shaped = shape(input_ids, shaped)
         if self.settings.greedy:
             after, drawn = None, int(shaped.argmax(-1))
         else:  # drawn on CPU from the request's generator
@@ -148,34 +170,38 @@ class SeededSampler(LogitsProcessor):
         token = self.forced[step] if step < len(self.forced) else drawn
         branching = self.choice is not None and step == len(self.forced)
         if branching:
-            record = unpack_odds(pack_odds(logits, after, token, self.order_kept).tolist(),
-                                 token, drawn)
-            token = _chosen(record, self.choice)
+            odds = pack_odds(logits, after, torch.tensor([token]), self.order_kept)
+            token = _chosen(unpack_odds(odds[0].tolist(), token, drawn), self.choice)
         if self.record or branching:
-            self._packed.append((token, drawn, pack_odds(logits, after, token, self.order_kept)))
+            self._pending.append((token, drawn, logits, after))
+            if len(self._pending) >= ODDS_CHUNK:
+                self._pack_pending()
         forced = torch.full_like(scores, float("-inf"))
         forced[:, token] = 0.0
         return forced
 
 
-def pack_odds(logits: torch.Tensor, after: torch.Tensor | None, token: int,
+def pack_odds(logits: torch.Tensor, after: torch.Tensor | None, tokens: torch.Tensor,
               order_kept: bool = False, n: int = TOP_N) -> torch.Tensor:
-    """One step's odds as a flat tensor (no host sync): the top-n ids and probabilities before
-    the filters and p(token), then, unless greedy (``after`` None), the same after the filters.
+    """Steps' odds as rows of a tensor (no host sync): each row holds the top-n ids and
+    probabilities before the filters and p(token), then, unless greedy (``after`` None), the
+    same after the filters.
 
-    ``logits`` (1, V): the model's; ``after`` (1, V): the distribution sampled from. One
-    softmax and one ``topk`` over the vocabulary: when ``order_kept`` (the filters only rescale
-    and cut the tail: temperature, top-k, top-p, min-p; no repetition penalty), the top-n after
-    are the first of the top-n before, read off ``after`` without a second ``topk``.
+    ``logits`` (S, V): the model's, one row per step; ``after`` (S, V): the distributions
+    sampled from; ``tokens`` (S,): the emitted ids. Returns (S, 2n + 1), or (S, 4n + 2) with
+    ``after``. One softmax and one ``topk`` over the vocabulary: when ``order_kept`` (the
+    filters only rescale and cut the tail: temperature, top-k, top-p, min-p; no repetition
+    penalty), the top-n after are the first of the top-n before, read off ``after`` without a
+    second ``topk``.
     """
-    before = torch.softmax(logits[0], -1)
+    before = torch.softmax(logits, -1)
     top_p, top_ids = torch.topk(before, min(n, before.shape[-1]))
-    parts = [top_ids.to(before.dtype), top_p, before[token:token + 1]]
+    index = tokens.to(logits.device)[:, None]  # (S, 1)
+    parts = [top_ids.to(before.dtype), top_p, before.gather(1, index)]
     if after is not None:
-        row = after[0]
-        after_ids = top_ids if order_kept else torch.topk(row, len(top_ids)).indices
-        parts += [after_ids.to(before.dtype), row.index_select(0, after_ids), row[token:token + 1]]
-    return torch.cat(parts)
+        after_ids = top_ids if order_kept else torch.topk(after, top_ids.shape[1]).indices
+        parts += [after_ids.to(before.dtype), after.gather(1, after_ids), after.gather(1, index)]
+    return torch.cat(parts, 1)
 
 
 def unpack_odds(values: list[float], token: int, drawn: int) -> StepRecord:
