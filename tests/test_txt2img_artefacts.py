@@ -157,6 +157,9 @@ def test_bad_locality_settings_get_clear_messages():
     with pytest.raises(UserInputError, match="vae_norm_groups"):
         T.check_config(dataclasses.replace(
             tiny, model=dataclasses.replace(tiny.model, vae_norm_groups=64)))
+    with pytest.raises(UserInputError, match="must divide every VAE width"):
+        T.check_config(dataclasses.replace(
+            tiny, model=dataclasses.replace(tiny.model, vae_norm_groups=3)))
     assert tiny.locality_weight == 0.0 and tiny.model.vae_norm_groups == 0
 
 

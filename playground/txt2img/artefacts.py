@@ -57,7 +57,7 @@ class Artefacts:
         return {m: getattr(self, m) <= getattr(limits, m) for m in MEASURES}
 
 
-# Chosen by what shows (research/txt2img/LOG.md, "Second model: the VAE"): the dataset's renders
+# Chosen by what shows (research/txt2img/LOG-second-model.md, "The VAE"): the dataset's renders
 # score 0 on all four; the "large red circle on black" from the shipped model (tint
 # 13-15, frame 11-13, halo 14-31 over 8 seeds) trips tint, frame and halo; a pale blob beside
 # a missed small red star scores ghost 0.06.

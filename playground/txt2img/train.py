@@ -175,6 +175,10 @@ def check_config(cfg: TrainConfig) -> None:
     check_range("object_loss_weight", cfg.object_loss_weight, 1, 100)
     check_range("locality_weight", cfg.locality_weight, 0, 1e3)
     check_range("model.vae_norm_groups", cfg.model.vae_norm_groups, 0, 32, integer=True)
+    groups = cfg.model.vae_norm_groups
+    if groups and any(width % groups for width in cfg.model.vae_channels):
+        raise UserInputError(f"model.vae_norm_groups must divide every VAE width "
+                             f"{tuple(cfg.model.vae_channels)}, got {groups}.")
     if not isinstance(cfg.train_text_encoder, bool):
         raise UserInputError(f"train_text_encoder must be true or false, got "
                              f"{cfg.train_text_encoder!r}.")

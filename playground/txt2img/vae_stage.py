@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,7 +18,13 @@ import torch
 import torch.nn.functional as F
 
 from playground.core.schedules import cosine, tail_cosine
-from playground.core.training import LoopConfig, StepContext, TrainTask, train_loop
+from playground.core.training import (
+    LoopConfig,
+    StepContext,
+    TrainTask,
+    checkpoint_step,
+    train_loop,
+)
 from playground.txt2img import model as M
 from playground.txt2img.shapes import background_colour, object_weights, random_batches
 
@@ -168,8 +173,8 @@ def train_vae_stage(cfg, loop: LoopConfig, images: torch.Tensor, folder: Path):
 def _steps_done(folder: Path) -> int:
     """The step of the checkpoint ``<folder>-ckpt`` (0 if none): the VAE stages continue it
     by themselves, without ``--resume`` (which names the UNet stage's checkpoint)."""
-    progress = Path(f"{folder}-ckpt") / "progress.json"
-    return json.loads(progress.read_text())["step"] if progress.exists() else 0
+    ckpt = Path(f"{folder}-ckpt")
+    return checkpoint_step(ckpt) if (ckpt / "progress.json").exists() else 0
 
 
 def train_decoder_stage(cfg, loop: LoopConfig, vae, images: torch.Tensor,
