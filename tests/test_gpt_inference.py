@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -30,12 +32,27 @@ def test_same_seed_same_text_and_greedy_is_seed_free():
     assert a.record["seed"] == 7 and a.record["params"]["max_new_tokens"] == 12
 
 
-def test_streaming_yields_growing_text_before_the_end():
+def test_streaming_yields_growing_text_before_the_end(monkeypatch):
+    from playground.gpt import sampling
+
+    monkeypatch.setattr(sampling, "HAND_OVER_S", 0.0)  # every token's text on its own
     items = list(inference.stream_generate(NAME, "the lady", seed=3, **KNOBS))
     partial = [i.text for i in items if not i.done]
     assert items[-1].done and len(partial) >= 3
     assert all(b.startswith(a) for a, b in zip(partial, partial[1:], strict=False))
     assert len(set(partial)) >= 3 and items[-1].text.startswith(partial[-1].rstrip())
+
+
+def test_text_closer_together_than_the_hand_over_interval_comes_in_one_piece(monkeypatch):
+    """The first token's text goes out at once; later text waits until HAND_OVER_S has passed
+    since the last hand-over (or the end), and nothing is lost."""
+    from playground.gpt import sampling
+
+    monkeypatch.setattr(sampling, "HAND_OVER_S", 60.0)
+    items = list(inference.stream_generate(NAME, "the lady", seed=3, **KNOBS))
+    partial = [i.text for i in items if not i.done]
+    assert len(partial) == 2 and len(partial[0]) < len(partial[1])
+    assert items[-1].text.startswith(partial[-1].rstrip())
 
 
 def test_recorded_probabilities_match_the_model():
@@ -134,3 +151,52 @@ def test_a_request_resolves_its_model_once(monkeypatch):
     calls.clear()
     assert inference.generate(entry, "the lady", seed=1, **KNOBS).text == result.text
     assert calls == []
+
+
+def test_prompt_score_comes_from_the_generation_prefill_and_matches_the_labels_recipe():
+    """The streamed run reads the prompt's score from the forward pass that starts the
+    generation; it equals exp(model(ids, labels=ids).loss), the separate scorer's figure, and
+    the generated tokens equal plain ``model.generate`` continuing from no cache."""
+    lm = inference.load_language_model(NAME)
+    prompt = "the lady said that her sister was very kind"
+    ids = lm.tokenizer(prompt, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        loss = float(lm.model(input_ids=ids, labels=ids).loss)
+    result = inference.generate(NAME, prompt, max_new_tokens=6, temperature=0, seed=0)
+    assert result.prompt.perplexity == pytest.approx(math.exp(loss), rel=1e-5)
+    assert result.prompt.tokens == ids.shape[1] - 1
+    alone = inference.prompt_perplexity(lm, prompt)
+    assert alone.perplexity == pytest.approx(result.prompt.perplexity, rel=1e-5)
+    assert alone.nats_per_char == pytest.approx(
+        loss * (ids.shape[1] - 1) / len(lm.tokenizer.decode(ids[0, 1:])), rel=1e-5)
+    plain = lm.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                              do_sample=False, max_new_tokens=6, min_new_tokens=6,
+                              pad_token_id=lm.tokenizer.eos_token_id)
+    assert [t.id for t in result.tokens] == plain[0, ids.shape[1]:].tolist()
+
+
+def test_a_one_token_prompt_has_no_score_and_still_generates():
+    lm = inference.load_language_model(NAME)
+    assert len(lm.tokenizer("the")["input_ids"]) == 1
+    result = inference.generate(NAME, "the", max_new_tokens=3, temperature=0, seed=0)
+    assert result.prompt.perplexity is None and len(result.tokens) == 3
+
+
+def test_the_streamer_hands_over_exactly_the_decoded_text_piece_by_piece(monkeypatch):
+    """Incremental decoding over a short window joins back to ``tokenizer.decode`` of the
+    whole, with characters split across tokens (accents, CJK, emoji) and runs of blank lines."""
+    from playground.gpt import sampling
+    from playground.gpt.sampling import TokenStreamer
+
+    monkeypatch.setattr(sampling, "HAND_OVER_S", 0.0)
+
+    tok = inference.load_language_model(NAME).tokenizer
+    text = "Mr. Darcy said, “I am — café naïve 日本語 😀!”\n\n\nShe   smiled.\n“Yes.”\t"
+    ids = tok(text)["input_ids"]
+    streamer = TokenStreamer(tok, skip_prompt=False, skip_special_tokens=True)
+    for i in ids:
+        streamer.put(torch.tensor([i]))
+    streamer.end()
+    pieces = [x for x in streamer.text_queue.queue if x is not None]
+    assert "".join(pieces) == tok.decode(ids, skip_special_tokens=True)
+    assert all("\ufffd" not in p for p in pieces) and len(pieces) > 10

@@ -22,7 +22,7 @@ LOGITS = {0: ([-9.7292, 1.2542, -2.0443], 309, 9.7755),
 GREEDY_IDS = [302, 446, 199, 745, 275, 289, 294, 269]  # " I am\nnot to be in the"
 SEEDED_IDS = [302, 764, 1044, 323, 474, 372, 199, 444]  # seed 0, temperature 0.8, top-p 0.95
 SEEDED_P = [0.2588, 0.0043, 0.0364, 0.0679, 0.0047, 0.0556, 0.2176, 0.0006]
-PROMPT_PERPLEXITY = 366.7735
+PROMPT_PERPLEXITY = 174.9941  # tokens 2..8 given the ones before (366.77 when a BOS scored token 1)
 
 pytestmark = pytest.mark.skipif(not FOLDER.exists(), reason="weights/gpt-austen not installed")
 

@@ -6,14 +6,19 @@ per-token loss it does not depend on the tokenizer, so models with different voc
 compare fairly. The text is scored with a sliding window: every token is predicted from at
 least ``stride`` earlier tokens (except at the very start, which is conditioned on
 <|endoftext|>).
+
+A prompt is scored the same way from the logits of the forward pass that starts its generation
+(``PrefillScorer``): the tab shows its perplexity beside the continuation.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import json
 import math
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +37,61 @@ class TextScore:
     token_perplexity: float
     tokens: int  # scored tokens
     chars: int
+
+
+@dataclass
+class PromptScore:
+    """How predictable the prompt itself is under the model (None when it is one token)."""
+
+    perplexity: float | None  # per token
+    nats_per_char: float | None
+    tokens: int  # scored tokens
+
+
+def score_prompt(tokenizer, ids: torch.Tensor, logits: torch.Tensor) -> PromptScore:
+    """The score of ``ids`` (shape (T,)) from ``logits`` (T - 1, V) predicting ``ids[1:]``.
+
+    The first token is given, not scored (the ``model(ids, labels=ids)`` recipe): the tokens
+    after it are scored, and nats/char counts the characters they spell."""
+    if ids.shape[0] < 2:
+        return PromptScore(None, None, 0)
+    target = ids[1:].to(logits.device)
+    loss = float(torch.nn.functional.cross_entropy(logits.float(), target))
+    n = ids.shape[0] - 1
+    chars = len(tokenizer.decode(ids[1:].tolist(), skip_special_tokens=True))
+    return PromptScore(math.exp(loss), loss * n / max(1, chars), n)
+
+
+class PrefillScorer:
+    """A forward hook on the output embedding that keeps the logits of ``generate``'s own first
+    forward pass (run with ``logits_to_keep=0``: every position's logits), so the prompt's
+    score costs one unembedding of the prompt and no forward pass of its own; ``score`` reads
+    them after the generation, off the path to the first token. It keeps only calls made in
+    the thread that runs this request's ``generate``."""
+
+    def __init__(self, tokenizer, ids: torch.Tensor) -> None:
+        self.tokenizer, self.ids, self.thread = tokenizer, ids, threading.get_ident()
+        self.logits: torch.Tensor | None = None
+
+    def __call__(self, module, inputs, output) -> None:
+        if self.logits is None and threading.get_ident() == self.thread \
+                and output.dim() == 3 and output.shape[1] == self.ids.shape[1]:
+            self.logits = output[0, :-1].detach()
+
+    @property
+    def score(self) -> PromptScore | None:
+        if self.logits is None:
+            return None
+        with torch.no_grad():
+            return score_prompt(self.tokenizer, self.ids[0], self.logits)
+
+
+def prefill_scoring(model, tokenizer, ids: torch.Tensor) -> PrefillScorer | None:
+    """A ``PrefillScorer`` for this thread's next ``generate`` on ``ids``, or None where the
+    model gives no output embedding or cannot be asked for every position's logits."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    keeps = "logits_to_keep" in inspect.signature(model.forward).parameters
+    return PrefillScorer(tokenizer, ids) if head is not None and keeps else None
 
 
 def nats_per_char(model, tokenizer, text: str, stride: int | None = None,

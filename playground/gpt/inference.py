@@ -1,18 +1,17 @@
 """Text generation for the tab, the API, the tests and the benchmark (no gradio here).
 
-``stream_generate`` runs ``model.generate`` in a thread with a ``TextIteratorStreamer`` and
-yields the text as it grows (``Partial``); the last item is a ``Generation``: every token with
-its probability and the top-10 alternatives before/after the sampling filters (see
-``sampling.py``), the prompt's perplexity (scored by the consuming thread while the model
-writes, so it costs the stream nothing where a second core is free) and a reproducibility
-record. A request resolves its registry entry once and passes it down. ``branch.py`` reruns a
-generation with one token swapped for an alternative; ``inside.py`` looks inside the model.
+``stream_generate`` runs ``model.generate`` in a thread with a ``TokenStreamer`` and yields the
+text as it grows (``Partial``); the last item is a ``Generation``: every token with its
+probability and the top-10 alternatives before/after the sampling filters (see ``sampling.py``),
+the prompt's perplexity (read from the forward pass that starts the generation, so it costs about
+one unembedding of the prompt) and a reproducibility record. A request resolves its registry
+entry once and passes it down. ``branch.py`` reruns a generation with one token swapped for an
+alternative; ``inside.py`` looks inside the model.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import threading
 import weakref
 from collections.abc import Iterator
@@ -26,7 +25,6 @@ from transformers import (
     GenerationConfig,
     LogitsProcessorList,
     StoppingCriteriaList,
-    TextIteratorStreamer,
 )
 
 from playground.core import registry, repro
@@ -34,43 +32,13 @@ from playground.core.device import get_device
 from playground.core.errors import UserInputError, check_range
 from playground.core.seeding import make_generator
 from playground.gpt import FAMILY
-from playground.gpt.sampling import SamplingSettings, SeededSampler, StopOnText
+from playground.gpt.evaluate import PromptScore, prefill_scoring, score_prompt
+from playground.gpt.sampling import SamplingSettings, SeededSampler, StopOnText, TokenStreamer
 
 MAX_PROMPT_CHARS = 8000
 MAX_NEW_TOKENS = 1000
 MAX_STOP_CHARS = 100
 PROB_BINS = ((0.5, "p ≥ 0.5"), (0.1, "0.1 – 0.5"), (0.01, "0.01 – 0.1"), (0.0, "< 0.01"))
-
-
-class TokenStreamer(TextIteratorStreamer):
-    """A ``TextIteratorStreamer`` that hands over every token's text as soon as it decodes
-    (the base class waits for a space, delaying the first visible word by a token or more).
-    A token ending inside a UTF-8 character waits for the next one."""
-
-    def put(self, value: torch.Tensor) -> None:
-        value = value[0] if value.dim() > 1 else value
-        if self.skip_prompt and self.next_tokens_are_prompt:
-            self.next_tokens_are_prompt = False
-            return
-        self.token_cache.extend(value.tolist())
-        text = self.tokenizer.decode(self.token_cache, **self.decode_kwargs)
-        if text.endswith("\ufffd"):
-            return
-        piece = text[self.print_len:]
-        self.print_len = len(text)
-        if text.endswith("\n"):  # start over, so decoding stays short
-            self.token_cache, self.print_len = [], 0
-        if piece:
-            self.on_finalized_text(piece)
-
-
-@dataclass
-class PromptScore:
-    """How predictable the prompt itself is under the model (None when it is one token)."""
-
-    perplexity: float | None  # per token
-    nats_per_char: float | None
-    tokens: int  # scored tokens
 
 
 @dataclass
@@ -135,6 +103,7 @@ class EncodedPrompt:
     ids: torch.Tensor  # (1, T), fits the context with max_new_tokens after it
     max_new_tokens: int  # capped by the context
     notes: list[str]
+    plain: bool = True  # ids are the prompt's own tokens (no chat template around them)
 
 
 @dataclass
@@ -206,7 +175,8 @@ def encode_prompt(lm: LanguageModel, prompt: str, max_new_tokens: int,
     """Prompt ids that fit the context with ``max_new_tokens`` after them, and notes."""
     notes = []
     tok = lm.tokenizer
-    if use_chat and lm.chat and getattr(tok, "chat_template", None):
+    plain = not (use_chat and lm.chat and getattr(tok, "chat_template", None))
+    if not plain:
         text = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
                                        add_generation_prompt=True)
         ids = tok(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
@@ -221,29 +191,20 @@ def encode_prompt(lm: LanguageModel, prompt: str, max_new_tokens: int,
         keep = lm.context - max_new_tokens
         notes.append(f"prompt cut to its last {keep} tokens to fit the context")
         ids = ids[:, -keep:]
-    return EncodedPrompt(ids, max_new_tokens, notes)
+    return EncodedPrompt(ids, max_new_tokens, notes, plain)
 
 
-@torch.inference_mode()
 def prompt_perplexity(lm: LanguageModel, prompt: str) -> PromptScore:
-    """Perplexity (per token) and nats/char of ``prompt`` itself under the model.
-
-    The first token is predicted from the beginning-of-text token when the tokenizer has one.
-    One forward pass without a cache (nothing reuses it).
-    """
-    tok = lm.tokenizer
-    ids = tok(prompt, return_tensors="pt", verbose=False, add_special_tokens=False)["input_ids"]
-    bos = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
-    if bos is not None:
-        ids = torch.cat([torch.tensor([[bos]]), ids], 1)
+    """Perplexity (per token) and nats/char of ``prompt`` itself under the model: the tokens
+    after the first, each given the ones before it (``score_prompt``), within the context."""
+    ids = lm.tokenizer(prompt, return_tensors="pt", verbose=False)["input_ids"]
     ids = ids[:, -lm.context:]
     if ids.shape[1] < 2:
         return PromptScore(None, None, 0)
-    ids = ids.to(next(lm.model.parameters()).device)
-    logits = lm.model(input_ids=ids, use_cache=False).logits[0, :-1].float()  # (T - 1, V)
-    loss = float(torch.nn.functional.cross_entropy(logits, ids[0, 1:]))
-    n = ids.shape[1] - 1
-    return PromptScore(math.exp(loss), loss * n / max(1, len(prompt)), n)
+    device = next(lm.model.parameters()).device
+    with torch.no_grad():
+        logits = lm.model(input_ids=ids[:, :-1].to(device), use_cache=False).logits[0]
+    return score_prompt(lm.tokenizer, ids[0], logits)
 
 
 def token_pieces(tokenizer, ids: list[int]) -> list[str]:
@@ -315,20 +276,21 @@ def run_request(entry: registry.ModelEntry, request: Request, sampler: SeededSam
     cancel = cancel or threading.Event()
     streamer = TokenStreamer(lm.tokenizer, skip_prompt=True, skip_special_tokens=True,
                              timeout=600)
-    thread, failure = _start_generation(lm, encoded, sampler, streamer, request.stop, cancel,
-                                        min_new_tokens)
+    thread, failure, scored = _start_generation(lm, encoded, sampler, streamer, request.stop,
+                                                cancel, min_new_tokens)
     text, stop, score = "", request.stop, None
     try:
         for piece in streamer:
             text += piece
             yield Partial(text.split(stop)[0] if stop else text)
-            if score is None:  # once the first text is out: score the prompt in this thread,
-                score = prompt_perplexity(lm, request.prompt)  # while the model writes on
+            if score is None and not encoded.plain:  # a chat template wraps the prompt: score
+                score = prompt_perplexity(lm, request.prompt)  # it here while the model writes
     finally:
         cancel.set()  # the consumer went away (or we finished): stop the thread
         thread.join()
     if failure:
         raise failure[0]
+    score = scored[0] if scored else score
     settings = request.sampling
     params = dict(prompt=request.prompt, max_new_tokens=encoded.max_new_tokens,
                   temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p,
@@ -344,8 +306,11 @@ def run_request(entry: registry.ModelEntry, request: Request, sampler: SeededSam
 
 def _start_generation(lm: LanguageModel, encoded: EncodedPrompt, sampler: SeededSampler,
                       streamer: TokenStreamer, stop: str, cancel: threading.Event,
-                      min_new_tokens: int) -> tuple[threading.Thread, list[BaseException]]:
-    """Run ``model.generate`` in a thread feeding ``streamer``; an error lands in the list."""
+                      min_new_tokens: int
+                      ) -> tuple[threading.Thread, list[BaseException], list[PromptScore]]:
+    """Run ``model.generate`` in a thread feeding ``streamer``; an error lands in the first
+    list. A plain prompt of two tokens or more is scored from ``generate``'s first forward
+    pass (``PrefillScorer``); its score lands in the second list."""
     tok, ids = lm.tokenizer, encoded.ids
     device = next(lm.model.parameters()).device
     config = GenerationConfig(max_new_tokens=encoded.max_new_tokens,
@@ -353,22 +318,32 @@ def _start_generation(lm: LanguageModel, encoded: EncodedPrompt, sampler: Seeded
                               eos_token_id=tok.eos_token_id,
                               pad_token_id=tok.pad_token_id or tok.eos_token_id)
     failure: list[BaseException] = []
+    scored: list[PromptScore] = []
 
     def run() -> None:
+        scored_here = encoded.plain and ids.shape[1] >= 2
+        scorer = prefill_scoring(lm.model, tok, ids) if scored_here else None
+        hook = scorer and lm.model.get_output_embeddings().register_forward_hook(scorer)
         try:
             lm.model.generate(input_ids=ids.to(device),
                               attention_mask=torch.ones_like(ids).to(device),
                               generation_config=config, streamer=streamer,
                               logits_processor=LogitsProcessorList([sampler]),
                               stopping_criteria=StoppingCriteriaList(
-                                  [StopOnText(tok, ids.shape[1], stop, cancel)]))
+                                  [StopOnText(tok, ids.shape[1], stop, cancel)]),
+                              **({"logits_to_keep": 0} if scorer else {}))
         except BaseException as exc:  # re-raised in the caller's thread
             failure.append(exc)
             streamer.end()
+        finally:
+            if hook:
+                hook.remove()
+        if scorer and scorer.score is not None:
+            scored.append(scorer.score)
 
     thread = threading.Thread(target=run, daemon=True, name="gpt-generate")
     thread.start()
-    return thread, failure
+    return thread, failure, scored
 
 
 def finish(lm: LanguageModel, prompt: str, sampler: SeededSampler, stop: str, notes: list[str],

@@ -17,6 +17,7 @@ original text).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import torch
@@ -27,6 +28,7 @@ from transformers import (
     RepetitionPenaltyLogitsProcessor,
     StoppingCriteria,
     TemperatureLogitsWarper,
+    TextIteratorStreamer,
     TopKLogitsWarper,
     TopPLogitsWarper,
 )
@@ -34,6 +36,7 @@ from transformers import (
 from playground.core.errors import UserInputError
 
 TOP_N = 10  # alternatives recorded per step
+HAND_OVER_S = 0.03  # text closer together than this goes to the reader in one piece
 ODDS_CHUNK = 16  # steps whose odds are packed together (a few (16, V) tensors held at most)
 
 
@@ -238,3 +241,46 @@ class StopOnText(StoppingCriteria):
             tail = input_ids[0, self.prompt_len:][-64:].tolist()  # the stop text is short
             done = self.stop in self.tokenizer.decode(tail, skip_special_tokens=True)
         return torch.full((input_ids.shape[0],), done, dtype=torch.bool)
+
+
+class TokenStreamer(TextIteratorStreamer):
+    """A ``TextIteratorStreamer`` that hands over every token's text as soon as it decodes
+    (the base class waits for a space, delaying the first visible word by a token or more).
+    A token ending inside a UTF-8 character waits for the next one.
+
+    Decoding is incremental over a short window (the previous piece's tokens and the new ones,
+    the text-generation-inference way): the new text is what the window spells beyond what its
+    first part spells, so a token costs two short decodes however long the text is."""
+
+    start = 0  # first token of the window: where the previous piece's tokens begin
+    read = 0  # tokens up to here are handed over
+    held = ""  # decoded text not handed over yet (pieces closer than HAND_OVER_S together)
+    last = 0.0  # when text was last handed over
+
+    def put(self, value: torch.Tensor) -> None:
+        value = value[0] if value.dim() > 1 else value
+        if self.skip_prompt and self.next_tokens_are_prompt:
+            self.next_tokens_are_prompt = False
+            return
+        self.token_cache.extend(value.tolist())
+        piece = self._new_text()
+        if piece and not piece.endswith("\ufffd"):
+            self.start, self.read = self.read, len(self.token_cache)
+            self.held += piece
+            now = time.perf_counter()
+            if now - self.last >= HAND_OVER_S:
+                self.last, text, self.held = now, self.held, ""
+                self.on_finalized_text(text)
+
+    def _new_text(self) -> str:
+        decode, cache = self.tokenizer.decode, self.token_cache
+        before = decode(cache[self.start:self.read], **self.decode_kwargs)
+        text = decode(cache[self.start:], **self.decode_kwargs)
+        return text[len(before):] if len(text) > len(before) else ""
+
+    def end(self) -> None:
+        piece = self._new_text() if len(self.token_cache) > self.read else ""
+        piece, self.held = self.held + piece, ""
+        self.token_cache, self.start, self.read, self.last = [], 0, 0, 0.0
+        self.next_tokens_are_prompt = True
+        self.on_finalized_text(piece, stream_end=True)

@@ -18,7 +18,8 @@ def info_markdown(result: Generation) -> str:
     lines = [f"**Seed used:** {result.seed} · **tokens generated:** {len(result.tokens)}"]
     if prompt.perplexity is not None:
         lines.append(f"**Your prompt under this model:** perplexity {prompt.perplexity:.1f} "
-                     f"per token ({prompt.tokens} tokens), {prompt.nats_per_char:.2f} "
+                     f"per token (its {prompt.tokens} tokens after the first, each given the ones "
+                     f"before), {prompt.nats_per_char:.2f} "
                      "nats/char — lower means the model finds your text more predictable.")
     if result.notes:
         lines.append("**Note:** " + "; ".join(result.notes) + ".")
