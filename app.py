@@ -7,6 +7,7 @@ Importing this module loads no model; models load lazily on first use.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -114,6 +115,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"Note: --share makes the app public; add --auth USER:PASS (or set ${AUTH_ENV}) "
               "to protect it.")
     serve_threads()
+    logging.basicConfig(format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("playground").setLevel(logging.INFO)  # sessions ending, sweeps
     demo = build_app()
     from playground.core.device import on_zerogpu
     if on_zerogpu():

@@ -271,8 +271,10 @@ def run(users: int, seconds: float, train: bool, abandon: bool, warmup: float = 
         report["disk_growth_mb"] = round(folder_mb(workdir) - rss.get("disk_at_clock", 0.0), 1)
         if abandon:
             report["abandon"] = abandon_check(url, proc.pid)
+        log = (workdir / "server.log").read_text(errors="replace").splitlines()
+        # simulated users never leave: a session that ends lost its heartbeat (unload)
+        report["sessions_ended"] = sum(" ended: runs cancelled" in line for line in log)
         if report["failed"]:  # the server's side of a failure (its log goes with workdir)
-            log = (workdir / "server.log").read_text(errors="replace").splitlines()
             report["server_log_tail"] = [line for line in log if "Warning" not in line][-40:]
         return report
     finally:
@@ -360,6 +362,8 @@ def print_report(report: dict) -> None:
         print("abandoned training run:", report["abandon"])
     for route, errors in report["failures"].items():
         print("FAILED", route, errors)
+    if report.get("sessions_ended"):
+        print(f"sessions ended during the run (a heartbeat dropped): {report['sessions_ended']}")
     if report.get("server_log_tail"):
         print("server log, last lines:", *report["server_log_tail"], sep="\n  ")
 

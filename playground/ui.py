@@ -196,8 +196,9 @@ def friendly(fn):
 
 
 def end_session(request: gr.Request) -> None:
-    """``demo.unload`` handler: the tab closed, so the session's runs, models and files go."""
-    sessions.end_session(_session_of(request))
+    """``demo.unload`` handler: the tab closed, so the session's runs and models go now and its
+    output files after ``OUTPUT_GRACE_S`` (a request still in flight keeps what it wrote)."""
+    sessions.end_session(_session_of(request), keep_outputs_s=sessions.OUTPUT_GRACE_S)
 
 
 def model_event(api_name: str | None, family: str | None = None, slots: int = 1) -> dict:

@@ -212,6 +212,40 @@ def test_sweep_deletes_old_outputs_and_idle_sessions(monkeypatch):
     assert removed["sessions"] >= 1 and not new.exists()
 
 
+def test_an_unload_keeps_the_outputs_of_a_request_in_flight_until_the_grace_ends():
+    """Gradio's unload fires when a heartbeat drops, also for a client still waiting on a
+    result (gradio_client's heartbeat ends on a 20 s read timeout under load): the file its
+    request just wrote must still be there when Gradio copies it out. Runs go at once; the
+    output folder goes after the grace, unless the session came back."""
+    import gradio as gr
+
+    from playground import ui
+
+    with sessions.use_session("s-flight"):
+        png = sessions.unique_output("vae", "grid", ".png")
+    png.write_bytes(b"x")
+    run_dir = sessions.session_runs_dir("s-flight")
+    run_dir.mkdir(parents=True)
+    request = gr.Request(session_hash="s-flight")
+    ui.end_session(request)  # the unload handler
+    assert png.exists() and not run_dir.exists()
+    now = time.monotonic()
+    assert sessions.sweep(now=now)["ended_outputs"] == 0 and png.exists()
+    assert sessions.sweep(now=now + sessions.OUTPUT_GRACE_S + 1)["ended_outputs"] == 1
+    assert not png.exists()
+    # a session that comes back within the grace keeps its folder
+    with sessions.use_session("s-back"):
+        again = sessions.unique_output("vae", "grid", ".png")
+    again.write_bytes(b"y")
+    ui.end_session(gr.Request(session_hash="s-back"))
+    with sessions.use_session("s-back"):  # its next request
+        pass
+    assert sessions.sweep(now=time.monotonic() + sessions.OUTPUT_GRACE_S + 1)["ended_outputs"] == 0
+    assert again.exists()
+    sessions.end_session("s-back")
+    assert not again.exists()
+
+
 # ---- uploads ---------------------------------------------------------------------------
 
 def _png(path: Path, size: tuple[int, int]) -> Path:

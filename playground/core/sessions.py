@@ -23,6 +23,7 @@ from pathlib import Path
 log = logging.getLogger("playground")
 _CURRENT: ContextVar[str | None] = ContextVar("playground_session", default=None)
 _LAST_SEEN: dict[str, float] = {}
+_ENDED: dict[str, float] = {}  # ended session -> when its output files may go (monotonic)
 _ON_END: list[Callable[[str], None]] = []
 _LOCK = threading.Lock()
 
@@ -32,6 +33,7 @@ OUTPUT_ROOT = Path(os.environ.get("PLAYGROUND_OUTPUT_DIR")
                    or Path(tempfile.gettempdir()) / "playground-outputs")
 SESSION_IDLE_S = float(os.environ.get("PLAYGROUND_SESSION_IDLE_S", "7200"))
 OUTPUT_MAX_AGE_S = float(os.environ.get("PLAYGROUND_OUTPUT_MAX_AGE_S", "3600"))
+OUTPUT_GRACE_S = float(os.environ.get("PLAYGROUND_OUTPUT_GRACE_S", "120"))
 
 
 def current_session() -> str | None:
@@ -84,8 +86,14 @@ def on_session_end(callback: Callable[[str], None]) -> None:
     _ON_END.append(callback)
 
 
-def end_session(session: str | None) -> None:
-    """Cancel and delete everything the session owns; safe to call twice."""
+def end_session(session: str | None, keep_outputs_s: float = 0.0) -> None:
+    """Cancel and delete everything the session owns; safe to call twice.
+
+    ``keep_outputs_s``: leave its output files that long (``sweep`` deletes them after,
+    unless the session came back). Gradio's ``unload`` fires when the tab's heartbeat
+    connection drops, which a client that is still waiting for a result can see too (the
+    heartbeat of ``gradio_client`` ends on a 20 s read timeout under heavy load): a request in
+    flight must still find the file it wrote when Gradio copies it out."""
     if not session:
         return
     for callback in list(_ON_END):
@@ -93,20 +101,33 @@ def end_session(session: str | None) -> None:
             callback(session)
         except Exception:  # one failing cleanup must not keep the others from running
             log.exception("session cleanup failed")
-    for folder in (RUNS_ROOT / "sessions" / _safe(session), OUTPUT_ROOT / _safe(session)):
-        shutil.rmtree(folder, ignore_errors=True)
+    shutil.rmtree(RUNS_ROOT / "sessions" / _safe(session), ignore_errors=True)
     with _LOCK:
         _LAST_SEEN.pop(session, None)
+        if keep_outputs_s > 0:
+            _ENDED[session] = time.monotonic() + keep_outputs_s
+    if keep_outputs_s <= 0:
+        shutil.rmtree(OUTPUT_ROOT / _safe(session), ignore_errors=True)
+    log.info("session %s ended: runs cancelled and deleted, output files %s", _safe(session),
+             f"kept {keep_outputs_s:.0f} s" if keep_outputs_s > 0 else "deleted")
 
 
 def sweep(now: float | None = None) -> dict[str, int]:
     """End sessions idle for longer than ``SESSION_IDLE_S`` and delete output files older than
-    ``OUTPUT_MAX_AGE_S``; returns what was removed (for logs and tests)."""
+    ``OUTPUT_MAX_AGE_S``, and the output folders of sessions ended more than their grace ago
+    (``end_session(keep_outputs_s=...)``); returns what was removed (for logs and tests)."""
     now = time.monotonic() if now is None else now
     with _LOCK:
         idle = [s for s, seen in _LAST_SEEN.items() if now - seen > SESSION_IDLE_S]
     for session in idle:
         end_session(session)
+    with _LOCK:
+        due = [s for s, at in _ENDED.items() if now >= at]
+        for session in due:
+            del _ENDED[session]
+        due = [s for s in due if s not in _LAST_SEEN]  # came back: the idle sweep decides
+    for session in due:
+        shutil.rmtree(OUTPUT_ROOT / _safe(session), ignore_errors=True)
     removed, cutoff = 0, time.time() - OUTPUT_MAX_AGE_S
     if OUTPUT_ROOT.exists():
         for path in OUTPUT_ROOT.rglob("*"):
@@ -116,7 +137,7 @@ def sweep(now: float | None = None) -> dict[str, int]:
                     removed += 1
             except OSError:
                 continue
-    return {"sessions": len(idle), "files": removed}
+    return {"sessions": len(idle), "files": removed, "ended_outputs": len(due)}
 
 
 _SWEEPER: threading.Thread | None = None
