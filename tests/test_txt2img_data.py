@@ -86,3 +86,33 @@ def test_tokenizer_is_a_real_clip_bpe(tmp_path):
     assert len(odd) > 5 and loaded.unk_token_id not in odd[1:-1]
     padded = loaded("a star", padding="max_length", max_length=32).input_ids
     assert len(padded) == 32 and padded[-1] == loaded.eos_token_id
+
+
+def test_balanced_batches_hold_the_share_and_see_every_item_once_per_pass():
+    from playground.txt2img.shapes import balanced_batches
+
+    flags = [i % 10 < 3 for i in range(100)]  # 30 in the group, 70 outside
+    batches = balanced_batches(flags, batch=8, share=0.5, seed=0)
+    seen_in, seen_out = [], []
+    for _ in range(30):  # 120 group items: 4 passes over the 30; 120 of 70 outside: 1.7 passes
+        b = next(batches).tolist()
+        assert len(b) == 8 and sum(flags[i] for i in b) == 4
+        seen_in += [i for i in b if flags[i]]
+        seen_out += [i for i in b if not flags[i]]
+    group = sorted(i for i in range(100) if flags[i])
+    for k in range(4):
+        assert sorted(seen_in[30 * k:30 * (k + 1)]) == group
+    assert sorted(seen_out[:70]) == sorted(i for i in range(100) if not flags[i])
+    again = balanced_batches(flags, batch=8, share=0.5, seed=0)
+    assert next(again).tolist() == next(balanced_batches(flags, 8, 0.5, 0)).tolist()
+    with pytest.raises(ValueError):
+        next(balanced_batches([False] * 10, batch=4, share=0.5, seed=0))
+
+
+def test_the_unet_stage_draws_half_its_batch_from_two_object_scenes():
+    from playground.txt2img.train import resolve_config
+
+    cfg = resolve_config("tiny", {"two_object_share": 0.5})
+    assert cfg.two_object_share == 0.5 and resolve_config("shapes2").two_object_share == 0.5
+    with pytest.raises(Exception, match="two_object_share"):
+        resolve_config("tiny", {"two_object_share": 1.5})

@@ -170,6 +170,34 @@ def random_batches(n: int, batch: int, seed: int):
             yield order[i:i + batch]
 
 
+def balanced_batches(in_group: list[bool], batch: int, share: float, seed: int):
+    """Endless index batches that hold ``round(share * batch)`` items of the group (e.g. the
+    two-object scenes, 35 % of the data) and the rest from outside it; each side is reshuffled
+    whenever it runs out, so every item is seen once per pass of its side."""
+    flags = torch.tensor(in_group, dtype=torch.bool)
+    sides = [torch.nonzero(flags).flatten(), torch.nonzero(~flags).flatten()]
+    take = [round(share * batch)]
+    take.append(batch - take[0])
+    if any(t and not len(side) for t, side in zip(take, sides, strict=True)):
+        raise ValueError("balanced_batches: a side is empty but the batch asks for it")
+    gen = torch.Generator().manual_seed(seed)
+    orders = [side[torch.randperm(len(side), generator=gen)] for side in sides]
+    pos = [0, 0]
+    while True:
+        parts = []
+        for k in (0, 1):
+            need = take[k]
+            while need:
+                if pos[k] >= len(orders[k]):
+                    orders[k] = sides[k][torch.randperm(len(sides[k]), generator=gen)]
+                    pos[k] = 0
+                got = orders[k][pos[k]:pos[k] + need]
+                parts.append(got)
+                pos[k] += len(got)
+                need -= len(got)
+        yield torch.cat(parts)
+
+
 def background_colour(x: torch.Tensor) -> torch.Tensor:
     """(B, 3, 1, 1): the median colour of the border ring of each image of ``x`` (B, 3, S, S)."""
     border = torch.cat([x[..., 0, :], x[..., -1, :], x[..., :, 0], x[..., :, -1]], dim=-1)
