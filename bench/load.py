@@ -243,10 +243,11 @@ def run(users: int, seconds: float, train: bool, abandon: bool, warmup: float = 
     url = f"http://127.0.0.1:{port}"
     try:
         warm, stats = Stats(), Stats()
-        user_loop_once(url, warm)
+        first = user_loop_once(url, warm)  # held to the end: its session must not end early
         rss_idle_start = rss_mb(proc.pid)
         clock_from = time.monotonic() + warmup
         stop_at = clock_from + seconds
+        window = (time.time(), time.time() + warmup + seconds)  # wall clock, warm-up included
         threads = [threading.Thread(target=user_loop,
                                     args=(url, stop_at, stats, i, clock_from, warm))
                    for i in range(users)]
@@ -272,8 +273,8 @@ def run(users: int, seconds: float, train: bool, abandon: bool, warmup: float = 
         if abandon:
             report["abandon"] = abandon_check(url, proc.pid)
         log = (workdir / "server.log").read_text(errors="replace").splitlines()
-        # simulated users never leave: a session that ends lost its heartbeat (unload)
-        report["sessions_ended"] = sum(" ended: runs cancelled" in line for line in log)
+        report["sessions_ended"] = sessions_ended(log, *window)
+        del first
         if report["failed"]:  # the server's side of a failure (its log goes with workdir)
             report["server_log_tail"] = [line for line in log if "Warning" not in line][-40:]
         return report
@@ -314,8 +315,21 @@ def rss_report(rss: dict, idle_end: float) -> dict:
             "rss_idle_start_mb": round(rss["idle_start"]), "rss_idle_end_mb": round(idle_end)}
 
 
-def user_loop_once(url: str, stats: Stats) -> None:
-    """Every route once (loads every model) before the clock starts."""
+def sessions_ended(log: list[str], start: float, end: float) -> int:
+    """Sessions the server ended between ``start`` and ``end`` (wall clock): simulated users
+    never leave, so such a session lost its heartbeat (Gradio's unload fired)."""
+    import datetime
+
+    count = 0
+    for line in log:
+        if " ended: runs cancelled" in line:
+            stamp = datetime.datetime.strptime(line[:19], "%Y-%m-%d %H:%M:%S").timestamp()
+            count += start <= stamp <= end
+    return count
+
+
+def user_loop_once(url: str, stats: Stats):
+    """Every route once (loads every model) before the clock starts; returns the client."""
     c = client(url)
     for route, _, kwargs, _ in MIX:
         t0 = time.monotonic()
@@ -324,6 +338,8 @@ def user_loop_once(url: str, stats: Stats) -> None:
             stats.add(route, time.monotonic() - t0)
         except Exception as exc:
             stats.add(route, None, f"{type(exc).__name__}: {exc}")
+    return c
+
 
 
 def summarize(stats: Stats, elapsed: float, users: int, train: bool) -> dict:
@@ -363,7 +379,8 @@ def print_report(report: dict) -> None:
     for route, errors in report["failures"].items():
         print("FAILED", route, errors)
     if report.get("sessions_ended"):
-        print(f"sessions ended during the run (a heartbeat dropped): {report['sessions_ended']}")
+        print(f"sessions ended while the users ran (a heartbeat dropped): "
+              f"{report['sessions_ended']}")
     if report.get("server_log_tail"):
         print("server log, last lines:", *report["server_log_tail"], sep="\n  ")
 

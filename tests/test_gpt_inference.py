@@ -200,3 +200,40 @@ def test_the_streamer_hands_over_exactly_the_decoded_text_piece_by_piece(monkeyp
     pieces = [x for x in streamer.text_queue.queue if x is not None]
     assert "".join(pieces) == tok.decode(ids, skip_special_tokens=True)
     assert all("\ufffd" not in p for p in pieces) and len(pieces) > 10
+
+
+class _StripTokenizer:
+    """A stand-in for a SentencePiece tokenizer: decoding drops the text's leading spaces, so
+    a word decoded alone loses the space before it."""
+
+    def __init__(self) -> None:
+        self.vocab: list[str] = []
+
+    def __call__(self, text: str, add_special_tokens: bool = True) -> dict:
+        import re
+
+        ids = []
+        for piece in re.findall(r"\s*\S+|\s+", text):
+            if piece not in self.vocab:
+                self.vocab.append(piece)
+            ids.append(self.vocab.index(piece))
+        return {"input_ids": ids}
+
+    def decode(self, ids, **kwargs) -> str:
+        return "".join(self.vocab[i] for i in ids).lstrip(" ")
+
+
+def test_the_streamer_keeps_spaces_with_a_tokenizer_whose_words_decode_alone_without_them(
+        monkeypatch):
+    from playground.gpt import sampling
+
+    monkeypatch.setattr(sampling, "HAND_OVER_S", 0.0)
+    tok = _StripTokenizer()
+    ids = tok("Hello big  world,\n\nsaid she")["input_ids"]
+    assert sampling._single_texts(tok, {}) is None  # not joinable: the window decodes
+    streamer = sampling.TokenStreamer(tok, skip_prompt=False)
+    for i in ids:
+        streamer.put(torch.tensor([i]))
+    streamer.end()
+    pieces = [x for x in streamer.text_queue.queue if x is not None]
+    assert "".join(pieces) == "Hello big  world,\n\nsaid she" and len(pieces) >= 5

@@ -18,6 +18,7 @@ original text).
 from __future__ import annotations
 
 import time
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -250,7 +251,9 @@ class TokenStreamer(TextIteratorStreamer):
 
     Decoding is incremental over a short window (the previous piece's tokens and the new ones,
     the text-generation-inference way): the new text is what the window spells beyond what its
-    first part spells, so a token costs two short decodes however long the text is."""
+    first part spells, so a token costs two short decodes however long the text is. Where one
+    token's text joins faithfully onto the text before it (byte-level BPE: ``joinable``), a
+    token that decodes to whole characters is looked up in a per-tokenizer cache instead."""
 
     start = 0  # first token of the window: where the previous piece's tokens begin
     read = 0  # tokens up to here are handed over
@@ -274,6 +277,14 @@ class TokenStreamer(TextIteratorStreamer):
 
     def _new_text(self) -> str:
         decode, cache = self.tokenizer.decode, self.token_cache
+        if len(cache) - self.read == 1 and self.start == self.read or len(cache) == 1:
+            texts = _single_texts(self.tokenizer, self.decode_kwargs)
+            if texts is not None:
+                text = texts.get(cache[-1])
+                if text is None:
+                    text = texts[cache[-1]] = decode(cache[-1:], **self.decode_kwargs)
+                if "\ufffd" not in text:
+                    return text
         before = decode(cache[self.start:self.read], **self.decode_kwargs)
         text = decode(cache[self.start:], **self.decode_kwargs)
         return text[len(before):] if len(text) > len(before) else ""
@@ -284,3 +295,23 @@ class TokenStreamer(TextIteratorStreamer):
         self.token_cache, self.start, self.read, self.last = [], 0, 0, 0.0
         self.next_tokens_are_prompt = True
         self.on_finalized_text(piece, stream_end=True)
+
+
+_SINGLE_TEXTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_PROBE = "Hello, world! It's 3 o'clock . Don 't , he said ;\n\nNew  line\tand  end ."
+
+
+def _single_texts(tokenizer, decode_kwargs: dict) -> dict | None:
+    """A cache of one-token texts for ``tokenizer``, or None where single-token texts do not
+    join into the decoded text (SentencePiece drops a word's leading space when the word is
+    decoded alone; ``clean_up_tokenization_spaces`` rewrites across tokens)."""
+    per_kwargs = _SINGLE_TEXTS.get(tokenizer)
+    if per_kwargs is None:
+        per_kwargs = _SINGLE_TEXTS.setdefault(tokenizer, {})
+    key = tuple(sorted(decode_kwargs.items()))
+    if key not in per_kwargs:
+        ids = tokenizer(_PROBE, add_special_tokens=False)["input_ids"]
+        pieces = [tokenizer.decode([i], **decode_kwargs) for i in ids]
+        whole = tokenizer.decode(ids, **decode_kwargs)
+        per_kwargs[key] = {} if "".join(pieces) == whole else None
+    return per_kwargs[key]
