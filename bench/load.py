@@ -263,10 +263,12 @@ def run(users: int, seconds: float, train: bool, abandon: bool, warmup: float = 
         if memwatch and frames:  # research.memwatch: trace from a minute into the clock
             threading.Timer(max(0.0, clock_from - time.monotonic()) + 60, proc.send_signal,
                             (signal.SIGUSR1,)).start()
-        for t in threads:
+        for t in threads[:users]:  # the users' window: results/min counts their results
+            t.join()
+        elapsed = time.monotonic() - clock_from
+        for t in threads[users:]:  # the training user's last run may end later
             t.join()
         sampler.join()
-        elapsed = time.monotonic() - clock_from
         report = summarize(stats, elapsed, users, train)
         report.update(rss_report(rss, rss_mb(proc.pid)))
         report["disk_growth_mb"] = round(folder_mb(workdir) - rss.get("disk_at_clock", 0.0), 1)
