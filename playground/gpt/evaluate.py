@@ -55,35 +55,40 @@ def score_prompt(tokenizer, ids: torch.Tensor, logits: torch.Tensor) -> PromptSc
     after it are scored, and nats/char counts the characters they spell."""
     if ids.shape[0] < 2:
         return PromptScore(None, None, 0)
+    return _score(tokenizer, ids, _mean_nll(ids, logits))
+
+
+def _mean_nll(ids: torch.Tensor, logits: torch.Tensor) -> float:
     target = ids[1:].to(logits.device)
-    loss = float(torch.nn.functional.cross_entropy(logits.float(), target))
+    return float(torch.nn.functional.cross_entropy(logits.float(), target))
+
+
+def _score(tokenizer, ids: torch.Tensor, loss: float) -> PromptScore:
     n = ids.shape[0] - 1
     chars = len(tokenizer.decode(ids[1:].tolist(), skip_special_tokens=True))
     return PromptScore(math.exp(loss), loss * n / max(1, chars), n)
 
 
 class PrefillScorer:
-    """A forward hook on the output embedding that keeps the logits of ``generate``'s own first
-    forward pass (run with ``logits_to_keep=0``: every position's logits), so the prompt's
-    score costs one unembedding of the prompt and no forward pass of its own; ``score`` reads
-    them after the generation, off the path to the first token. It keeps only calls made in
-    the thread that runs this request's ``generate``."""
+    """A forward hook on the output embedding that scores the prompt from the logits of
+    ``generate``'s own first forward pass (run with ``logits_to_keep=0``: every position's
+    logits), so scoring costs one unembedding of the prompt and no forward pass of its own.
+    It keeps one number, not the (T, V) logits, and reads only calls made in the thread that
+    runs this request's ``generate``; ``score`` puts the figures together afterwards."""
 
     def __init__(self, tokenizer, ids: torch.Tensor) -> None:
         self.tokenizer, self.ids, self.thread = tokenizer, ids, threading.get_ident()
-        self.logits: torch.Tensor | None = None
+        self.loss: float | None = None
 
     def __call__(self, module, inputs, output) -> None:
-        if self.logits is None and threading.get_ident() == self.thread \
+        if self.loss is None and threading.get_ident() == self.thread \
                 and output.dim() == 3 and output.shape[1] == self.ids.shape[1]:
-            self.logits = output[0, :-1].detach()
+            with torch.no_grad():
+                self.loss = _mean_nll(self.ids[0], output[0, :-1])
 
     @property
     def score(self) -> PromptScore | None:
-        if self.logits is None:
-            return None
-        with torch.no_grad():
-            return score_prompt(self.tokenizer, self.ids[0], self.logits)
+        return None if self.loss is None else _score(self.tokenizer, self.ids[0], self.loss)
 
 
 def prefill_scoring(model, tokenizer, ids: torch.Tensor) -> PrefillScorer | None:
