@@ -237,3 +237,28 @@ def test_the_streamer_keeps_spaces_with_a_tokenizer_whose_words_decode_alone_wit
     streamer.end()
     pieces = [x for x in streamer.text_queue.queue if x is not None]
     assert "".join(pieces) == "Hello big  world,\n\nsaid she" and len(pieces) >= 5
+
+
+def test_the_streamer_looks_seen_tokens_up_instead_of_decoding_them(monkeypatch):
+    """A byte-level tokenizer joins one-token texts faithfully: once each token has been seen,
+    streaming the same text again needs no decode call, and the text is still exact."""
+    from playground.gpt import sampling
+
+    monkeypatch.setattr(sampling, "HAND_OVER_S", 0.0)
+    tok = inference.load_language_model(NAME).tokenizer
+    assert sampling._single_texts(tok, {"skip_special_tokens": True}) is not None
+    ids = tok("the lady said that her sister was very kind, and she smiled.")["input_ids"]
+
+    def stream() -> str:
+        streamer = sampling.TokenStreamer(tok, skip_prompt=False, skip_special_tokens=True)
+        for i in ids:
+            streamer.put(torch.tensor([i]))
+        streamer.end()
+        return "".join(x for x in streamer.text_queue.queue if x is not None)
+
+    assert stream() == tok.decode(ids, skip_special_tokens=True)
+    calls = []
+    decode = tok.decode
+    monkeypatch.setattr(tok, "decode", lambda *a, **k: calls.append(a) or decode(*a, **k))
+    assert stream() == decode(ids, skip_special_tokens=True)
+    assert calls == []

@@ -252,8 +252,9 @@ class TokenStreamer(TextIteratorStreamer):
     Decoding is incremental over a short window (the previous piece's tokens and the new ones,
     the text-generation-inference way): the new text is what the window spells beyond what its
     first part spells, so a token costs two short decodes however long the text is. Where one
-    token's text joins faithfully onto the text before it (byte-level BPE: ``joinable``), a
-    token that decodes to whole characters is looked up in a per-tokenizer cache instead."""
+    token's text joins faithfully onto the text before it (byte-level BPE; ``_single_texts``
+    probes it once per tokenizer), a token that decodes to whole characters is looked up in a
+    per-tokenizer cache instead, with no decode at all once seen."""
 
     start = 0  # first token of the window: where the previous piece's tokens begin
     read = 0  # tokens up to here are handed over
@@ -277,7 +278,7 @@ class TokenStreamer(TextIteratorStreamer):
 
     def _new_text(self) -> str:
         decode, cache = self.tokenizer.decode, self.token_cache
-        if len(cache) - self.read == 1 and self.start == self.read or len(cache) == 1:
+        if len(cache) - self.read == 1:  # one new token, nothing held back before it
             texts = _single_texts(self.tokenizer, self.decode_kwargs)
             if texts is not None:
                 text = texts.get(cache[-1])
