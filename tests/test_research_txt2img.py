@@ -236,6 +236,12 @@ def test_cli_trains_with_the_shape_swap(tmp_path):
     assert losses["1"] != pytest.approx(losses["0"], rel=1e-4)  # the swapped states reach the UNet
 
 
+def test_research_cli_passes_the_scenes_object_counts_to_balanced_batches(tmp_path):
+    out = tmp_path / "balanced"
+    R.main(["--preset", "tiny", "--out", str(out), "--set", "two_object_share=0.5"])
+    summary = json.loads((out / "training_summary.json").read_text())
+    assert summary["config"]["two_object_share"] == 0.5
+
 
 def test_tail_jitter_keeps_the_objects_and_rescales_the_rest():
     cfg = _tiny()

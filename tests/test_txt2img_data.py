@@ -105,8 +105,12 @@ def test_balanced_batches_hold_the_share_and_see_every_item_once_per_pass():
     assert sorted(seen_out[:70]) == sorted(i for i in range(100) if not flags[i])
     again = balanced_batches(flags, batch=8, share=0.5, seed=0)
     assert next(again).tolist() == next(balanced_batches(flags, 8, 0.5, 0)).tolist()
-    with pytest.raises(ValueError):
-        next(balanced_batches([False] * 10, batch=4, share=0.5, seed=0))
+    from playground.core.errors import UserInputError
+
+    with pytest.raises(UserInputError, match="0 two-object and 10 one-object"):
+        balanced_batches([False] * 10, batch=4, share=0.5, seed=0)  # at once, not at next()
+    with pytest.raises(UserInputError, match="object count"):
+        balanced_batches(None, batch=4, share=0.5, seed=0)
 
 
 def test_the_unet_stage_draws_half_its_batch_from_two_object_scenes():

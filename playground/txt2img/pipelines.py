@@ -1,6 +1,7 @@
 """Loading our text-to-image pipelines: the registry's cached ``DiffusionPipeline``, its guide
-UNet for autoguidance, and a pool of copies so that requests sampling at the same time never
-share a UNet (the step recorder, the Stop check and autoguidance hook it)."""
+UNet for autoguidance, a pool of copies so that requests sampling at the same time never
+share a UNet (the step recorder, the Stop check and autoguidance hook it), and a pipeline
+folder's UNet and text encoder weights for a training run to start from."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import queue
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from playground.core import registry
 from playground.core.device import get_device, inference_dtype
+from playground.core.errors import UserInputError
 from playground.txt2img import FAMILY
 from playground.txt2img.autoguidance import load_guide
 
@@ -70,3 +73,23 @@ def pipeline_copy(entry: registry.ModelEntry) -> Iterator[LoadedPipeline]:
         yield load_pipeline(entry, copy=k)
     finally:
         pool.put(k)
+
+
+def load_initial_weights(unet, text_encoder, folder: Path) -> None:
+    """Copy the UNet and text encoder weights of the pipeline in ``folder`` (same shapes)."""
+    from safetensors.torch import load_file
+
+    for module, file in ((unet, "unet/diffusion_pytorch_model.safetensors"),
+                         (text_encoder, "text_encoder/model.safetensors")):
+        state = {k: v.float() for k, v in load_file(folder / file).items()}
+        try:
+            result = module.load_state_dict(state, strict=False)
+        except RuntimeError as error:  # a size mismatch: another model config
+            raise UserInputError(f"{folder / file} does not fit this preset's model: "
+                                 f"{str(error).splitlines()[-1].strip()}") from None
+        missing = [k for k in result.missing_keys if not k.endswith("position_ids")]
+        if missing or result.unexpected_keys:
+            raise UserInputError(f"{folder / file} does not fit this preset's model: "
+                                 f"{len(missing)} weights missing, "
+                                 f"{len(result.unexpected_keys)} unexpected, e.g. "
+                                 f"{(missing + result.unexpected_keys)[0]}.")

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
+from playground.core.errors import UserInputError
+
 IMAGE_SIZE = 64
 PALETTE: dict[str, tuple[int, int, int]] = {
     "red": (220, 30, 30), "orange": (245, 140, 20), "yellow": (240, 220, 40),
@@ -170,16 +172,25 @@ def random_batches(n: int, batch: int, seed: int):
             yield order[i:i + batch]
 
 
-def balanced_batches(in_group: list[bool], batch: int, share: float, seed: int):
+def balanced_batches(in_group: list[bool] | None, batch: int, share: float, seed: int):
     """Endless index batches that hold ``round(share * batch)`` items of the group (e.g. the
     two-object scenes, 35 % of the data) and the rest from outside it; each side is reshuffled
-    whenever it runs out, so every item is seen once per pass of its side."""
+    whenever it runs out, so every item is seen once per pass of its side. Checked at once
+    (``UserInputError``), not at the first batch."""
+    if in_group is None:
+        raise UserInputError("two_object_share needs each training scene's object count.")
     flags = torch.tensor(in_group, dtype=torch.bool)
     sides = [torch.nonzero(flags).flatten(), torch.nonzero(~flags).flatten()]
     take = [round(share * batch)]
     take.append(batch - take[0])
     if any(t and not len(side) for t, side in zip(take, sides, strict=True)):
-        raise ValueError("balanced_batches: a side is empty but the batch asks for it")
+        raise UserInputError(f"A share of {share} two-object scenes per batch needs both kinds "
+                             f"of scene; the data has {len(sides[0])} two-object and "
+                             f"{len(sides[1])} one-object scenes.")
+    return _balanced(sides, take, seed)
+
+
+def _balanced(sides: list[torch.Tensor], take: list[int], seed: int):
     gen = torch.Generator().manual_seed(seed)
     orders = [side[torch.randperm(len(side), generator=gen)] for side in sides]
     pos = [0, 0]

@@ -35,6 +35,7 @@ from playground.core.schedules import tail_cosine
 from playground.core.training import LoopConfig, StepContext, TrainResult, TrainTask, train_loop
 from playground.txt2img import diffusion
 from playground.txt2img import model as M
+from playground.txt2img.pipelines import load_initial_weights
 from playground.txt2img.shapes import (
     balanced_batches,
     images_to_tensor,
@@ -210,26 +211,6 @@ def unet_lr_factor(step: int, cfg: TrainConfig) -> float:
     """Linear warm-up, constant, then the tail cosine (``unet_decay_steps``)."""
     warm = min(1.0, (step + 1) / cfg.warmup)
     return warm * tail_cosine(step, cfg.unet_steps, cfg.unet_decay_steps)
-
-
-def load_initial_weights(unet, text_encoder, folder: Path) -> None:
-    """Copy the UNet and text encoder weights of the pipeline in ``folder`` (same shapes)."""
-    from safetensors.torch import load_file
-
-    for module, file in ((unet, "unet/diffusion_pytorch_model.safetensors"),
-                         (text_encoder, "text_encoder/model.safetensors")):
-        state = {k: v.float() for k, v in load_file(folder / file).items()}
-        try:
-            result = module.load_state_dict(state, strict=False)
-        except RuntimeError as error:  # a size mismatch: another model config
-            raise UserInputError(f"{folder / file} does not fit this preset's model: "
-                                 f"{str(error).splitlines()[-1].strip()}") from None
-        missing = [k for k in result.missing_keys if not k.endswith("position_ids")]
-        if missing or result.unexpected_keys:
-            raise UserInputError(f"{folder / file} does not fit this preset's model: "
-                                 f"{len(missing)} weights missing, "
-                                 f"{len(result.unexpected_keys)} unexpected, e.g. "
-                                 f"{(missing + result.unexpected_keys)[0]}.")
 
 
 def sample_timesteps(n: int, total: int, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:

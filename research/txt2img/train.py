@@ -173,14 +173,15 @@ def swapping_text_states(cfg: ResearchConfig, tokenizer, captions: list[str],
 
 def build_task(cfg: ResearchConfig, vae, tokenizer, latents: torch.Tensor, captions: list[str],
                seed: int, pixel_weights: torch.Tensor | None = None,
-               swap_captions: list[str] | None = None) -> TrainTask:
+               swap_captions: list[str] | None = None,
+               two_objects: list[bool] | None = None) -> TrainTask:
     """The product's stage 2 with the research switches: ``reinit_words`` redrawn in the text
     encoder (and its EMA copy) and, with ``swap_captions``, the shape swap."""
     text_states = None
     if swap_captions and cfg.shape_swap_p > 0:
         text_states = swapping_text_states(cfg, tokenizer, captions, swap_captions)
     task = T.build_task(cfg, vae, tokenizer, latents, captions, seed, pixel_weights,
-                        text_states=text_states)
+                        text_states=text_states, two_objects=two_objects)
     if cfg.reinit_words:
         encoder = task.models["text_encoder"]
         reinit_token_embeddings(encoder, tokenizer, cfg.reinit_words, seed, cfg.reinit_scale)
@@ -254,7 +255,7 @@ def train_cli(preset: str, loop: LoopConfig, data: str | None, overrides: dict) 
     task = build_task(cfg, vae, M.build_tokenizer(cfg.model), latents[keep],
                       [scenes[i].caption for i in keep], loop.seed,
                       pixel_weights=T.unet_pixel_weights(cfg, images[keep], latents),
-                      swap_captions=swaps)
+                      swap_captions=swaps, two_objects=[len(scenes[i].objects) == 2 for i in keep])
     return train_loop(dataclasses.replace(loop, max_steps=loop.max_steps or cfg.unet_steps), task)
 
 
