@@ -30,6 +30,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -168,13 +169,20 @@ def user_loop(url: str, stop_at: float, stats: Stats, seed: int, clock_from: flo
         kwargs, seed_key = settings[route]
         if seed_key:
             kwargs = {**kwargs, seed_key: rng.randrange(1000)}
-        t0 = time.monotonic()
-        into = stats if t0 >= clock_from or warm is None else warm
-        try:
-            c.predict(**kwargs, api_name=route)
-            into.add(route, time.monotonic() - t0)
-        except Exception as exc:  # counted, never fatal
-            into.add(route, None, f"{type(exc).__name__}: {exc}")
+        timed(route, partial(c.predict, **kwargs, api_name=route), stats, clock_from, warm)
+
+
+def timed(route: str, call, stats: Stats, clock_from: float = 0.0,
+          warm: Stats | None = None) -> None:
+    """Run one request and record its latency or its failure (never fatal), into ``warm`` if
+    it started before ``clock_from`` (the warm-up)."""
+    t0 = time.monotonic()
+    into = stats if t0 >= clock_from or warm is None else warm
+    try:
+        call()
+        into.add(route, time.monotonic() - t0)
+    except Exception as exc:
+        into.add(route, None, f"{type(exc).__name__}: {exc}")
 
 
 def trainer_loop(url: str, stop_at: float, stats: Stats, clock_from: float = 0.0,
@@ -184,13 +192,8 @@ def trainer_loop(url: str, stop_at: float, stats: Stats, clock_from: float = 0.0
     c = client(url)
     route = "/gpt_train (training user)"
     while time.monotonic() < stop_at:
-        t0 = time.monotonic()
-        into = stats if t0 >= clock_from or warm is None else warm
-        try:
-            c.predict(handle_file(str(TEXT)), "new", 300, 0, False, api_name="/gpt_train")
-            into.add(route, time.monotonic() - t0)
-        except Exception as exc:
-            into.add(route, None, f"{type(exc).__name__}: {exc}")
+        timed(route, partial(c.predict, handle_file(str(TEXT)), "new", 300, 0, False,
+                             api_name="/gpt_train"), stats, clock_from, warm)
 
 
 def abandon_check(url: str, server_pid: int) -> dict:
@@ -325,7 +328,10 @@ def sessions_ended(log: list[str], start: float, end: float) -> int:
     count = 0
     for line in log:
         if " ended: runs cancelled" in line:
-            stamp = datetime.datetime.strptime(line[:19], "%Y-%m-%d %H:%M:%S").timestamp()
+            try:  # app.py's log format starts with the local time
+                stamp = datetime.datetime.strptime(line[:19], "%Y-%m-%d %H:%M:%S").timestamp()
+            except ValueError:
+                continue
             count += start <= stamp <= end
     return count
 
@@ -334,14 +340,8 @@ def user_loop_once(url: str, stats: Stats):
     """Every route once (loads every model) before the clock starts; returns the client."""
     c = client(url)
     for route, _, kwargs, _ in MIX:
-        t0 = time.monotonic()
-        try:
-            c.predict(**kwargs, api_name=route)
-            stats.add(route, time.monotonic() - t0)
-        except Exception as exc:
-            stats.add(route, None, f"{type(exc).__name__}: {exc}")
+        timed(route, partial(c.predict, **kwargs, api_name=route), stats)
     return c
-
 
 
 def summarize(stats: Stats, elapsed: float, users: int, train: bool) -> dict:
