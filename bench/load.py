@@ -9,7 +9,9 @@ from a mix of every tab's generation routes for ``--seconds``. ``--train`` adds 
 who trains all the time (``/gpt_train``, 300 steps, again and again). ``--abandon`` ends with a
 user who starts a long run and drops the connection, and measures the server's CPU after it.
 
-Prints per-route p50/p95, failures, results per minute, the server's RSS under load (the last
+Prints per-route p50/p95, failures, results per minute (two ways: the requests started in the
+window over the time until the last ends, and the steady state: the results that finished
+inside the window, per minute of it), the server's RSS under load (the last
 30 s of the warm-up, then each minute's median and max), and the growth of its output and cache
 folders. ``--memwatch DIR`` runs the server under ``research.memwatch`` (what grows, each minute).
 """
@@ -56,12 +58,14 @@ MIX = [
 class Stats:
     latencies: dict[str, list[float]] = field(default_factory=dict)
     failures: dict[str, list[str]] = field(default_factory=dict)
+    ends: list[tuple[str, float]] = field(default_factory=list)  # (route, monotonic end)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, route: str, seconds: float | None, error: str | None = None) -> None:
         with self.lock:
             if error is None:
                 self.latencies.setdefault(route, []).append(seconds)
+                self.ends.append((route, time.monotonic()))
             else:
                 self.failures.setdefault(route, []).append(error[:200])
 
@@ -261,6 +265,10 @@ def run(users: int, seconds: float, train: bool, abandon: bool, warmup: float = 
         sampler = threading.Thread(target=sample_rss,
                                    args=(proc.pid, workdir, clock_from, stop_at, rss),
                                    daemon=True)
+        cores: dict[str, float] = {}
+        for key, at in (("start", clock_from), ("end", stop_at)):
+            threading.Timer(max(0.0, at - time.monotonic()), cpu_mark,
+                            (proc.pid, cores, key)).start()
         for t in [*threads, sampler]:
             t.start()
         if memwatch and frames:  # research.memwatch: trace from a minute into the clock
@@ -273,6 +281,10 @@ def run(users: int, seconds: float, train: bool, abandon: bool, warmup: float = 
             t.join()
         sampler.join()
         report = summarize(stats, elapsed, users, train)
+        report["completed_per_min"] = completed_per_min(stats, warm, clock_from, stop_at)
+        if len(cores) == 4:  # CPU cores used in the window: the server tree, this load client
+            report["cores"] = {k: round((cores[f"end_{k}"] - cores[f"start_{k}"]) / seconds, 2)
+                               for k in ("server", "client")}
         report.update(rss_report(rss, rss_mb(proc.pid)))
         report["disk_growth_mb"] = round(folder_mb(workdir) - rss.get("disk_at_clock", 0.0), 1)
         if abandon:
@@ -344,6 +356,25 @@ def user_loop_once(url: str, stats: Stats):
     return c
 
 
+def cpu_mark(pid: int, out: dict, key: str) -> None:
+    """CPU seconds so far of the server's process tree and of this (the load client) process."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    out[f"{key}_server"] = cpu_seconds(pid)
+    out[f"{key}_client"] = usage.ru_utime + usage.ru_stime
+
+
+def completed_per_min(stats: Stats, warm: Stats, clock_from: float, stop_at: float) -> float:
+    """Steady-state throughput: generation results that *finished* inside the window, whenever
+    they started (a request begun in the warm-up counts if it ends in the window), per minute
+    of the window. ``results_per_min`` instead counts the requests *started* in the window and
+    divides by the time until the last of them ends, so a slow route's drain after the window
+    (txt2img's ~50 s queue) lowers it."""
+    ends = [t for s in (stats, warm) for route, t in s.ends if "training" not in route]
+    return round(sum(clock_from <= t <= stop_at for t in ends) / (stop_at - clock_from) * 60, 1)
+
+
 def summarize(stats: Stats, elapsed: float, users: int, train: bool) -> dict:
     routes = sorted(set(stats.latencies) | set(stats.failures))
     rows = {}
@@ -364,10 +395,14 @@ def summarize(stats: Stats, elapsed: float, users: int, train: bool) -> dict:
 def print_report(report: dict) -> None:
     print(f"\n{report['users']} users for {report['seconds']} s"
           f"{' + one training user' if report['training_user'] else ''}: "
-          f"{report['results_per_min']} results/min, p50 {report['p50_s']} s, "
+          f"{report['results_per_min']} results/min (started in the window, drain included; "
+          f"{report.get('completed_per_min')} finished in the window), p50 {report['p50_s']} s, "
           f"p95 {report['p95_s']} s, {report['failed']} failed; RSS under load "
           f"{report['rss_after_warmup_mb']} -> {report['rss_end_mb']} MB; disk +"
           f"{report['disk_growth_mb']} MB")
+    if report.get("cores"):
+        print(f"CPU cores used in the window: server {report['cores']['server']}, "
+              f"load client {report['cores']['client']}")
     if report.get("rss_trace_mb"):
         print(f"RSS each minute under load (MB), median: {report['rss_trace_mb']}, "
               f"max: {report['rss_trace_max_mb']}; idle before the users "
