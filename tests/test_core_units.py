@@ -136,3 +136,24 @@ def test_atomic_save_keeps_old_folder_on_failure(tmp_path):
     assert sorted(p.name for p in final.parent.iterdir()) == ["model"]
     atomic_save_dir(final, lambda d: (d / "b.txt").write_text("v2"))
     assert sorted(p.name for p in final.iterdir()) == ["b.txt"]
+
+
+def test_bounded_memo_builds_once_and_drops_the_oldest():
+    from playground.core.memo import BoundedMemo
+
+    memo: BoundedMemo[str] = BoundedMemo(2)
+    built = []
+
+    def build(key):
+        return lambda: built.append(key) or f"value {key}"
+
+    assert memo.get("a", build("a")) == "value a"
+    assert memo.get("a", build("a")) == "value a"  # kept: not built again
+    memo.get("b", build("b"))
+    memo.get("c", build("c"))  # full: "a" (the oldest) goes
+    assert len(memo) == 2
+    assert memo.get("b", build("b")) == "value b"
+    memo.get("a", build("a"))
+    assert built == ["a", "b", "c", "a"]
+    with pytest.raises(ValueError):
+        BoundedMemo(0)

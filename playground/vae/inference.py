@@ -9,7 +9,6 @@ returns a small dataclass.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from PIL import Image
 from playground.core import registry, repro
 from playground.core.errors import UserInputError, check_range
 from playground.core.latent import slerp
+from playground.core.memo import BoundedMemo
 from playground.core.registry import ModelEntry
 from playground.core.seeding import make_generator, resolve_seed
 from playground.core.sessions import unique_output
@@ -291,8 +291,7 @@ def sample_faces(model_name: str, seed=0, randomize: bool = False, n=8,
 
 # ---- latent explorer ---------------------------------------------------------------------
 
-_DIRECTIONS: dict[tuple[str, str], LatentDirections] = {}
-_DIRECTIONS_LOCK = threading.Lock()
+_DIRECTIONS: BoundedMemo[LatentDirections] = BoundedMemo(DIRECTIONS_CACHE)
 
 
 def _pca_directions(codec: Codec) -> LatentDirections:
@@ -312,17 +311,8 @@ def _pca_directions(codec: Codec) -> LatentDirections:
 
 def latent_directions(entry: ModelEntry, codec: Codec | None = None) -> LatentDirections:
     """The explorer's directions for a model, computed once per model and kept."""
-    key = (entry.name, entry.source)
-    with _DIRECTIONS_LOCK:
-        cached = _DIRECTIONS.get(key)
-    if cached is not None:
-        return cached
-    found = _pca_directions(codec or load_codec(entry))
-    with _DIRECTIONS_LOCK:
-        while len(_DIRECTIONS) >= DIRECTIONS_CACHE:
-            _DIRECTIONS.pop(next(iter(_DIRECTIONS)))
-        _DIRECTIONS[key] = found
-    return found
+    return _DIRECTIONS.get((entry.name, entry.source),
+                           lambda: _pca_directions(codec or load_codec(entry)))
 
 
 def explore(model_name: str, *coefficients) -> Exploration:

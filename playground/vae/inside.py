@@ -21,7 +21,6 @@ give the same map.
 from __future__ import annotations
 
 import math
-import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +28,7 @@ import torch
 
 from playground.core import registry, repro
 from playground.core.errors import UserInputError, check_range
+from playground.core.memo import BoundedMemo
 from playground.core.registry import ModelEntry
 from playground.data.faces import FACES_ENV, faces_source
 from playground.vae import FAMILY
@@ -178,23 +178,13 @@ def build_latent_map(codec: Codec) -> LatentMap:
                      pixels_hash(faces.images))
 
 
-_MAPS: dict[tuple[str, str, str], LatentMap] = {}
-_MAPS_LOCK = threading.Lock()
+_MAPS: BoundedMemo[LatentMap] = BoundedMemo(MAP_CACHE)
 
 
 def latent_map(entry: ModelEntry, codec: Codec | None = None) -> LatentMap:
     """The map of a model (and of the current face data), built once and kept."""
-    key = (entry.name, entry.source, str(faces_source()))
-    with _MAPS_LOCK:
-        cached = _MAPS.get(key)
-    if cached is not None:
-        return cached
-    found = build_latent_map(codec or load_codec(entry))
-    with _MAPS_LOCK:
-        while len(_MAPS) >= MAP_CACHE:
-            _MAPS.pop(next(iter(_MAPS)))
-        _MAPS[key] = found
-    return found
+    return _MAPS.get((entry.name, entry.source, str(faces_source())),
+                     lambda: build_latent_map(codec or load_codec(entry)))
 
 
 # ---- requests ------------------------------------------------------------------------------
