@@ -10,6 +10,7 @@ import json
 import math
 from pathlib import Path
 
+PREVIOUS = "previous_model.json"  # the replaced model's figures, shown beside this one's
 SAMPLE_PROMPTS = ("It is a truth universally acknowledged, that",
                   "Mr. Knightley looked at Emma and said,")
 
@@ -46,8 +47,32 @@ def _stored_dtype(folder: Path) -> str:
     return {"torch.float32": "fp32", "torch.float16": "fp16"}.get(str(dtype), str(dtype))
 
 
+def _previous(folder: Path, now: dict[str, str]) -> str:
+    """The model this one replaced, figure by figure beside ``now`` (this model's), from
+    ``previous_model.json`` in the folder (written from the old card when a new model ships);
+    "" when there is none."""
+    path = folder / PREVIOUS
+    if not path.exists():
+        return ""
+    old = json.loads(path.read_text())
+    was = {"shape": old["shape"], "training text": old["text"],
+           "steps / tokens seen": f"{old['steps']:,} / {old['tokens_seen']:,}",
+           "wall time": f"{old['wall_time_min']:.1f} min",
+           "nats/char, whole held-out novel": f"{old['nats_per_char_whole_text_ids']:.4f} "
+           f"({old['nats_per_char_paragraph_piece_ids']:.4f} on the paragraph-piece ids it was "
+           f"trained on)",
+           "token perplexity (own tokenizer)": f"{old['token_perplexity_whole_text_ids']:.2f}",
+           "stray line breaks, 20 samples of 200 tokens":
+               str(old["stray_line_breaks_in_20_samples"])}
+    body = "\n".join(f"| {name} | {value} | {now.get(name, '—')} |" for name, value in was.items())
+    return (f"\n## The previous model\nThis model replaced {old['what']} "
+            f"({old['parameters'] / 1e6:.2f} M parameters). A stray line break is one that is "
+            f"not a paragraph or dialogue break (the tab's default settings).\n\n"
+            f"| | previous | this model |\n|---|---|---|\n{body}\n")
+
+
 def write_card(folder: Path, data: str, commands: list[str], extra_wall_s: float = 0.0,
-               notes: str = "") -> str:
+               notes: str = "", device: str = "1 CPU thread", stray: int | None = None) -> str:
     summary = json.loads((folder / "training_summary.json").read_text())
     ev = json.loads((folder / "eval.json").read_text())
     cfg = summary["gpt_config"]
@@ -104,7 +129,7 @@ not depend on the tokenizer. Reproduce with
 | steps | {steps:,} (batch {cfg['batch_size']} × {cfg['block_size']} tokens) |
 | tokens seen | {tokens_seen:,} (≈ {tokens_seen / summary['train_tokens']:.1f} epochs) |
 | wall time | {wall / 60:.1f} min |
-| device | 1 CPU thread (AMD EPYC, AVX, shared with four other training jobs) |
+| device | {device} |
 | optimiser | {optim} |
 | regularisation | dropout {cfg['dropout']} (residual/embedding), gradient clip {cfg['grad_clip']} |
 | final logged train loss | {summary['final_metrics'].get('loss', float('nan')):.3f} nats/token |
@@ -117,12 +142,20 @@ Exact commands (from the repository root):
 {commands_md}
 ```
 
+{_previous(folder, {
+        "shape": f"{cfg['n_layer']} layers, width {cfg['n_embd']}, {cfg['n_head']} heads, "
+                 f"context {cfg['block_size']}, vocabulary {cfg['vocab_size']}",
+        "training text": "reflowed into paragraphs" if cfg.get("reflow") else "the printed text",
+        "steps / tokens seen": f"{steps:,} / {tokens_seen:,}", "wall time": f"{wall / 60:.1f} min",
+        "nats/char, whole held-out novel": f"{npc:.4f}",
+        "token perplexity (own tokenizer)": f"{full['token_perplexity']:.2f}",
+        "stray line breaks, 20 samples of 200 tokens": "—" if stray is None else str(stray)})}
 ## Samples
 {chr(10).join(chr(10) + s + chr(10) for s in _samples(folder))}
 ## Limitations
-A few million parameters trained for about an hour and a half on one CPU thread: the prose has
-the period's vocabulary, punctuation and rhythm, but sentences wander and the plot does not
-hold together. It knows only these four novels' English.
+{summary['parameters'] / 1e6:.1f} M parameters trained for {wall / 3600:.1f} hours on one CPU
+thread: the prose has the period's vocabulary, punctuation and rhythm, but sentences wander and
+the plot does not hold together. It knows only these four novels' English.
 """
     (folder / "README.md").write_text(card)
     return card
@@ -136,11 +169,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--extra-wall-s", type=float, default=0.0,
                         help="wall time of earlier segments of a resumed run")
     parser.add_argument("--notes", default="")
+    parser.add_argument("--device", default="1 CPU thread", help="what it trained on, in words")
+    parser.add_argument("--stray-line-breaks", type=int, default=None,
+                        help="line breaks that are not a paragraph break in 20 default samples")
     args = parser.parse_args(argv)
     import torch
 
     torch.set_num_threads(1)
-    print(write_card(Path(args.model), args.data, args.command, args.extra_wall_s, args.notes))
+    print(write_card(Path(args.model), args.data, args.command, args.extra_wall_s, args.notes,
+                     args.device, args.stray_line_breaks))
 
 
 if __name__ == "__main__":
