@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", action="store_true", help="continue from <out>-ckpt")
     parser.add_argument("--checkpoint-every", type=int, default=200,
                         help="steps between checkpoints in <out>-ckpt (0: only at the end)")
+    parser.add_argument("--snapshot-every", type=int, default=0,
+                        help="also keep the model folder every N steps in <out>-snapshots "
+                             "(for `python -m playground.core.averaging`)")
     parser.add_argument("--log-every", type=int, default=10)
     parser.add_argument("--sample-every", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
@@ -76,6 +79,7 @@ def main(argv: list[str] | None = None, *, module=None):
                          f"{out}-ckpt/progress.json); run without --resume to start from step 0.")
     loop = LoopConfig(max_steps=args.max_steps or 0, out_dir=out, resume=args.resume,
                       checkpoint_every=args.checkpoint_every, log_every=args.log_every,
+                      snapshot_every=args.snapshot_every,
                       sample_every=args.sample_every, seed=args.seed, device=args.device,
                       mixed_precision=args.mixed_precision)
     try:

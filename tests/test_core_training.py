@@ -73,3 +73,44 @@ def test_two_process_ddp_with_accelerate_launch(tmp_path):
         assert (tmp_path / f"ddp.rank{rank}").read_text().split()[0] == "30"
     summary = json.loads((tmp_path / "ddp" / "training_summary.json").read_text())
     assert summary["num_processes"] == 2
+
+
+def test_snapshots_keep_the_model_every_n_steps_and_average_back(tmp_path):
+    """``snapshot_every`` keeps a model folder every N steps; averaging two of them gives the
+    mean of their weights (and the last one's other files)."""
+    from playground.core.averaging import average_folders
+    from playground.core.training import LoopConfig, train_loop
+
+    out = tmp_path / "model"
+    cfg = LoopConfig(max_steps=30, out_dir=str(out), log_every=5, snapshot_every=10,
+                     checkpoint_every=0, progress=False)
+    train_loop(cfg, toy_task.make_task())
+    snaps = sorted((tmp_path / "model-snapshots").iterdir())
+    assert [p.name for p in snaps] == ["step000010", "step000020", "step000030"]
+    assert torch.equal(toy_task.load_weight(snaps[-1]), toy_task.load_weight(out))
+    (snaps[-1] / "note.json").write_text("{}")
+    avg = average_folders(snaps[1:], tmp_path / "avg")
+    expected = (toy_task.load_weight(snaps[1]).double()
+                + toy_task.load_weight(snaps[2]).double()) / 2
+    assert torch.allclose(toy_task.load_weight(avg).double(), expected, atol=1e-7)
+    assert (avg / "note.json").exists()
+    assert json.loads((avg / "averaged_from.json").read_text()) == [str(p) for p in snaps[1:]]
+
+
+def test_averaging_refuses_folders_that_do_not_match(tmp_path):
+    import pytest
+    from safetensors.torch import save_file
+
+    from playground.core.averaging import average_folders
+    from playground.core.errors import UserInputError
+
+    for name, shape in (("a", (2, 2)), ("b", (3, 2))):
+        (tmp_path / name).mkdir()
+        save_file({"w": torch.zeros(shape), "n": torch.tensor([7])},
+                  str(tmp_path / name / "model.safetensors"))
+    with pytest.raises(UserInputError, match="different shapes"):
+        average_folders([tmp_path / "a", tmp_path / "b"], tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # nothing half-written
+    (tmp_path / "c").mkdir()
+    with pytest.raises(UserInputError, match="same weight files"):
+        average_folders([tmp_path / "a", tmp_path / "c"], tmp_path / "out")

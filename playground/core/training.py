@@ -45,6 +45,13 @@ class LoopConfig:
     mixed_precision: str | None = None  # None = auto: bf16/fp16 on CUDA, none on CPU
     progress: bool = True
     time_budget_s: float = 0.0  # > 0: end (and save) after this much training wall time
+    snapshot_every: int = 0  # > 0: also save the model folder every N steps under
+    # "<out_dir>-snapshots/stepNNNNNN" (kept, for weight averaging: core/averaging.py)
+
+    def snapshot_dir(self, step: int) -> Path | None:
+        if not (self.snapshot_every and self.out_dir):
+            return None
+        return Path(f"{self.out_dir}-snapshots") / f"step{step:06d}"
 
     def resolved_checkpoint_dir(self) -> Path | None:
         if not self.checkpoints:
@@ -230,12 +237,24 @@ def train_loop(cfg: LoopConfig, task: TrainTask, *, on_log: Callback | None = No
             _take_sample(task, models, acc, step, samples, on_sample)
         if ckpt_dir and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
             _save_checkpoint(acc, ckpt_dir, step, history, names)
+        if cfg.snapshot_every and step % cfg.snapshot_every == 0:
+            _save_snapshot(cfg, task, acc, models, step)
     bar.close()
     wall = time.perf_counter() - t0
     if by_budget:
         task.summary = {**task.summary, "stopped_by_time_budget_s": cfg.time_budget_s}
     out = _finish(cfg, task, acc, models, ckpt_dir, step, history, wall, cancelled)
     return TrainResult(step, history, wall, cancelled, out, samples, by_budget)
+
+
+def _save_snapshot(cfg, task, acc, models, step: int) -> None:
+    """The model folder as it is at ``step`` (written atomically; a resumed run that passes the
+    step again rewrites it)."""
+    folder = cfg.snapshot_dir(step)
+    if folder is not None and acc.is_main_process:
+        unwrapped = {k: acc.unwrap_model(m) for k, m in models.items()}
+        atomic_save_dir(folder, lambda tmp: task.save(unwrapped, tmp))
+    acc.wait_for_everyone()
 
 
 def _take_sample(task, models, acc, step, samples, on_sample) -> None:
