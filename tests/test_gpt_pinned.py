@@ -1,8 +1,8 @@
 """Pinned outputs of the shipped weights/gpt-austen (diffusers' ``expected_slice`` habit).
 
-The numbers were recorded on the code before the issue-25 refactor; a silent numeric change in a
-refactor or an upgrade fails here. The seeded continuation is the opening of the model card's
-first sample ("It is a truth universally acknowledged, that I always believe you see him").
+The numbers were recorded when the austen-prose weights shipped (issue 27); a silent numeric
+change in a refactor or an upgrade fails here. The seeded continuation is the opening of the
+model card's first sample.
 """
 
 from __future__ import annotations
@@ -14,15 +14,15 @@ from playground.core.registry import WEIGHTS_DIR
 
 FOLDER = WEIGHTS_DIR / "gpt-austen"
 PROMPT = "It is a truth universally acknowledged, that"
-PROMPT_IDS = [919, 365, 259, 1919, 6995, 3060, 12, 339]
+PROMPT_IDS = [995, 363, 259, 1817, 6435, 2682, 12, 333]
 # position -> (logits of token ids 0, 1, 2; arg-max id; max logit)
-LOGITS = {0: ([-9.7292, 1.2542, -2.0443], 309, 9.7755),
-          4: ([-5.9819, 2.1482, -2.7040], 199, 6.4732),
-          7: ([-10.8514, 0.7203, -1.5180], 302, 7.7222)}
-GREEDY_IDS = [302, 446, 199, 745, 275, 289, 294, 269]  # " I am\nnot to be in the"
-SEEDED_IDS = [302, 764, 1044, 323, 474, 372, 199, 444]  # seed 0, temperature 0.8, top-p 0.95
-SEEDED_P = [0.2588, 0.0043, 0.0364, 0.0679, 0.0047, 0.0556, 0.2176, 0.0006]
-PROMPT_PERPLEXITY = 174.9941  # tokens 2..8 given the ones before (366.77 when a BOS scored token 1)
+LOGITS = {0: ([-13.4235, 2.8773, 1.0052], 305, 10.3301),
+          4: ([-9.9794, 4.1059, -2.7028], 1072, 7.8843),
+          7: ([-9.3167, -2.5710, -1.3640], 302, 8.4617)}
+GREEDY_IDS = [302, 535, 315, 359, 408, 1277, 273, 781]  # ' I should not have been able to give'
+SEEDED_IDS = [302, 392, 315, 467, 319, 720, 273, 379]  # ' I could not see it over to me'
+SEEDED_P = [0.1994, 0.0271, 0.5021, 0.0049, 0.3721, 0.0312, 0.052, 0.0241]
+PROMPT_PERPLEXITY = 30.2441  # tokens 2..8 given the ones before
 
 pytestmark = pytest.mark.skipif(not FOLDER.exists(), reason="weights/gpt-austen not installed")
 

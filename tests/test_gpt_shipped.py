@@ -68,5 +68,5 @@ def test_model_card_number_recomputes_on_a_held_out_slice(shipped):
     held_out = reflow(held_out) if wants_reflow(model) else held_out  # as evaluate.py scores it
     got = nats_per_char(model, tok, held_out[:SLICE_CHARS])
     assert got.nats_per_char == pytest.approx(expected, abs=0.005)
-    # 1.21 on whole-text ids (1.162 on the paragraph-piece ids it was trained on, issue 27)
-    assert stored["full"]["nats_per_char"] <= 1.22
+    # 1.1117 (the previous model: 1.2106); issue 27 asks for at most 1.10, not met yet
+    assert stored["full"]["nats_per_char"] <= 1.115

@@ -42,8 +42,9 @@ def smollm_folder() -> Path | None:
 
 
 def register_models() -> None:
-    registry.register_weights(FAMILY, SHIPPED, "GPT-2 (6.9 M parameters, 8k BPE) trained here on "
-                              "four Austen novels", chat=False)
+    registry.register_weights(FAMILY, SHIPPED, "GPT-2 (8.6 M parameters, 8k BPE, 512-token "
+                              "context) trained here on four Austen novels, reflowed into "
+                              "paragraphs", chat=False)
     folder = smollm_folder()
     if folder is not None:
         registry.register(registry.ModelEntry(
