@@ -114,3 +114,18 @@ def test_averaging_refuses_folders_that_do_not_match(tmp_path):
     (tmp_path / "c").mkdir()
     with pytest.raises(UserInputError, match="same weight files"):
         average_folders([tmp_path / "a", tmp_path / "c"], tmp_path / "out")
+
+
+def test_a_negative_interval_is_refused_with_its_name(tmp_path):
+    import pytest
+
+    from playground.core.errors import UserInputError
+    from playground.core.training import LoopConfig, train_loop
+
+    cfg = LoopConfig(max_steps=5, out_dir=str(tmp_path / "m"), snapshot_every=-1, progress=False)
+    with pytest.raises(UserInputError, match="snapshot every must be 0 or more steps, got -1"):
+        train_loop(cfg, toy_task.make_task())
+    assert not (tmp_path / "m-snapshots").exists() and not (tmp_path / "m").exists()
+    cfg = LoopConfig(max_steps=5, out_dir=str(tmp_path / "m"), log_every=0, progress=False)
+    with pytest.raises(UserInputError, match="log every must be 1 or more steps, got 0"):
+        train_loop(cfg, toy_task.make_task())

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from playground.core.atomic import atomic_save_dir
 from playground.core.device import get_device, mixed_precision
+from playground.core.errors import UserInputError
 
 
 @dataclass
@@ -190,6 +191,10 @@ def train_loop(cfg: LoopConfig, task: TrainTask, *, on_log: Callback | None = No
                on_sample: Callback | None = None,
                cancel: threading.Event | None = None) -> TrainResult:
     """Run ``task`` for ``cfg.max_steps`` steps; see the module docstring."""
+    for name, low in (("checkpoint_every", 0), ("snapshot_every", 0), ("log_every", 1)):
+        if getattr(cfg, name) < low:  # a negative interval acts on every step; 0 logs divide by 0
+            raise UserInputError(f"{name.replace('_', ' ')} must be {low} or more steps, got "
+                                 f"{getattr(cfg, name)}.")
     acc = make_accelerator(cfg)
     torch.manual_seed(cfg.seed + acc.process_index)  # weight init happened before; data/noise
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + acc.process_index)
