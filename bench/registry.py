@@ -37,13 +37,16 @@ def benchmark(name: str):
 def best_of_pair(ours: Callable[[], object], reference: Callable[[], object],
                  repeats: int = 7, warmup: int = 1) -> tuple[float, float]:
     """Minimum wall times of ``ours`` and ``reference``, run alternately so that a slow spell
-    of the machine hits both sides rather than one (seconds)."""
+    of the machine hits both sides rather than one (seconds). The side that goes first swaps
+    every repeat (reference, ours, ours, reference, ...): neither always runs right after the
+    other's garbage or in its warmed caches."""
     for _ in range(warmup):
         ours()
         reference()
     times: tuple[list[float], list[float]] = ([], [])
-    for _ in range(repeats):
-        for fn, out in ((reference, times[1]), (ours, times[0])):
+    sides = [(reference, times[1]), (ours, times[0])]
+    for i in range(repeats):
+        for fn, out in sides if i % 2 == 0 else sides[::-1]:
             t0 = time.perf_counter()
             fn()
             out.append(time.perf_counter() - t0)

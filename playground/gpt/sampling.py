@@ -54,6 +54,33 @@ class SamplingSettings:
         return self.temperature == 0
 
 
+class NucleusWarper(TopPLogitsWarper):
+    """transformers' top-p that sorts only the likeliest ``PARTIAL`` tokens where the nucleus
+    lies among them (nearly always: 2 of 600 steps of gpt-austen at temperature 0.8 and top-p
+    0.95 needed more), else the whole vocabulary as transformers does. Same kept tokens (up to
+    float rounding of the running sums and the order of exactly tied probabilities) for a
+    tenth of the time: a sort of gpt-austen's 8,192 logits costs ~0.4 ms, 5 % of a token.
+
+    transformers removes a token when the probabilities up to it in ascending order sum to at
+    most 1 - top_p; in descending order that is: the tokens *before* it sum to at least top_p.
+    """
+
+    PARTIAL = 512
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
+        if scores.shape[0] != 1 or scores.shape[-1] <= self.PARTIAL:
+            return super().__call__(input_ids, scores)
+        top, ids = scores.softmax(-1).topk(self.PARTIAL)  # descending
+        before = top.cumsum(-1) - top  # mass of the tokens ahead of each
+        if before[0, -1] < self.top_p:  # the nucleus reaches past the partial sort
+            return super().__call__(input_ids, scores)
+        keep = before < self.top_p
+        keep[..., :self.min_tokens_to_keep] = True
+        kept = ids[keep].unsqueeze(0)
+        out = torch.full_like(scores, self.filter_value)
+        return out.scatter_(1, kept, scores.gather(1, kept))
+
+
 def build_filters(settings: SamplingSettings):
     """The transformers processors/warpers that shape the distribution, in the usual order."""
     filters = LogitsProcessorList()
@@ -65,7 +92,7 @@ def build_filters(settings: SamplingSettings):
         if settings.top_k:
             filters.append(TopKLogitsWarper(settings.top_k))
         if settings.top_p < 1.0:
-            filters.append(TopPLogitsWarper(settings.top_p))
+            filters.append(NucleusWarper(settings.top_p))
         if settings.min_p > 0:
             filters.append(MinPLogitsWarper(settings.min_p))
     return filters

@@ -8,7 +8,7 @@ import gradio as gr
 
 from playground.core import registry, zerogpu
 from playground.core.seeding import resolve_seed
-from playground.gpt import FAMILY
+from playground.gpt import DEFAULT_MAX_NEW_TOKENS, DEFAULT_SAMPLING, FAMILY
 from playground.gpt.tab_inside import build_inside, stream_outputs, wire_continue
 from playground.ui import (
     friendly,
@@ -34,7 +34,8 @@ GENERATE_S_PER_TOKEN = 0.06
 
 def generate_seconds(model, prompt, use_chat, max_new_tokens, *_, **__) -> float:
     """Seconds of GPU that ``generate_text`` asks ZeroGPU for, from its own arguments."""
-    return GENERATE_BASE_S + GENERATE_S_PER_TOKEN * zerogpu.as_number(max_new_tokens, 120)
+    tokens = zerogpu.as_number(max_new_tokens, DEFAULT_MAX_NEW_TOKENS)
+    return GENERATE_BASE_S + GENERATE_S_PER_TOKEN * tokens
 
 
 @friendly
@@ -104,12 +105,16 @@ def _generate_controls():
     prompt = gr.Textbox(value=DEFAULT_PROMPT, label="Prompt", lines=3)
     with gr.Accordion("Sampling", open=True):
         with gr.Row():
-            max_new = gr.Slider(1, 1000, value=120, step=1, label="Max new tokens")
-            temperature = gr.Slider(0, 2, value=0.8, step=0.05, label="Temperature",
+            max_new = gr.Slider(1, 1000, value=DEFAULT_MAX_NEW_TOKENS, step=1,
+                                label="Max new tokens")
+            temperature = gr.Slider(0, 2, value=DEFAULT_SAMPLING["temperature"], step=0.05,
+                                    label="Temperature",
                                     info="0 = greedy (always the most likely token)")
-            top_k = gr.Number(value=0, precision=0, minimum=0, label="Top-k (0 = off)")
+            top_k = gr.Number(value=DEFAULT_SAMPLING["top_k"], precision=0, minimum=0,
+                              label="Top-k (0 = off)")
         with gr.Row():
-            top_p = gr.Slider(0.01, 1, value=0.95, step=0.01, label="Top-p (1 = off)")
+            top_p = gr.Slider(0.01, 1, value=DEFAULT_SAMPLING["top_p"], step=0.01,
+                              label="Top-p (1 = off)")
             min_p = gr.Slider(0, 1, value=0.0, step=0.01, label="Min-p (0 = off)",
                               info="keeps tokens with p ≥ min-p × p of the likeliest")
         with gr.Row():

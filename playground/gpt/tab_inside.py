@@ -10,6 +10,7 @@ from __future__ import annotations
 import gradio as gr
 
 from playground.core import zerogpu
+from playground.gpt import DEFAULT_MAX_NEW_TOKENS
 from playground.ui import friendly, model_event
 
 INSIDE_COLORS = {"prompt": "#b0bec5", "generated": "#90caf9"}
@@ -37,7 +38,7 @@ def continue_seconds(details, *_, **__) -> float:
     params = (details or {}).get("record", {}).get("params", {}) if isinstance(details,
                                                                                dict) else {}
     return CONTINUE_BASE_S + CONTINUE_S_PER_TOKEN * zerogpu.as_number(
-        params.get("max_new_tokens"), 120)
+        params.get("max_new_tokens"), DEFAULT_MAX_NEW_TOKENS)
 
 
 @friendly
