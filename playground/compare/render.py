@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
+from playground.core.fonts import label_font
 from playground.flow.render import (
-    _font,
     colormap,
     density_image,
     draw_points,
@@ -36,7 +36,7 @@ def panel_image(title: str, samples: np.ndarray, logq: np.ndarray | None = None,
 def titled(image: Image.Image, title: str) -> Image.Image:
     out = Image.new("RGB", (image.width, image.height + 22), (255, 255, 255))
     out.paste(image, (0, 22))
-    ImageDraw.Draw(out).text((4, 3), title, fill=(20, 20, 20), font=_font(14))
+    ImageDraw.Draw(out).text((4, 3), title, fill=(20, 20, 20), font=label_font(14))
     return out
 
 
@@ -60,7 +60,7 @@ def curve_image(xs: np.ndarray, curves: list[tuple[np.ndarray, tuple]], title: s
         mx = (marker - xs.min()) / (xs.max() - xs.min()) * (width - 10) + 5
         draw.line([(mx, 25), (mx, height - 10)], fill=(200, 60, 40))
     draw.line([(5, height - 10), (width - 5, height - 10)], fill=(120, 120, 120))
-    draw.text((6, 4), title, fill=(20, 20, 20), font=_font(13))
+    draw.text((6, 4), title, fill=(20, 20, 20), font=label_font(13))
     return image
 
 

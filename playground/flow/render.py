@@ -6,8 +6,9 @@ a point with ``pixel_to_point``.
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
+from playground.core.fonts import label_font
 from playground.flow.targets import BOX
 
 # viridis, sampled at 9 points (matplotlib's colour map, CC0)
@@ -79,13 +80,6 @@ def angle_colors(z: np.ndarray) -> np.ndarray:
     return np.asarray(Image.fromarray(hsv.astype(np.uint8)[None], "HSV").convert("RGB"))[0]
 
 
-def _font(size: int):
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow without FreeType
-        return ImageFont.load_default()
-
-
 def layer_panel(lines: list[np.ndarray], points: np.ndarray, colors: np.ndarray, title: str,
                 size: int = 200, box: float = 4.5) -> Image.Image:
     """One small multiple: warped grid lines (each (K, 2)) and coloured points, with a title."""
@@ -101,7 +95,7 @@ def layer_panel(lines: list[np.ndarray], points: np.ndarray, colors: np.ndarray,
     image.paste(canvas, (0, 34))
     text = ImageDraw.Draw(image)
     for i, part in enumerate(title.split("\n")[:2]):
-        text.text((4, 2 + 16 * i), part, fill=(20, 20, 20), font=_font(13))
+        text.text((4, 2 + 16 * i), part, fill=(20, 20, 20), font=label_font(13))
     return image
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
+
+from playground.core.fonts import label_font
 
 MAX_WIDTH = 1600  # px the grid aims for; cells shrink to fit, down to MIN_KEY_PX per token
 MIN_KEY_PX, MAX_KEY_PX = 4, 40
@@ -22,13 +24,6 @@ LEFT, LABEL_PX, TITLE_PX, FOOT_PX = 76, 96, 46, 26
 FONT_PX = 13
 INK, FAINT, BACKGROUND = (20, 20, 20), (120, 120, 120), (255, 255, 255)
 DARK = np.array([8, 48, 107], np.float64)  # the colour of weight 1
-
-
-def _font(size: int):
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow without FreeType
-        return ImageFont.load_default()
 
 
 def label(text: str, width: int = 9) -> str:
@@ -68,7 +63,7 @@ def attention_grid(weights: np.ndarray, keys: list[str], positions: list[int],
     gap_px = 0 if gap is None else max(4, key_px // 2)
     x_of = [k * key_px + (gap_px if gap is not None and k >= gap else 0) for k in range(n_keys)]
     cell_w = key_px * n_keys + gap_px
-    font, big = _font(FONT_PX), _font(15)
+    font, big = label_font(FONT_PX), label_font(15)
     title = _ascii(title)
     shown = (f"tokens {positions[0]} to {positions[-1]}" if gap is None else
              f"token {positions[0]}, then {positions[gap]} to {positions[-1]}")

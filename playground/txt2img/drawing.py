@@ -8,8 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
+from playground.core.fonts import label_font
 from playground.txt2img.preview import upscale
 
 # the "inferno" colour map at five stops (dark = no attention, pale yellow = the most)
@@ -44,10 +45,6 @@ def heat_overlay(image: Image.Image, heat: torch.Tensor, side: int,
     return Image.fromarray(mixed.round().clip(0, 255).astype(np.uint8))
 
 
-def font(size: int = 15) -> ImageFont.ImageFont:
-    return ImageFont.load_default(size=size)
-
-
 def fit_text(text: str, width: float, face) -> str:
     """``text`` cut with an ellipsis to fit ``width`` pixels."""
     if face.getlength(text) <= width:
@@ -78,7 +75,7 @@ class GridLayout:
 
 def grid_layout(cells: list[Image.Image | None], columns: int, row_labels: list[str],
                 side: int) -> GridLayout:
-    face = font()
+    face = label_font()
     made = [c for c in cells if c is not None]
     w, h = upscale(made[0], side).size if made else (side, side)
     left = 0 if not any(row_labels) else int(min(max(face.getlength(t) for t in row_labels) + 16,
@@ -91,7 +88,7 @@ def labelled_grid(cells: list[Image.Image | None], columns: int, column_labels: 
     """Images in rows of ``columns`` (row-major; None = not made: a dark cell), each
     ``upscale``d to ``side``, a label above every column and left of every row
     (``grid_layout`` says where)."""
-    face, at = font(), grid_layout(cells, columns, row_labels, side)
+    face, at = label_font(), grid_layout(cells, columns, row_labels, side)
     (w, h), g = at.cell, at.gap
     canvas = Image.new("RGB", (at.left + columns * (w + g), at.top + at.rows * (h + g)),
                        BACKGROUND)

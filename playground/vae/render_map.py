@@ -13,7 +13,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
+
+from playground.core.fonts import label_font
 
 MAP_SIZE = 560  # px, square picture
 LEFT, RIGHT, TOP, BOTTOM = 62, 14, 62, 50  # margins around the plot square
@@ -77,13 +79,6 @@ def nice_ticks(lo: float, hi: float, target: int = 6) -> list[float]:
     return [round(k * step, 10) for k in range(first, math.floor(hi / step) + 1)]
 
 
-def _font(size: int):
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow without FreeType
-        return ImageFont.load_default()
-
-
 def _text(draw: ImageDraw.ImageDraw, xy, text: str, font, align: str = "left") -> None:
     """Text at ``xy`` = its left/centre/right edge (``align``) and vertical middle."""
     x0, y0, x1, y1 = draw.textbbox((0, 0), text, font=font)
@@ -96,7 +91,7 @@ def _axes(image: Image.Image, frame: MapFrame, labels: tuple[str, str]) -> None:
     draw = ImageDraw.Draw(image)
     right, bottom = frame.left + frame.side, frame.top + frame.side
     draw.rectangle([frame.left, frame.top, right, bottom], fill=PLOT_BG)
-    font = _font(12)
+    font = label_font(12)
     for value in nice_ticks(frame.cx - frame.half, frame.cx + frame.half):
         col = frame.to_pixel(value, frame.cy)[0]
         draw.line([(col, frame.top), (col, bottom)], fill=GRID)
@@ -106,7 +101,7 @@ def _axes(image: Image.Image, frame: MapFrame, labels: tuple[str, str]) -> None:
         draw.line([(frame.left, row), (right, row)], fill=GRID)
         _text(draw, (frame.left - 5, row), f"{value:g}", font, "right")
     draw.rectangle([frame.left, frame.top, right, bottom], outline=(150, 150, 150))
-    title = _font(14)
+    title = label_font(14)
     _text(draw, (frame.left + frame.side / 2, bottom + 32), labels[0], title, "center")
     box = draw.textbbox((0, 0), labels[1], font=title)
     label = Image.new("RGB", (box[2] + 4, box[3] + 4), BACKGROUND)
@@ -129,8 +124,8 @@ def _cross(draw: ImageDraw.ImageDraw, col: float, row: float) -> None:
 
 
 def _legend(draw: ImageDraw.ImageDraw, title: str, origin_shown: bool) -> None:
-    _text(draw, (14, 16), title, _font(14))
-    font, x, y = _font(12), 14, 42
+    _text(draw, (14, 16), title, label_font(14))
+    font, x, y = label_font(12), 14, 42
     entries = [("training people (colour = person)", False), ("held-out people", True)]
     for text, held in entries:
         _marker(draw, x, y, (150, 150, 150), held)
