@@ -54,7 +54,6 @@ def _unet_task(cfg, vae, seed: int = 0):
     ({"decoder_tail_p": -0.1}, "decoder_tail_p"),
     ({"decoder_tail_p": 0.5}, "decoder_tail_p applies to a decoder_only run"),
     ({"decoder_only": "yes"}, "decoder_only must be true or false"),
-    ({"decoder_noise": 0.2}, "decoder_noise applies to a decoder_only run"),
     ({"decoder_noise": -1, "decoder_only": True}, "decoder_noise"),
     ({"decoder_steps": -1}, "decoder_steps"),  # the product's checks run too
 ])
@@ -79,8 +78,7 @@ def test_research_presets_are_the_product_chain_plus_the_unshipped_ones():
         research = dataclasses.asdict(R.PRESETS[name])
         assert {k: research[k] for k in dataclasses.asdict(cfg)} == dataclasses.asdict(cfg)
         assert not (research["reinit_words"] or research["shape_swap_p"]
-                    or research["decoder_only"] or research["decoder_tail_p"]
-                    or research["decoder_noise"])
+                    or research["decoder_only"] or research["decoder_tail_p"])
 
 
 def test_reinit_word_that_is_not_one_token_is_refused(tmp_path):
@@ -262,16 +260,6 @@ def test_tail_jitter_keeps_the_objects_and_rescales_the_rest():
     far = ~(F.max_pool2d(on_object.float(), 3, stride=1, padding=1) > 0)
     assert (~same[far]).float().mean() > 0.9  # away from the objects they change
     assert not same.all()
-
-
-def test_noised_latents_scale_per_image_within_the_bound():
-    gen = torch.Generator().manual_seed(0)
-    latents = torch.zeros(400, 4, 8, 8)
-    out = R.noised_latents(latents, 0.5, gen)
-    spread = out.flatten(1).std(dim=1)  # each image's noise scale
-    assert float(spread.max()) < 0.5 * 1.1 and float(spread.min()) < 0.05
-    assert abs(float(spread.mean()) - 0.25) < 0.03  # uniform in [0, 0.5]
-    assert torch.equal(R.noised_latents(latents, 0.0, gen), latents)
 
 
 def test_decoder_only_cli_fine_tunes_the_decoder_of_a_pipeline(tmp_path):

@@ -132,8 +132,39 @@ def test_decoder_stage_lowers_reconstruction_error_and_keeps_the_encoder():
     assert torch.equal(V.encode_latents(tuned, images), latents)  # latents unchanged
 
 
+def test_noised_latents_scale_per_image_within_the_bound():
+    gen = torch.Generator().manual_seed(0)
+    latents = torch.zeros(400, 4, 8, 8)
+    spread = V.noised_latents(latents, 0.5, gen).flatten(1).std(dim=1)  # per image
+    assert float(spread.max()) < 0.5 * 1.1 and float(spread.min()) < 0.05
+    assert abs(float(spread.mean()) - 0.25) < 0.03  # scales uniform in [0, 0.5]
+    assert torch.equal(V.noised_latents(latents, 0.0, gen), latents)
+
+
+def test_decoder_noise_feeds_the_decoder_noised_latents(monkeypatch):
+    cfg = _tiny(vae_batch=8, decoder_steps=2, decoder_noise=0.5)
+    images, _ = _data(cfg)
+    vae = M.build_vae(cfg.model)
+    latents = V.encode_latents(vae, images)
+    task = V.decoder_task(cfg, vae, images, latents, seed=0)
+    seen = []
+    decode = type(task.models["vae"]).decode
+    monkeypatch.setattr(type(task.models["vae"]), "decode",
+                        lambda self, z, *a, **k: seen.append(z.detach()) or decode(self, z))
+    train_loop(_loop(2), task)
+    clean = {tuple(row.flatten()[:4].tolist()) for row in latents}
+    assert len(seen) == 2 and all(tuple(z[0].flatten()[:4].tolist()) not in clean for z in seen)
+    plain = V.decoder_task(_tiny(vae_batch=8, decoder_steps=2), vae, images, latents, seed=0)
+    seen.clear()
+    monkeypatch.setattr(type(plain.models["vae"]), "decode",
+                        lambda self, z, *a, **k: seen.append(z.detach()) or decode(self, z))
+    train_loop(_loop(2), plain)
+    assert all(tuple(z[0].flatten()[:4].tolist()) in clean for z in seen)
+
+
 @pytest.mark.parametrize(("overrides", "message"), [
     ({"decoder_steps": -1}, "decoder_steps"),
+    ({"decoder_noise": -0.1}, "decoder_noise"),
     ({"decoder_steps": 2.5}, "whole number"),
     ({"vae_decay_steps": 10**6}, "vae_decay_steps"),
     ({"unet_decay_steps": 10**6}, "unet_decay_steps"),

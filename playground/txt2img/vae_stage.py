@@ -104,12 +104,28 @@ def vae_task(cfg, images: torch.Tensor, seed: int) -> TrainTask:
                      save=_save_vae, summary={"stage": "vae", "config": dataclasses.asdict(cfg)})
 
 
+def noised_latents(latents: torch.Tensor, max_sigma: float, gen: torch.Generator
+                   ) -> torch.Tensor:
+    """``latents`` (B, C, s, s) plus Gaussian noise, its scale drawn per image uniformly in
+    [0, ``max_sigma``]."""
+    sigma = torch.rand(latents.shape[0], 1, 1, 1, generator=gen) * max_sigma
+    noise = torch.randn(latents.shape, generator=gen)
+    return latents + (sigma * noise).to(latents.device)
+
+
 def decoder_task(cfg, vae, images: torch.Tensor, latents: torch.Tensor, seed: int, *,
                  latent_transform: LatentTransform | None = None) -> TrainTask:
     """Stage 1b (as SD's "ft-MSE" VAE): the decoder alone learns to draw ``images`` from their
     posterior means ``latents`` (unscaled), LR on a cosine to 0. The encoder is frozen, so the
     UNet's latents do not change and this stage may run before or after the UNet stage.
-    ``latent_transform`` (research variants) changes each batch's latents before decoding."""
+    With ``cfg.decoder_noise`` the latents are noised (``noised_latents``, scale relative to
+    their standard deviation); ``latent_transform`` (research variants) changes each batch's
+    latents instead."""
+    if latent_transform is None and getattr(cfg, "decoder_noise", 0):
+        spread = float(latents.std())
+
+        def latent_transform(z, x, gen):
+            return noised_latents(z, cfg.decoder_noise * spread, gen)
     torch.manual_seed(seed)
     vae = copy.deepcopy(vae).requires_grad_(False)
     trained = [vae.decoder, vae.post_quant_conv]

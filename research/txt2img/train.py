@@ -11,11 +11,8 @@ The switches (fields of ``ResearchConfig`` on top of the product's ``TrainConfig
   come from the same caption with another shape (preset ``shapes-swap``; it hurt shapes);
 - ``decoder_only`` / ``decoder_tail_p``: fine-tune the decoder of ``init_from``'s VAE alone,
   a share of each batch with the latent "tail" away from the objects rescaled (preset
-  ``shapes-decoder-tail``; the ghosts stayed);
-- ``decoder_noise`` (with ``decoder_only``): each image's latent gets Gaussian noise of
-  ``u * decoder_noise`` times the latents' standard deviation, ``u`` uniform in [0, 1], and
-  the decoder learns to draw the clean image from it: a decoder that does not turn a UNet's
-  small latent errors into mottled backgrounds (the second model's VAE does, LOG-second-model).
+  ``shapes-decoder-tail``; the ghosts stayed); with the product's ``decoder_noise`` it
+  fine-tunes a finished run's decoder on noised latents (LOG-second-model).
 """
 
 from __future__ import annotations
@@ -51,7 +48,6 @@ class ResearchConfig(T.TrainConfig):
     shape_swap_p: float = 0.0
     decoder_tail_p: float = 0.0
     decoder_only: bool = False
-    decoder_noise: float = 0.0
 
 
 def _research(cfg: T.TrainConfig, **switches) -> ResearchConfig:
@@ -106,9 +102,6 @@ def resolve_config(preset: str, overrides: dict | None = None) -> ResearchConfig
         raise UserInputError(f"decoder_only must be true or false, got {cfg.decoder_only!r}.")
     if cfg.decoder_only and not cfg.decoder_steps:
         raise UserInputError("decoder_only needs decoder_steps > 0.")
-    check_range("decoder_noise", cfg.decoder_noise, 0, 10)
-    if cfg.decoder_noise and not cfg.decoder_only:
-        raise UserInputError("decoder_noise applies to a decoder_only run.")
     if cfg.decoder_tail_p and not cfg.decoder_only:
         raise UserInputError("decoder_tail_p applies to a decoder_only run.")
     if isinstance(cfg.reinit_words, str) or not all(isinstance(w, str) for w in cfg.reinit_words):
@@ -228,15 +221,6 @@ def jitter_outside_objects(latents: torch.Tensor, images: torch.Tensor, p: float
     return torch.where(pick, jittered, latents)
 
 
-def noised_latents(latents: torch.Tensor, max_sigma: float, gen: torch.Generator
-                   ) -> torch.Tensor:
-    """``latents`` (B, C, s, s) plus Gaussian noise, its scale drawn per image uniformly in
-    [0, ``max_sigma``]."""
-    sigma = torch.rand(latents.shape[0], 1, 1, 1, generator=gen) * max_sigma
-    noise = torch.randn(latents.shape, generator=gen)
-    return latents + (sigma * noise).to(latents.device)
-
-
 def train_decoder_only(cfg: ResearchConfig, loop: LoopConfig, images: torch.Tensor):
     """The decoder of ``init_from``'s VAE, fine-tuned and written to ``--out`` as a VAE folder."""
     if not cfg.init_from:
@@ -248,11 +232,6 @@ def train_decoder_only(cfg: ResearchConfig, loop: LoopConfig, images: torch.Tens
     if cfg.decoder_tail_p:
         def transform(z, x, gen):
             return jitter_outside_objects(z, x, cfg.decoder_tail_p, gen)
-    elif cfg.decoder_noise:
-        spread = 1.0 / vae.config.scaling_factor  # the unscaled latents' standard deviation
-
-        def transform(z, x, gen):
-            return noised_latents(z, cfg.decoder_noise * spread, gen)
     task = decoder_task(cfg, vae, images, latents / vae.config.scaling_factor, loop.seed,
                         latent_transform=transform)
     return train_loop(dec_loop, task)
