@@ -132,6 +132,23 @@ PRESETS: dict[str, TrainConfig] = {
                            decoder_noise=0.25, locality_weight=1.0, unet_steps=7600,
                            unet_decay_steps=1600, lr=1e-3, warmup=100, ema_decay=0.998,
                            object_loss_weight=5.0, two_object_share=0.5),
+    # the second model's next stages, as the first model's steps 5-6 taught (louder position
+    # words, then the UNet learns against that frozen encoder): `python -m
+    # playground.txt2img.emphasis runs/t2i2 runs/t2i2-amp15 --alpha 15`, a warm-up on
+    # one-object scenes at t >= 975 (out runs/t2i2-pa), then a fine-tune on every scene with
+    # the objects weighted and half of each batch two-object scenes (out runs/t2i2-pb)
+    "shapes2-corners-warmup": TrainConfig(model=shapes2_model(), n_images=20000,
+                                          unet_steps=300, lr=1e-3, warmup=20, ema_decay=0.99,
+                                          init_from="runs/t2i2-amp15",
+                                          train_text_encoder=False, timestep_bias_p=1.0,
+                                          timestep_bias_from=975, scenes="one-object",
+                                          object_loss_weight=5.0),
+    "shapes2-corners": TrainConfig(model=shapes2_model(), n_images=20000,
+                                   unet_steps=1500, unet_decay_steps=1000, lr=3e-4, warmup=50,
+                                   ema_decay=0.995, init_from="runs/t2i2-pa",
+                                   train_text_encoder=False, timestep_bias_p=0.1,
+                                   timestep_bias_from=950, object_loss_weight=5.0,
+                                   two_object_share=0.5),
 }
 DEFAULT_PRESET = "shapes"
 SCENE_FILTERS = {"all": lambda scene: True,
