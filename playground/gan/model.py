@@ -50,23 +50,30 @@ class Generator(nn.Module, PyTorchModelHubMixin, library_name="playground",
 
 class Discriminator(nn.Module, PyTorchModelHubMixin, library_name="playground",
                     tags=["gan", "dcgan"]):
-    """image (B, nc, S, S) -> logit (B,) that the image is real. Optional spectral norm."""
+    """image (B, nc, S, S) -> logit (B,) that the image is real.
+
+    Normalisation: batch norm (the DCGAN D), spectral norm, or none (``batch_norm=False``: each
+    image's logit depends on that image only). ``batch_norm=None`` (configs saved before the
+    option) means batch norm unless spectral norm.
+    """
 
     def __init__(self, ndf: int = 64, nc: int = 1, image_size: int = 64,
-                 spectral_norm: bool = True):
+                 spectral_norm: bool = True, batch_norm: bool | None = None):
         super().__init__()
         n_down = _n_up(image_size)
         norm = nn.utils.parametrizations.spectral_norm if spectral_norm else (lambda m: m)
-        layers: list[nn.Module] = [norm(nn.Conv2d(nc, ndf, 4, 2, 1, bias=False)),
+        # spectral norm replaces batch norm (BN couples real and fake batches)
+        use_bn = (not spectral_norm) if batch_norm is None else batch_norm
+        bias = not (use_bn or spectral_norm)  # the plain D gets biases (the others never had)
+        layers: list[nn.Module] = [norm(nn.Conv2d(nc, ndf, 4, 2, 1, bias=bias)),
                                    nn.LeakyReLU(0.2, inplace=True)]
         width = ndf
         for _ in range(n_down - 1):
-            layers += [norm(nn.Conv2d(width, width * 2, 4, 2, 1, bias=False))]
-            # spectral norm replaces batch norm (BN couples real and fake batches)
-            layers += [nn.LeakyReLU(0.2, inplace=True)] if spectral_norm else [
-                nn.BatchNorm2d(width * 2), nn.LeakyReLU(0.2, inplace=True)]
+            layers += [norm(nn.Conv2d(width, width * 2, 4, 2, 1, bias=bias))]
+            layers += [nn.BatchNorm2d(width * 2)] if use_bn else []
+            layers += [nn.LeakyReLU(0.2, inplace=True)]
             width *= 2
-        layers += [norm(nn.Conv2d(width, 1, 4, 1, 0, bias=False))]
+        layers += [norm(nn.Conv2d(width, 1, 4, 1, 0, bias=bias))]
         self.main = nn.Sequential(*layers)
         self.apply(init_weights)
 
@@ -79,6 +86,8 @@ def init_weights(module: nn.Module) -> None:
     name = type(module).__name__
     if "Conv" in name and hasattr(module, "weight"):
         nn.init.normal_(module.weight, 0.0, 0.02)
+        if getattr(module, "bias", None) is not None:  # only the plain D's convs have biases
+            nn.init.zeros_(module.bias)
     elif "BatchNorm" in name:
         nn.init.normal_(module.weight, 1.0, 0.02)
         nn.init.zeros_(module.bias)

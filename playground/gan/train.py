@@ -43,12 +43,20 @@ class GANConfig:
     beta1: float = 0.5
     real_label: float = 0.9  # one-sided label smoothing
     spectral_norm: bool = False  # True: SN-D without batch norm (learned far slower here)
+    d_batch_norm: bool = True  # False: a plain D (no normalisation; it stayed at chance here)
+    # R1 penalty (gamma/2)·E|∇D(real)|² (Mescheder et al. 2018), lazily: every ``r1_every``
+    # steps, scaled by r1_every (StyleGAN2), as its own D step; 0 = off
+    r1_gamma: float = 0.0
+    r1_every: int = 16
     diff_augment: bool = True
     augment_color: bool = False  # DiffAugment's brightness/contrast part
     augment_cutout: float = 0.5  # DiffAugment cutout size (fraction of the side; 0 = off)
     max_shift: int = 2  # data augmentation of the real photos (pixels at 64 px)
     ema_decay: float = 0.999
     ema_start: int = 200  # steps before the EMA starts tracking (copies G until then)
+    # > 0: the EMA's half-life is at most ema_rampup × the steps so far (StyleGAN2-ADA), so
+    # early, worse generators fade out of the average; 0 = plain ``ema_decay``
+    ema_rampup: float = 0.0
     # which G to save and show: "ema" (batch-norm statistics re-estimated) or "raw". In the
     # shipped 1.5k-step run the 0.999 EMA still averaged in early, worse weights (face-feature
     # FD 46 vs 21 for the raw G at step 1000), so that preset saves the raw G.
@@ -71,6 +79,8 @@ def resolve_config(preset: str, overrides: dict | None = None) -> GANConfig:
     cfg = resolve_preset(PRESETS, preset, overrides, family="GAN")
     if cfg.export not in ("ema", "raw"):
         raise UserInputError("export must be 'ema' or 'raw'.")
+    if cfg.r1_gamma < 0 or cfg.r1_every < 1:
+        raise UserInputError("r1_gamma must be >= 0 and r1_every >= 1.")
     if cfg.image_size not in SIZES:
         raise UserInputError(f"image_size must be one of {SIZES}, got {cfg.image_size!r}.")
     return cfg
@@ -117,43 +127,70 @@ def recalibrate_batch_norm(g: Generator, batches: int = 16, batch_size: int = 64
 def build_models(cfg: GANConfig) -> tuple[Generator, Discriminator]:
     g = Generator(nz=cfg.nz, ngf=cfg.ngf, nc=1, image_size=cfg.image_size)
     d = Discriminator(ndf=cfg.ndf, nc=1, image_size=cfg.image_size,
-                      spectral_norm=cfg.spectral_norm)
+                      spectral_norm=cfg.spectral_norm,
+                      batch_norm=cfg.d_batch_norm and not cfg.spectral_norm)
     return g, d
 
 
-def _gan_step(cfg: GANConfig):
-    """One D step then one G step (non-saturating loss, DiffAugment on all D inputs), then the
-    EMA of G; the ``TrainTask.step`` of ``build_task``."""
-    def aug(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        if not cfg.diff_augment:
-            return x
-        return diff_augment(x, gen, cutout=cfg.augment_cutout, color=cfg.augment_color)
+def ema_decay_at(cfg: GANConfig, step: int) -> float:
+    """The EMA decay used after ``step``: 0 (copy G) before ``ema_start``; with
+    ``ema_rampup`` the half-life (in steps) is capped at ``ema_rampup * step``."""
+    if step <= cfg.ema_start:
+        return 0.0
+    if cfg.ema_rampup > 0:
+        return min(cfg.ema_decay, 0.5 ** (1.0 / max(cfg.ema_rampup * step, 1e-8)))
+    return cfg.ema_decay
 
+
+def r1_penalty(d: torch.nn.Module, real: torch.Tensor, aug) -> torch.Tensor:
+    """E|∇_x D(aug(x))|² over the real batch (B, 1, S, S), differentiable for the D step."""
+    real = real.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(d(aug(real)).sum(), real, create_graph=True)
+    return grad.square().flatten(1).sum(1).mean()
+
+
+def _gan_step(cfg: GANConfig):
+    """One D step then one G step (non-saturating loss, DiffAugment on all D inputs), every
+    ``r1_every`` steps an R1 step on D, then the EMA of G; the ``TrainTask.step`` of
+    ``build_task``."""
     def step(ctx: StepContext, real: torch.Tensor) -> dict[str, float]:
         G, D, acc = ctx.models["g"], ctx.models["d"], ctx.accelerator
+
+        def aug(x: torch.Tensor) -> torch.Tensor:
+            if not cfg.diff_augment:
+                return x
+            return diff_augment(x, ctx.generator, cutout=cfg.augment_cutout,
+                                color=cfg.augment_color)
+
         real = real.to(acc.device)
         z = torch.randn(real.shape[0], acc.unwrap_model(G).nz,
                         generator=ctx.generator).to(acc.device)
         fake = G(z)  # (B, 1, S, S)
-        d_real, d_fake = D(aug(real, ctx.generator)), D(aug(fake.detach(), ctx.generator))
+        d_real, d_fake = D(aug(real)), D(aug(fake.detach()))
         bce = F.binary_cross_entropy_with_logits
         loss_d = (bce(d_real, torch.full_like(d_real, cfg.real_label))
                   + bce(d_fake, torch.zeros_like(d_fake)))
         ctx.optimizers["d"].zero_grad(set_to_none=True)
         acc.backward(loss_d)
         ctx.optimizers["d"].step()
-        d_gen = D(aug(fake, ctx.generator))
+        logs = {}
+        if cfg.r1_gamma and ctx.step % cfg.r1_every == 0:
+            penalty = r1_penalty(D, real, aug)
+            ctx.optimizers["d"].zero_grad(set_to_none=True)
+            acc.backward(penalty * (cfg.r1_gamma / 2 * cfg.r1_every))
+            ctx.optimizers["d"].step()
+            logs["r1"] = penalty.item()
+        d_gen = D(aug(fake))
         loss_g = F.binary_cross_entropy_with_logits(d_gen, torch.ones_like(d_gen))
         ctx.optimizers["g"].zero_grad(set_to_none=True)
         acc.backward(loss_g)
         ctx.optimizers["g"].step()
-        decay = cfg.ema_decay if ctx.step > cfg.ema_start else 0.0
         # batch-norm running statistics follow G directly (re-estimated at export)
-        update_ema(acc.unwrap_model(ctx.models["g_ema"]), acc.unwrap_model(G), decay,
-                   copy_buffers=True)
+        update_ema(acc.unwrap_model(ctx.models["g_ema"]), acc.unwrap_model(G),
+                   ema_decay_at(cfg, ctx.step), copy_buffers=True)
         return {"loss_d": loss_d.item(), "loss_g": loss_g.item(),
                 "d_x": torch.sigmoid(d_real).mean().item(),
-                "d_g_z": torch.sigmoid(d_fake).mean().item()}
+                "d_g_z": torch.sigmoid(d_fake).mean().item(), **logs}
     return step
 
 
