@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 import pytest
 import torch
@@ -17,6 +18,7 @@ from playground.gan.train import (
     GANConfig,
     build_task,
     ema_decay_at,
+    identity_loss,
     r1_penalty,
     resolve_config,
 )
@@ -85,3 +87,32 @@ def test_tiny_training_with_r1_reaches_every_parameter(tmp_path, d_batch_norm):
     saved = Discriminator.from_pretrained(str(tmp_path / "out" / "discriminator"))
     has_bn = any(isinstance(m, torch.nn.BatchNorm2d) for m in saved.modules())
     assert has_bn == d_batch_norm
+
+
+def test_identity_loss_known_values():
+    k = 5
+    assert identity_loss(torch.zeros(4, k)).item() == pytest.approx(0.0, abs=1e-6)  # all unsure
+    distinct = torch.eye(k) * 50  # each face one clear, different person
+    assert identity_loss(distinct).item() == pytest.approx(-math.log(k), abs=1e-4)
+    same = torch.zeros(k, k)
+    same[:, 0] = 50  # every face the same clear person: no reward
+    assert identity_loss(same).item() == pytest.approx(0.0, abs=1e-4)
+
+
+def test_tiny_training_with_the_identity_head(tmp_path):
+    cfg = dataclasses.replace(PRESETS["tiny"], identity_weight=0.5)
+    data = torch.rand(16, 1, 32, 32) * 2 - 1
+    labels = torch.arange(4).repeat_interleave(4)
+    loop = LoopConfig(max_steps=4, log_every=2, out_dir=str(tmp_path / "out"), progress=False,
+                      device="cpu")
+    task = build_task(cfg, loop, data, labels=labels)
+    result = train_loop(loop, task)
+    assert {"id_acc", "id_g"} <= set(result.last) and task.summary["identity_term"]
+    assert all(p.grad is not None and p.grad.abs().sum() > 0
+               for p in task.models["d"].classes.parameters())
+    assert all(p.grad is not None for p in task.models["g"].parameters())
+    saved = Discriminator.from_pretrained(str(tmp_path / "out" / "discriminator"))
+    assert saved.n_classes == 4 and saved(data[:2], classes=True)[1].shape == (2, 4)
+    # without labels (the in-browser trainer) the same preset trains with the term off
+    plain = build_task(cfg, loop, data)
+    assert plain.models["d"].classes is None and not plain.summary["identity_term"]

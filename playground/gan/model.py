@@ -54,11 +54,14 @@ class Discriminator(nn.Module, PyTorchModelHubMixin, library_name="playground",
 
     Normalisation: batch norm (the DCGAN D), spectral norm, or none (``batch_norm=False``: each
     image's logit depends on that image only). ``batch_norm=None`` (configs saved before the
-    option) means batch norm unless spectral norm.
+    option) means batch norm unless spectral norm. ``n_classes`` > 0 adds an identity head
+    beside the real/fake one (AC-GAN style): logits (B, n_classes) over the people of the
+    training photos, from the same features.
     """
 
     def __init__(self, ndf: int = 64, nc: int = 1, image_size: int = 64,
-                 spectral_norm: bool = True, batch_norm: bool | None = None):
+                 spectral_norm: bool = True, batch_norm: bool | None = None,
+                 n_classes: int = 0):
         super().__init__()
         n_down = _n_up(image_size)
         norm = nn.utils.parametrizations.spectral_norm if spectral_norm else (lambda m: m)
@@ -75,10 +78,19 @@ class Discriminator(nn.Module, PyTorchModelHubMixin, library_name="playground",
             width *= 2
         layers += [norm(nn.Conv2d(width, 1, 4, 1, 0, bias=bias))]
         self.main = nn.Sequential(*layers)
+        self.n_classes = n_classes
+        self.classes = norm(nn.Conv2d(width, n_classes, 4, 1, 0)) if n_classes else None
         self.apply(init_weights)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.main(x).flatten()
+    def forward(self, x: torch.Tensor, classes: bool = False
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Real/fake logits (B,); with ``classes``, also the identity logits (B, n_classes)."""
+        if not classes:
+            return self.main(x).flatten()
+        if self.classes is None:
+            raise ValueError("this discriminator has no identity head (n_classes=0)")
+        h = self.main[:-1](x)  # (B, width, 4, 4)
+        return self.main[-1](h).flatten(), self.classes(h).flatten(1)
 
 
 def init_weights(module: nn.Module) -> None:

@@ -126,9 +126,9 @@ def train_cli(preset: str, loop: LoopConfig, data: str | None, overrides: dict) 
     """Like ``playground.gan.train.train_cli``, with the research switches."""
     cfg = resolve_config(preset, overrides)
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    images = T.load_training_faces(data, cfg.image_size)
+    images, persons = T.load_training_set(data, cfg.image_size)
     loop = dataclasses.replace(loop, max_steps=loop.max_steps or cfg.steps)
-    task = T.build_task(cfg, loop, images)
+    task = T.build_task(cfg, loop, images, labels=persons)
     _with_extra_emas(cfg, task)
     if cfg.eval_every:
         task.evaluate = _evaluator(cfg, Path(f"{loop.out_dir}-evals"))
