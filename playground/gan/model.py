@@ -23,22 +23,39 @@ def _n_up(image_size: int) -> int:
     return int(math.log2(image_size)) - 2  # 4x4 seed, then doublings
 
 
+# how G doubles its resolution: the DCGAN's strided transposed convolution (4x4, stride 2),
+# or nearest-neighbour upsampling then a 3x3 convolution ("resize", Odena et al. 2016: no
+# checkerboard pattern from the kernel's uneven overlap)
+UPSAMPLES = ("transposed", "resize")
+
+
+def _doubling(c_in: int, c_out: int, upsample: str) -> list[nn.Module]:
+    if upsample == "transposed":
+        return [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False)]
+    return [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c_in, c_out, 3, 1, 1,
+                                                                   bias=False)]
+
+
 class Generator(nn.Module, PyTorchModelHubMixin, library_name="playground",
                 tags=["gan", "dcgan"]):
     """z (B, nz) or (B, nz, 1, 1) -> image (B, nc, S, S) in [-1, 1]."""
 
-    def __init__(self, nz: int = 100, ngf: int = 64, nc: int = 1, image_size: int = 64):
+    def __init__(self, nz: int = 100, ngf: int = 64, nc: int = 1, image_size: int = 64,
+                 upsample: str = "transposed"):
         super().__init__()
+        if upsample not in UPSAMPLES:
+            raise ValueError(f"upsample must be one of {UPSAMPLES}, got {upsample!r}")
         self.nz, self.ngf, self.nc, self.image_size = nz, ngf, nc, image_size
+        self.upsample = upsample
         n_up = _n_up(image_size)
         width = ngf * 2 ** (n_up - 1)  # 64 px: ngf*8 at 4x4, then *4, *2, *1
         layers: list[nn.Module] = [nn.ConvTranspose2d(nz, width, 4, 1, 0, bias=False),
                                    nn.BatchNorm2d(width), nn.ReLU(True)]
         for _ in range(n_up - 1):
-            layers += [nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=False),
+            layers += [*_doubling(width, width // 2, upsample),
                        nn.BatchNorm2d(width // 2), nn.ReLU(True)]
             width //= 2
-        layers += [nn.ConvTranspose2d(width, nc, 4, 2, 1, bias=False), nn.Tanh()]
+        layers += [*_doubling(width, nc, upsample), nn.Tanh()]
         self.main = nn.Sequential(*layers)
         self.apply(init_weights)
 

@@ -25,7 +25,7 @@ from playground.core.ema import update_ema
 from playground.core.errors import UserInputError
 from playground.core.training import LoopConfig, StepContext, TrainResult, TrainTask, train_loop
 from playground.gan.augment import augment_real, diff_augment, faces_to_tensor, to_unit
-from playground.gan.model import SIZES, Discriminator, Generator
+from playground.gan.model import SIZES, UPSAMPLES, Discriminator, Generator
 
 N_FIXED = 16  # fixed-noise grid shown while training
 
@@ -58,6 +58,7 @@ class GANConfig:
     # loss adds identity_weight·(mean entropy of that head on fakes − entropy of its batch
     # mean): each face should be one clear person, the batch should cover them all
     identity_weight: float = 0.0
+    upsample: str = "transposed"  # G's doublings: "transposed" (DCGAN) or "resize" (model.py)
     # > 0: the EMA's half-life is at most ema_rampup × the steps so far (StyleGAN2-ADA), so
     # early, worse generators fade out of the average; 0 = plain ``ema_decay``
     ema_rampup: float = 0.0
@@ -89,6 +90,8 @@ def resolve_config(preset: str, overrides: dict | None = None) -> GANConfig:
         raise UserInputError("r1_gamma must be >= 0 and r1_every >= 1.")
     if cfg.image_size not in SIZES:
         raise UserInputError(f"image_size must be one of {SIZES}, got {cfg.image_size!r}.")
+    if cfg.upsample not in UPSAMPLES:
+        raise UserInputError(f"upsample must be one of {UPSAMPLES}, got {cfg.upsample!r}.")
     return cfg
 
 
@@ -136,7 +139,8 @@ def recalibrate_batch_norm(g: Generator, batches: int = 16, batch_size: int = 64
 
 
 def build_models(cfg: GANConfig, n_classes: int = 0) -> tuple[Generator, Discriminator]:
-    g = Generator(nz=cfg.nz, ngf=cfg.ngf, nc=1, image_size=cfg.image_size)
+    g = Generator(nz=cfg.nz, ngf=cfg.ngf, nc=1, image_size=cfg.image_size,
+                  upsample=cfg.upsample)
     d = Discriminator(ndf=cfg.ndf, nc=1, image_size=cfg.image_size,
                       spectral_norm=cfg.spectral_norm,
                       batch_norm=cfg.d_batch_norm and not cfg.spectral_norm, n_classes=n_classes)
