@@ -97,6 +97,9 @@ def test_resize_upsampling_round_trips_and_has_no_transposed_doublings(tmp_path)
     z = torch.randn(3, 16)
     with torch.no_grad():
         assert torch.equal(g(z), loaded(z))
+    rebuilt = generator_from_tutorial_state_dict(g.state_dict()).eval()
+    assert rebuilt.upsample == "resize" and (rebuilt.nz, rebuilt.ngf, rebuilt.image_size) == (
+        16, 8, 32)
     with pytest.raises(ValueError, match="upsample"):
         Generator(upsample="bilinear-ish")
 

@@ -123,15 +123,18 @@ def init_weights(module: nn.Module) -> None:
 
 
 def generator_from_tutorial_state_dict(state: dict) -> Generator:
-    """Build our Generator from a pytorch-tutorial DCGAN ``netG`` state dict (shapes inferred)."""
+    """Build our Generator from a pytorch-tutorial DCGAN ``netG`` state dict (shapes inferred;
+    also our ``upsample="resize"`` layout)."""
     state = {k.removeprefix("module."): v for k, v in state.items()}
     first, last = state["main.0.weight"], max(
         (k for k in state if k.endswith(".weight") and k.startswith("main.")),
         key=lambda k: int(k.split(".")[1]))
     n_convs = sum(1 for k, v in state.items() if k.endswith(".weight") and v.dim() == 4)
     nz, width = first.shape[:2]
-    ngf, nc = state[last].shape[:2]
-    model = Generator(nz=int(nz), ngf=int(ngf), nc=int(nc), image_size=2 ** (n_convs + 1))
+    resize = state[last].shape[-1] == 3  # our upsample="resize" layout: a 3x3 Conv2d last
+    nc, ngf = state[last].shape[:2] if resize else reversed(state[last].shape[:2])
+    model = Generator(nz=int(nz), ngf=int(ngf), nc=int(nc), image_size=2 ** (n_convs + 1),
+                      upsample="resize" if resize else "transposed")
     if model.ngf * 2 ** (n_convs - 2) != width:
         raise ValueError("state dict does not have the DCGAN width layout")
     model.load_state_dict(state, strict=True)
