@@ -103,3 +103,38 @@ def test_shipped_gan_metrics_recompute():
     # training photo than the closest 5% of same-person photo pairs
     assert got["samples_closer_than_same_person_p05"] == 0
     assert got["fd_generated"] < got["fd_pca_gaussian_reference"]  # beats the eigenface model
+
+
+def _card_figure(card: str, label: str) -> float:
+    """The first number in the "generated" cell of the model card's metrics row that starts
+    with ``label`` (bold or not)."""
+    import re
+
+    row = next(line for line in card.splitlines() if line.startswith(f"| {label}"))
+    return float(re.search(r"[0-9]+(?:\.[0-9]+)?", row.split("|")[2]).group(0))
+
+
+def test_card_headline_recomputed_on_a_small_sample():
+    """The card's headline figures (FD ratio, precision, recall) are metrics.json's, and a
+    quarter-size sample (100 + 100 faces, seeds 0-199) lands near them: a few seconds instead
+    of the full evaluation's, with tolerances that cover the smaller sample (FD is biased
+    upwards with fewer samples: +6 % / +18 % on the two models measured at 200 vs 400)."""
+    from playground.data.faces import load_faces
+    from playground.gan.evaluate import evaluate_generator
+    from playground.gan.model import Generator
+
+    card = (SHIPPED / "README.md").read_text()
+    shipped = json.loads((SHIPPED / "metrics.json").read_text())
+    ratio = _card_figure(card, "FD ratio")
+    assert ratio == pytest.approx(shipped["fd_ratio"], abs=0.051)
+    assert _card_figure(card, "precision") == pytest.approx(shipped["precision"], abs=0.0051)
+    assert _card_figure(card, "recall") == pytest.approx(shipped["recall"], abs=0.0051)
+    faces = load_faces(BUNDLED_FACES)
+    torch.set_num_threads(1)
+    small = evaluate_generator(Generator.from_pretrained(str(SHIPPED)).eval(),
+                               FaceIdNet.from_pretrained(str(FACE_ID)).eval(),
+                               faces.images, faces.persons, n=100)
+    assert ratio * 0.95 <= small["fd_ratio"] <= ratio * 1.3
+    assert small["precision"] == pytest.approx(shipped["precision"], abs=0.06)
+    assert small["recall"] == pytest.approx(shipped["recall"], abs=0.08)
+    assert small["samples_closer_than_same_person_p05"] == 0

@@ -25,7 +25,7 @@ from playground.core.ema import update_ema
 from playground.core.errors import UserInputError
 from playground.core.training import LoopConfig, StepContext, TrainResult, TrainTask, train_loop
 from playground.gan.augment import augment_real, diff_augment, faces_to_tensor, to_unit
-from playground.gan.model import SIZES, Discriminator, Generator
+from playground.gan.model import SIZES, UPSAMPLES, Discriminator, Generator
 
 N_FIXED = 16  # fixed-noise grid shown while training
 
@@ -43,12 +43,25 @@ class GANConfig:
     beta1: float = 0.5
     real_label: float = 0.9  # one-sided label smoothing
     spectral_norm: bool = False  # True: SN-D without batch norm (learned far slower here)
+    d_batch_norm: bool = True  # False: a plain D (no normalisation; it stayed at chance here)
+    # R1 penalty (gamma/2)·E|∇D(real)|² (Mescheder et al. 2018), lazily: every ``r1_every``
+    # steps, scaled by r1_every (StyleGAN2), as its own D step; 0 = off
+    r1_gamma: float = 0.0
+    r1_every: int = 16
     diff_augment: bool = True
     augment_color: bool = False  # DiffAugment's brightness/contrast part
     augment_cutout: float = 0.5  # DiffAugment cutout size (fraction of the side; 0 = off)
     max_shift: int = 2  # data augmentation of the real photos (pixels at 64 px)
     ema_decay: float = 0.999
     ema_start: int = 200  # steps before the EMA starts tracking (copies G until then)
+    # > 0: D gets an identity head (cross-entropy on the real photos' person labels) and G's
+    # loss adds identity_weight·(mean entropy of that head on fakes − entropy of its batch
+    # mean): each face should be one clear person, the batch should cover them all
+    identity_weight: float = 0.0
+    upsample: str = "transposed"  # G's doublings: "transposed" (DCGAN) or "resize" (model.py)
+    # > 0: the EMA's half-life is at most ema_rampup × the steps so far (StyleGAN2-ADA), so
+    # early, worse generators fade out of the average; 0 = plain ``ema_decay``
+    ema_rampup: float = 0.0
     # which G to save and show: "ema" (batch-norm statistics re-estimated) or "raw". In the
     # shipped 1.5k-step run the 0.999 EMA still averaged in early, worse weights (face-feature
     # FD 46 vs 21 for the raw G at step 1000), so that preset saves the raw G.
@@ -71,22 +84,33 @@ def resolve_config(preset: str, overrides: dict | None = None) -> GANConfig:
     cfg = resolve_preset(PRESETS, preset, overrides, family="GAN")
     if cfg.export not in ("ema", "raw"):
         raise UserInputError("export must be 'ema' or 'raw'.")
+    if cfg.identity_weight < 0:
+        raise UserInputError("identity_weight must be >= 0.")
+    if cfg.r1_gamma < 0 or cfg.r1_every < 1:
+        raise UserInputError("r1_gamma must be >= 0 and r1_every >= 1.")
     if cfg.image_size not in SIZES:
         raise UserInputError(f"image_size must be one of {SIZES}, got {cfg.image_size!r}.")
+    if cfg.upsample not in UPSAMPLES:
+        raise UserInputError(f"upsample must be one of {UPSAMPLES}, got {cfg.upsample!r}.")
     return cfg
 
 
-def real_batches(data: torch.Tensor, cfg: GANConfig, seed: int):
-    """Endless shuffled, augmented batches (B, 1, S, S) of the real faces."""
+def real_batches(data: torch.Tensor, cfg: GANConfig, seed: int,
+                 labels: torch.Tensor | None = None):
+    """Endless shuffled, augmented batches (B, 1, S, S) of the real faces; with ``labels``
+    (N,), pairs (images, their labels (B,))."""
     gen = torch.Generator().manual_seed(seed)
     shift_px = max(0, round(cfg.max_shift * cfg.image_size / 64))
+
+    def batch(idx: torch.Tensor):
+        images = augment_real(data[idx], gen, shift_px)
+        return images if labels is None else (images, labels[idx])
     while True:
         order = torch.randperm(len(data), generator=gen)
         for i in range(0, len(order) - cfg.batch_size + 1, cfg.batch_size):
-            yield augment_real(data[order[i:i + cfg.batch_size]], gen, shift_px)
+            yield batch(order[i:i + cfg.batch_size])
         if len(order) < cfg.batch_size:  # tiny data: sample with replacement
-            yield augment_real(data[torch.randint(len(data), (cfg.batch_size,), generator=gen)],
-                               gen, shift_px)
+            yield batch(torch.randint(len(data), (cfg.batch_size,), generator=gen))
 
 
 @torch.no_grad()
@@ -114,46 +138,97 @@ def recalibrate_batch_norm(g: Generator, batches: int = 16, batch_size: int = 64
     return g.eval()
 
 
-def build_models(cfg: GANConfig) -> tuple[Generator, Discriminator]:
-    g = Generator(nz=cfg.nz, ngf=cfg.ngf, nc=1, image_size=cfg.image_size)
+def build_models(cfg: GANConfig, n_classes: int = 0) -> tuple[Generator, Discriminator]:
+    g = Generator(nz=cfg.nz, ngf=cfg.ngf, nc=1, image_size=cfg.image_size,
+                  upsample=cfg.upsample)
     d = Discriminator(ndf=cfg.ndf, nc=1, image_size=cfg.image_size,
-                      spectral_norm=cfg.spectral_norm)
+                      spectral_norm=cfg.spectral_norm,
+                      batch_norm=cfg.d_batch_norm and not cfg.spectral_norm, n_classes=n_classes)
     return g, d
 
 
-def _gan_step(cfg: GANConfig):
-    """One D step then one G step (non-saturating loss, DiffAugment on all D inputs), then the
-    EMA of G; the ``TrainTask.step`` of ``build_task``."""
-    def aug(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        if not cfg.diff_augment:
-            return x
-        return diff_augment(x, gen, cutout=cfg.augment_cutout, color=cfg.augment_color)
+def ema_decay_at(cfg: GANConfig, step: int) -> float:
+    """The EMA decay used after ``step``: 0 (copy G) before ``ema_start``; with
+    ``ema_rampup`` the half-life (in steps) is capped at ``ema_rampup * step``."""
+    if step <= cfg.ema_start:
+        return 0.0
+    if cfg.ema_rampup > 0:
+        return min(cfg.ema_decay, 0.5 ** (1.0 / max(cfg.ema_rampup * step, 1e-8)))
+    return cfg.ema_decay
 
-    def step(ctx: StepContext, real: torch.Tensor) -> dict[str, float]:
+
+def r1_penalty(d: torch.nn.Module, real: torch.Tensor, aug) -> torch.Tensor:
+    """E|∇_x D(aug(x))|² over the real batch (B, 1, S, S), differentiable for the D step."""
+    real = real.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(d(aug(real)).sum(), real, create_graph=True)
+    return grad.square().flatten(1).sum(1).mean()
+
+
+def identity_loss(class_logits: torch.Tensor) -> torch.Tensor:
+    """Mean entropy of each fake's identity prediction minus the entropy of the batch's mean
+    prediction; class_logits (B, n_classes). Low when every face is one clear person and the
+    batch spreads over many people."""
+    p = class_logits.softmax(1)
+    each = -(p * class_logits.log_softmax(1)).sum(1).mean()
+    mean = p.mean(0)
+    return each + (mean * mean.clamp_min(1e-12).log()).sum()
+
+
+def _gan_step(cfg: GANConfig):
+    """One D step then one G step (non-saturating loss, DiffAugment on all D inputs), every
+    ``r1_every`` steps an R1 step on D, then the EMA of G; the ``TrainTask.step`` of
+    ``build_task``."""
+    def step(ctx: StepContext, batch) -> dict[str, float]:
         G, D, acc = ctx.models["g"], ctx.models["d"], ctx.accelerator
+        real, labels = batch if isinstance(batch, (tuple, list)) else (batch, None)
+        use_id = cfg.identity_weight > 0 and labels is not None
+
+        def aug(x: torch.Tensor) -> torch.Tensor:
+            if not cfg.diff_augment:
+                return x
+            return diff_augment(x, ctx.generator, cutout=cfg.augment_cutout,
+                                color=cfg.augment_color)
+
         real = real.to(acc.device)
         z = torch.randn(real.shape[0], acc.unwrap_model(G).nz,
                         generator=ctx.generator).to(acc.device)
         fake = G(z)  # (B, 1, S, S)
-        d_real, d_fake = D(aug(real, ctx.generator)), D(aug(fake.detach(), ctx.generator))
+        logs = {}
+        if use_id:
+            d_real, cls_real = D(aug(real), classes=True)
+            loss_cls = F.cross_entropy(cls_real, labels.to(acc.device))
+            logs["id_acc"] = (cls_real.argmax(1).cpu() == labels).float().mean().item()
+        else:
+            d_real, loss_cls = D(aug(real)), 0.0
+        d_fake = D(aug(fake.detach()))
         bce = F.binary_cross_entropy_with_logits
         loss_d = (bce(d_real, torch.full_like(d_real, cfg.real_label))
                   + bce(d_fake, torch.zeros_like(d_fake)))
         ctx.optimizers["d"].zero_grad(set_to_none=True)
-        acc.backward(loss_d)
+        acc.backward(loss_d + loss_cls)
         ctx.optimizers["d"].step()
-        d_gen = D(aug(fake, ctx.generator))
+        if cfg.r1_gamma and ctx.step % cfg.r1_every == 0:
+            penalty = r1_penalty(D, real, aug)
+            ctx.optimizers["d"].zero_grad(set_to_none=True)
+            acc.backward(penalty * (cfg.r1_gamma / 2 * cfg.r1_every))
+            ctx.optimizers["d"].step()
+            logs["r1"] = penalty.item()
+        if use_id:
+            d_gen, cls_gen = D(aug(fake), classes=True)
+            loss_id = identity_loss(cls_gen)
+            logs["id_g"] = loss_id.item()
+        else:
+            d_gen, loss_id = D(aug(fake)), 0.0
         loss_g = F.binary_cross_entropy_with_logits(d_gen, torch.ones_like(d_gen))
         ctx.optimizers["g"].zero_grad(set_to_none=True)
-        acc.backward(loss_g)
+        acc.backward(loss_g + cfg.identity_weight * loss_id)
         ctx.optimizers["g"].step()
-        decay = cfg.ema_decay if ctx.step > cfg.ema_start else 0.0
         # batch-norm running statistics follow G directly (re-estimated at export)
-        update_ema(acc.unwrap_model(ctx.models["g_ema"]), acc.unwrap_model(G), decay,
-                   copy_buffers=True)
+        update_ema(acc.unwrap_model(ctx.models["g_ema"]), acc.unwrap_model(G),
+                   ema_decay_at(cfg, ctx.step), copy_buffers=True)
         return {"loss_d": loss_d.item(), "loss_g": loss_g.item(),
                 "d_x": torch.sigmoid(d_real).mean().item(),
-                "d_g_z": torch.sigmoid(d_fake).mean().item()}
+                "d_g_z": torch.sigmoid(d_fake).mean().item(), **logs}
     return step
 
 
@@ -166,15 +241,21 @@ def exported_generator(cfg: GANConfig, models: dict, batches: int = 16) -> Gener
 
 
 def build_task(cfg: GANConfig, loop: LoopConfig, data: torch.Tensor,
-               init: tuple[Generator, Discriminator] | None = None) -> TrainTask:
+               init: tuple[Generator, Discriminator] | None = None,
+               labels: torch.Tensor | None = None) -> TrainTask:
     """The TrainTask: G, D, EMA-G, Adam(0.5, 0.999) for each, augmented real batches.
 
     Args:
         data: (N, 1, S, S) real faces in [-1, 1].
         init: (G, D) to continue from; new DCGAN-initialised models otherwise.
+        labels: (N,) person of each face, for ``identity_weight``; without them (or with a D
+            that has no identity head) the identity term is off.
     """
     torch.manual_seed(loop.seed)
-    g, d = init if init is not None else build_models(cfg)
+    n_classes = int(labels.max()) + 1 if cfg.identity_weight > 0 and labels is not None else 0
+    g, d = init if init is not None else build_models(cfg, n_classes)
+    if n_classes and d.n_classes != n_classes:
+        labels = None  # a D continued from a run without (or with other) identities
     g_ema = copy.deepcopy(g).requires_grad_(False)
     opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, 0.999))
     opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, 0.999))
@@ -188,10 +269,12 @@ def build_task(cfg: GANConfig, loop: LoopConfig, data: torch.Tensor,
         save_gan(exported_generator(cfg, models).cpu(), models["d"], folder)
 
     summary = {"gan_config": dataclasses.asdict(cfg), "train_images": len(data),
+               "identity_term": bool(n_classes and labels is not None),
                "what_is_saved": f"{cfg.export} generator (top level) + discriminator/ for "
                                 "continuing"}
     return TrainTask(models={"g": g, "d": d, "g_ema": g_ema}, optimizers={"g": opt_g, "d": opt_d},
-                     batches=real_batches(data, cfg, loop.seed + 1), step=_gan_step(cfg),
+                     batches=real_batches(data, cfg, loop.seed + 1, labels if n_classes else None),
+                     step=_gan_step(cfg),
                      save=save, sample=sample, summary=summary)
 
 
@@ -206,6 +289,11 @@ def save_gan(g: Generator, d: Discriminator | None, folder: Path) -> None:
 def load_training_faces(data: str | Path | None, size: int) -> torch.Tensor:
     """Faces (N, 1, size, size) in [-1, 1] from ``data`` (a .npz/.mat file, an image folder or
     "sklearn"), or from ``faces_source()`` (the bundled Olivetti faces) when None."""
+    return load_training_set(data, size)[0]
+
+
+def load_training_set(data: str | Path | None, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``load_training_faces`` and the person of each face (N,) (int64)."""
     from playground.data.faces import faces_source, load_faces
 
     data = data or faces_source()
@@ -215,7 +303,7 @@ def load_training_faces(data: str | Path | None, size: int) -> torch.Tensor:
         faces = load_faces(data)
     except (OSError, ValueError) as exc:
         raise UserInputError(f"Could not read face data {data!r}: {exc}") from exc
-    return faces_to_tensor(faces.images, size)
+    return faces_to_tensor(faces.images, size), torch.from_numpy(faces.persons).long()
 
 
 def train_cli(preset: str, loop: LoopConfig, data: str | None, overrides: dict) -> TrainResult:
@@ -227,8 +315,8 @@ def train_cli(preset: str, loop: LoopConfig, data: str | None, overrides: dict) 
     torch.set_num_threads(max(1, torch.get_num_threads()))  # honours OMP_NUM_THREADS
     from playground.data.faces import faces_source
 
-    images = load_training_faces(data, cfg.image_size)
+    images, persons = load_training_set(data, cfg.image_size)
     loop = dataclasses.replace(loop, max_steps=loop.max_steps or cfg.steps)
-    task = build_task(cfg, loop, images)
+    task = build_task(cfg, loop, images, labels=persons)
     task.summary["data"] = str(data or faces_source())
     return train_loop(loop, task)

@@ -1,0 +1,1 @@
+"""GAN experiments: ablation presets and switches (train.py), the log (LOG.md)."""
