@@ -69,6 +69,17 @@ def test_r1_settings_are_checked():
         resolve_config("olivetti", {"r1_gamma": -1.0})
 
 
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"r1_every": 2.5}, "r1_every must be a whole number"),
+    ({"identity_weight": -0.5}, "identity_weight must be between 0"),
+    ({"ema_rampup": -0.05}, "ema_rampup must be between 0 and 1"),
+    ({"upsample": "bilinear"}, "upsample must be one of"),
+])
+def test_research_options_refuse_bad_values(overrides, message):
+    with pytest.raises(UserInputError, match=message):
+        resolve_config("olivetti", overrides)
+
+
 @pytest.mark.parametrize("d_batch_norm", [True, False])
 def test_tiny_training_with_r1_reaches_every_parameter(tmp_path, d_batch_norm):
     cfg = dataclasses.replace(PRESETS["tiny"], d_batch_norm=d_batch_norm, r1_gamma=1.0,

@@ -55,6 +55,8 @@ def _unet_task(cfg, vae, seed: int = 0):
     ({"decoder_tail_p": 0.5}, "decoder_tail_p applies to a decoder_only run"),
     ({"decoder_only": "yes"}, "decoder_only must be true or false"),
     ({"decoder_noise": -1, "decoder_only": True}, "decoder_noise"),
+    ({"decoder_only": True, "decoder_tail_p": 0.5, "decoder_noise": 0.2},
+     "decoder_tail_p and decoder_noise are separate"),
     ({"decoder_steps": -1}, "decoder_steps"),  # the product's checks run too
 ])
 def test_bad_research_settings_get_clear_messages(overrides, message):

@@ -160,6 +160,8 @@ def test_decoder_noise_feeds_the_decoder_noised_latents(monkeypatch):
                         lambda self, z, *a, **k: seen.append(z.detach()) or decode(self, z))
     train_loop(_loop(2), plain)
     assert all(tuple(z[0].flatten()[:4].tolist()) in clean for z in seen)
+    with pytest.raises(ValueError, match="do not combine"):
+        V.decoder_task(cfg, vae, images, latents, seed=0, latent_transform=lambda z, x, g: z)
 
 
 @pytest.mark.parametrize(("overrides", "message"), [

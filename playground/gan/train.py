@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from playground.core.config import resolve_preset
 from playground.core.ema import update_ema
-from playground.core.errors import UserInputError
+from playground.core.errors import UserInputError, check_range
 from playground.core.training import LoopConfig, StepContext, TrainResult, TrainTask, train_loop
 from playground.gan.augment import augment_real, diff_augment, faces_to_tensor, to_unit
 from playground.gan.model import SIZES, UPSAMPLES, Discriminator, Generator
@@ -84,10 +84,10 @@ def resolve_config(preset: str, overrides: dict | None = None) -> GANConfig:
     cfg = resolve_preset(PRESETS, preset, overrides, family="GAN")
     if cfg.export not in ("ema", "raw"):
         raise UserInputError("export must be 'ema' or 'raw'.")
-    if cfg.identity_weight < 0:
-        raise UserInputError("identity_weight must be >= 0.")
-    if cfg.r1_gamma < 0 or cfg.r1_every < 1:
-        raise UserInputError("r1_gamma must be >= 0 and r1_every >= 1.")
+    check_range("identity_weight", cfg.identity_weight, 0, 1e3)
+    check_range("r1_gamma", cfg.r1_gamma, 0, 1e4)
+    check_range("r1_every", cfg.r1_every, 1, 10**6, integer=True)
+    check_range("ema_rampup", cfg.ema_rampup, 0, 1)
     if cfg.image_size not in SIZES:
         raise UserInputError(f"image_size must be one of {SIZES}, got {cfg.image_size!r}.")
     if cfg.upsample not in UPSAMPLES:

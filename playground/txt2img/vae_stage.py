@@ -119,9 +119,11 @@ def decoder_task(cfg, vae, images: torch.Tensor, latents: torch.Tensor, seed: in
     posterior means ``latents`` (unscaled), LR on a cosine to 0. The encoder is frozen, so the
     UNet's latents do not change and this stage may run before or after the UNet stage.
     With ``cfg.decoder_noise`` the latents are noised (``noised_latents``, scale relative to
-    their standard deviation); ``latent_transform`` (research variants) changes each batch's
-    latents instead."""
-    if latent_transform is None and getattr(cfg, "decoder_noise", 0):
+    their standard deviation); ``latent_transform`` (research variants, not together with
+    ``decoder_noise``) changes each batch's latents instead."""
+    if cfg.decoder_noise:
+        if latent_transform is not None:
+            raise ValueError("decoder_noise and a latent_transform do not combine")
         spread = float(latents.std())
 
         def latent_transform(z, x, gen):

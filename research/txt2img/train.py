@@ -104,6 +104,9 @@ def resolve_config(preset: str, overrides: dict | None = None) -> ResearchConfig
         raise UserInputError("decoder_only needs decoder_steps > 0.")
     if cfg.decoder_tail_p and not cfg.decoder_only:
         raise UserInputError("decoder_tail_p applies to a decoder_only run.")
+    if cfg.decoder_tail_p and cfg.decoder_noise:
+        raise UserInputError("decoder_tail_p and decoder_noise are separate experiments: set "
+                             "one of them.")
     if isinstance(cfg.reinit_words, str) or not all(isinstance(w, str) for w in cfg.reinit_words):
         raise UserInputError("reinit_words must be a list of words, e.g. "
                              "--set 'reinit_words=[\"top\",\"left\"]'.")
