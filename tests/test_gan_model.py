@@ -176,9 +176,9 @@ def test_resolve_config_refuses_bad_settings(preset, overrides, message):
 
 
 def test_resolve_config_applies_overrides():
-    cfg = resolve_config("olivetti", {"steps": 7, "export": "ema"})
-    assert (cfg.steps, cfg.export, cfg.image_size) == (7, "ema", 64)
-    assert PRESETS["olivetti"].steps == 2500  # the preset itself is untouched
+    cfg = resolve_config("olivetti", {"steps": 7, "export": "raw"})
+    assert (cfg.steps, cfg.export, cfg.image_size) == (7, "raw", 64)
+    assert (PRESETS["olivetti"].steps, PRESETS["olivetti"].export) == (4000, "ema")  # untouched
 
 
 def test_ema_follows_g_and_copies_its_batch_norm_statistics():

@@ -1,7 +1,9 @@
 """Measure a face generator against the Olivetti photos; writes metrics.json beside the model.
 
-`python -m playground.gan.evaluate --model weights/gan-olivetti --face-id weights/gan-face-id`
-(faces: the bundled assets/olivetti_faces.npz, the same pixels as olivettifaces.mat; or --data)
+`python -m playground.gan.evaluate --model weights/gan-olivetti --face-id weights/gan-face-id
+[--figure]` (faces: the bundled assets/olivetti_faces.npz, the same pixels as olivettifaces.mat;
+or --data). ``--figure`` also writes the card's samples.png: seeds 0-15 (psi = 1) over the
+nearest training photo of each.
 
 What is measured (Inception is not available offline):
 - feature space = the 64-d penultimate layer of our face-identity CNN (weights/gan-face-id);
@@ -22,9 +24,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from playground.gan.augment import faces_to_tensor
-from playground.gan.inference import generate, latent
+from playground.gan.inference import generate, grid_image, latent
 from playground.gan.metrics import (
     frechet_distance,
     nearest,
@@ -105,6 +108,17 @@ def evaluate_generator(generator, face_id, images: np.ndarray, persons: np.ndarr
     }
 
 
+def card_figure(generator, images: np.ndarray) -> Image.Image:
+    """Seeds 0-15 in two rows of 8 (psi = 1), then the nearest photo (RMS pixels) of each;
+    shown 2x (nearest neighbour)."""
+    z = torch.stack([latent(s, generator.nz) for s in range(16)])
+    fake01 = generate(generator, z)
+    idx, _ = nearest(fake01[:, 0].numpy(), images, rms_distance)
+    photos = torch.from_numpy(images[idx]).float()[:, None]
+    grid = grid_image(torch.cat([fake01, photos]), 8)
+    return grid.resize((grid.width * 2, grid.height * 2), Image.Resampling.NEAREST)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="generator folder (HF format)")
@@ -113,6 +127,7 @@ def main(argv: list[str] | None = None) -> dict:
                         help="faces (.npz/.mat/folder); default: the bundled Olivetti faces")
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--figure", action="store_true", help="also write samples.png")
     args = parser.parse_args(argv)
     from playground.data.faces import faces_source, load_faces
     from playground.gan.faceid import FaceIdNet
@@ -120,9 +135,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     torch.set_num_threads(1)
     faces = load_faces(args.data or faces_source())
-    metrics = evaluate_generator(Generator.from_pretrained(args.model).eval(),
-                                 FaceIdNet.from_pretrained(args.face_id).eval(),
+    generator = Generator.from_pretrained(args.model).eval()
+    metrics = evaluate_generator(generator, FaceIdNet.from_pretrained(args.face_id).eval(),
                                  faces.images, faces.persons, n=args.n)
+    if args.figure:
+        card_figure(generator, faces.images).save(Path(args.model) / "samples.png")
     if not args.no_write:
         (Path(args.model) / "metrics.json").write_text(json.dumps(metrics, indent=1))
     print(json.dumps(metrics, indent=1))

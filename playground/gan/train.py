@@ -71,8 +71,14 @@ class GANConfig:
 PRESETS: dict[str, GANConfig] = {
     "tiny": GANConfig(image_size=32, nz=16, ngf=8, ndf=8, batch_size=8, steps=20,
                       ema_decay=0.9, ema_start=2),
-    # the shipped weights/gan-olivetti (2500 steps: ~13 min on an idle CPU thread)
-    "olivetti": GANConfig(steps=2500, export="raw"),
+    # the shipped weights/gan-olivetti (issue 27; research/gan/LOG.md (b')): a lazy R1 penalty
+    # on the reals and the EMA of G with its half-life ramped up, saved with its batch-norm
+    # statistics re-estimated; 4000 steps (~45 min on an idle CPU thread)
+    "olivetti": GANConfig(steps=4000, r1_gamma=0.05, ema_start=0, ema_rampup=0.05,
+                          export="ema"),
+    # the model shipped before issue 27 (G itself at step 2500; its card figures are kept in
+    # the shipped card for comparison)
+    "olivetti-v1": GANConfig(steps=2500, export="raw"),
     "olivetti-32": GANConfig(image_size=32, steps=2000, export="raw"),  # quick in-browser run
     "olivetti-cuda": GANConfig(ngf=64, ndf=64, steps=20000),
 }

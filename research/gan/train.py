@@ -51,10 +51,10 @@ _MEASURE = {"extra_ema": (0.995, 0.999), "eval_every": 250,
 
 PRESETS: dict[str, ResearchConfig] = {
     **{name: _research(cfg) for name, cfg in T.PRESETS.items()},
-    # (a) the shipped recipe (BN D, label smoothing 0.9), EMAs measured
-    "abl-a": _research(T.PRESETS["olivetti"], **_MEASURE),
+    # (a) the recipe shipped before issue 27 (BN D, label smoothing 0.9), EMAs measured
+    "abl-a": _research(T.PRESETS["olivetti-v1"], **_MEASURE),
     # (b) a plain D (no batch norm), R1 on reals (gamma 1, lazy every 16), no label smoothing
-    "abl-b": _research(T.PRESETS["olivetti"], d_batch_norm=False, r1_gamma=1.0,
+    "abl-b": _research(T.PRESETS["olivetti-v1"], d_batch_norm=False, r1_gamma=1.0,
                        real_label=1.0, **_MEASURE),
 }
 DEFAULT_PRESET = "abl-a"
