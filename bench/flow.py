@@ -22,7 +22,8 @@ def _shipped(target: str = "8gaussians"):
 
 @benchmark("flow: 200x200 density grid / zuko log_prob on the grid")
 def density_grid_row() -> dict:
-    from playground.flow.metrics import density_grid, grid_points
+    from playground.data.targets2d import grid_points
+    from playground.flow.metrics import density_grid
 
     torch.set_num_threads(1)
     model = _shipped()
@@ -41,7 +42,7 @@ def _plain_zuko_seconds_per_step(cfg, steps: int) -> float:
     """The loop from zuko's README: flow = NSF(...); loss = -flow().log_prob(x).mean()."""
     import zuko
 
-    from playground.flow.targets import get_target
+    from playground.data.targets2d import get_target
 
     torch.manual_seed(0)
     flow = zuko.flows.NSF(2, transforms=cfg.depth, hidden_features=(cfg.width, cfg.width),

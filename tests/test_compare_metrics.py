@@ -16,7 +16,7 @@ from playground.compare.metrics import (
     target_entropy,
     target_modes,
 )
-from playground.flow.targets import get_target
+from playground.data.targets2d import get_target
 
 
 def _g8(n: int, seed: int) -> torch.Tensor:

@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from playground.core.errors import UserInputError
-from playground.flow import live, register_models, userdata
+from playground.data import user2d
+from playground.data.targets2d import BOX
+from playground.flow import live, register_models
 from playground.flow.inference import density_view, log_prob_at
-from playground.flow.targets import BOX
 
 register_models()
 
@@ -27,11 +28,11 @@ def sketch(mask_fn, size: int = 200) -> dict:
 def test_drawn_strokes_become_noisy_points_in_the_box():
     # a horizontal stroke across the upper half of the canvas (rows 48-52 → y ≈ +2)
     value = sketch(lambda r, c: (abs(r - 50) <= 2) & (c > 20) & (c < 180))
-    pts = userdata.points_from_sketch(value, n_points=500, noise=0.05, seed=1)
+    pts = user2d.points_from_sketch(value, n_points=500, noise=0.05, seed=1)
     assert pts.shape == (500, 2) and pts.dtype == torch.float32
     assert pts[:, 1].mean().item() == pytest.approx(BOX - 50.5 * 2 * BOX / 200, abs=0.05)
     assert pts[:, 0].min() < -2.5 and pts[:, 0].max() > 2.5
-    again = userdata.points_from_sketch(value, n_points=500, noise=0.05, seed=1)
+    again = user2d.points_from_sketch(value, n_points=500, noise=0.05, seed=1)
     assert torch.equal(pts, again)
 
 
@@ -43,7 +44,7 @@ def test_drawn_strokes_become_noisy_points_in_the_box():
 ])
 def test_empty_or_one_point_drawing_is_refused(value, message):
     with pytest.raises(UserInputError, match=message):
-        userdata.points_from_sketch(value)
+        user2d.points_from_sketch(value)
 
 
 def write(tmp_path, text: str, name: str = "pts.csv") -> str:
@@ -54,10 +55,10 @@ def write(tmp_path, text: str, name: str = "pts.csv") -> str:
 
 def test_csv_with_header_is_read_and_fitted_into_the_box(tmp_path):
     rows = "\n".join(f"{i},{2 * i + 100}" for i in range(50))
-    points = userdata.read_csv_points(write(tmp_path, "x,y\n" + rows + "\n\n"))
+    points = user2d.read_csv_points(write(tmp_path, "x,y\n" + rows + "\n\n"))
     assert points.shape == (50, 2) and points[3].tolist() == [3.0, 106.0]
-    fitted, info = userdata.fit_to_box(points)
-    assert fitted.abs().max().item() == pytest.approx(userdata.FIT_HALF_WIDTH, abs=1e-5)
+    fitted, info = user2d.fit_to_box(points)
+    assert fitted.abs().max().item() == pytest.approx(user2d.FIT_HALF_WIDTH, abs=1e-5)
     assert info["scale"] == pytest.approx(3.5 / 49)
 
 
@@ -72,7 +73,7 @@ def test_csv_with_header_is_read_and_fitted_into_the_box(tmp_path):
 ])
 def test_malformed_csv_is_refused(tmp_path, text, message):
     with pytest.raises(UserInputError, match=message):
-        userdata.points_from_csv(write(tmp_path, text))
+        user2d.points_from_csv(write(tmp_path, text))
 
 
 def test_ten_million_row_csv_is_refused_without_reading_it(tmp_path):
@@ -81,14 +82,14 @@ def test_ten_million_row_csv_is_refused_without_reading_it(tmp_path):
         handle.truncate(10_000_000 * 4)
     t0 = time.perf_counter()
     with pytest.raises(UserInputError, match="too big"):
-        userdata.read_csv_points(str(path))
+        user2d.read_csv_points(str(path))
     assert time.perf_counter() - t0 < 0.5
 
 
 def test_too_many_rows_stop_reading_early(tmp_path):
     path = write(tmp_path, "1,2\n" * 2000)
     with pytest.raises(UserInputError, match="more than 1,000 rows"):
-        userdata.read_csv_points(path, max_rows=1000)
+        user2d.read_csv_points(path, max_rows=1000)
 
 
 @pytest.mark.parametrize("kwargs,message", [

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from playground.core.training import LoopConfig, train_loop
+from playground.data.targets2d import TARGETS, Target, sample_8gaussians
 from playground.flow.metrics import density_grid, kl_estimate
 from playground.flow.model import (
     FLOW_TYPES,
@@ -17,7 +18,6 @@ from playground.flow.model import (
     layer_inverse,
     layer_outputs,
 )
-from playground.flow.targets import TARGETS, Target, sample_8gaussians
 from playground.flow.train import build_task, learning_rate, resolve_config
 
 torch.set_num_threads(1)

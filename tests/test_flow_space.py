@@ -13,7 +13,8 @@ from PIL import Image
 from playground.core import sessions
 from playground.core.errors import UserInputError
 from playground.core.repro import read_png_record
-from playground.flow import register_models, userdata
+from playground.data import user2d
+from playground.flow import register_models
 from playground.flow.inference import density_view, layers_view
 
 register_models()
@@ -108,11 +109,11 @@ def _rss_mb() -> float:
 
 def test_a_drawing_file_becomes_points_and_a_pixel_bomb_is_refused_unread(drawing, pixel_bomb):
     value = {"background": None, "layers": [drawing], "composite": drawing}
-    pts = userdata.points_from_sketch(value, n_points=400, noise=0.02, seed=0)
+    pts = user2d.points_from_sketch(value, n_points=400, noise=0.02, seed=0)
     assert pts.shape == (400, 2) and pts[:, 1].mean().item() == pytest.approx(2.0, abs=0.1)
     rss, t0 = _rss_mb(), time.perf_counter()
     with pytest.raises(UserInputError, match=r"13000×13000 .* limit is 4 megapixels"):
-        userdata.points_from_sketch({"background": None, "layers": [], "composite": pixel_bomb})
+        user2d.points_from_sketch({"background": None, "layers": [], "composite": pixel_bomb})
     assert time.perf_counter() - t0 < 0.5 and _rss_mb() - rss < 100
 
 

@@ -13,10 +13,10 @@ import torch
 
 from playground.core.errors import UserInputError
 from playground.core.registry import REPO_ROOT, WEIGHTS_DIR
+from playground.data.targets2d import TARGETS
 from playground.flow import SHIPPED_TARGETS, shipped_name
 from playground.flow.metrics import kl_estimate, nll
 from playground.flow.model import FlowModel
-from playground.flow.targets import TARGETS
 from playground.flow.train import PRESETS, resolve_config
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PLAYGROUND_DEVICE": "cpu"}

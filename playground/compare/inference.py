@@ -15,7 +15,7 @@ from playground.compare import FAMILIES, FAMILY, LABELS
 from playground.core import registry
 from playground.core.errors import UserInputError, check_range
 from playground.core.repro import make_record
-from playground.flow.targets import get_target
+from playground.data.targets2d import get_target
 
 if TYPE_CHECKING:  # the scores pull in torch, diffusers and zuko: imported where used
     import torch

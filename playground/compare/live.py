@@ -33,7 +33,7 @@ from playground.core.errors import UserInputError, check_range
 from playground.core.live import LiveRun, start_live_run, step_cap
 from playground.core.repro import make_record
 from playground.core.training import LoopConfig, TrainTask
-from playground.flow.targets import TARGETS, get_target
+from playground.data.targets2d import TARGETS, get_target
 
 MAX_LIVE_STEPS = 5_000
 SHARED_MAX_STEPS = 1_000

@@ -22,7 +22,7 @@ import torch
 from playground.compare import diffusion
 from playground.compare.model import vae_elbo, vae_iwae
 from playground.compare.sampling import draw, log_density
-from playground.flow.targets import G8_RADIUS, G8_STD, RING_RADII, RING_STD, TARGETS
+from playground.data.targets2d import G8_RADIUS, G8_STD, RING_RADII, RING_STD, TARGETS
 
 NO_NLL_REASON = ("A GAN's generator maps noise to points without any density to evaluate, and "
                  "its discriminator scores realism, not probability, so it has no likelihood.")

@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from playground.core.fonts import label_font
-from playground.flow.render import (
+from playground.core.plot2d import (
     colormap,
     density_image,
     draw_points,

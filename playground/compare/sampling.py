@@ -38,7 +38,7 @@ def log_density(family: str, model, x: torch.Tensor, batch: int = 20_000) -> tor
 
 def density_grid(family: str, model, resolution: int) -> torch.Tensor | None:
     """log q on the plotting box as (R, R), row 0 at the top; None without an exact density."""
-    from playground.flow.metrics import grid_points
+    from playground.data.targets2d import grid_points
 
     if family not in EXACT_DENSITY:
         return None

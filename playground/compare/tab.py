@@ -14,9 +14,8 @@ from playground.compare import FAMILIES, LABELS
 from playground.core.errors import UserInputError
 from playground.core.seeding import resolve_seed
 from playground.core.zerogpu import as_number, gpu_handler
-from playground.flow.tab import SOURCES  # the drawing / CSV inputs are the Flows tab's
-from playground.flow.tab import _user_points as user_points  # (both belong in ui / core.data)
-from playground.flow.targets import TARGETS
+from playground.data.targets2d import TARGETS
+from playground.data.user2d import SOURCES, user_points  # the drawing / CSV inputs
 
 TARGET_CHOICES = [(t.label, t.name) for t in TARGETS.values()]
 VIEW_CHOICES = [(LABELS[f], f) for f in FAMILIES]

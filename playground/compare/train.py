@@ -36,8 +36,8 @@ from playground.core.config import resolve_preset
 from playground.core.errors import UserInputError
 from playground.core.schedules import warmup_cosine
 from playground.core.training import LoopConfig, StepContext, TrainResult, TrainTask
+from playground.data.targets2d import TARGETS, get_target
 from playground.flow.model import FlowModel
-from playground.flow.targets import TARGETS, get_target
 
 # the Flows tab's data stream (it reads only cfg.target and cfg.batch_size): fresh target
 # samples every step, or the user's points resampled; both belong in a core data module

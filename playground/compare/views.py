@@ -21,12 +21,11 @@ from playground.compare.inference import held_out_points, load_fits
 from playground.compare.render import curve_image, heatmap, panel_image, strip, titled
 from playground.core import registry
 from playground.core.errors import check_range
+from playground.core.plot2d import angle_colors, draw_points, layer_panel, scatter_image
 from playground.core.repro import make_record, save_png
 from playground.core.seeding import make_generator
 from playground.core.sessions import unique_output
-from playground.flow.metrics import grid_points
-from playground.flow.render import angle_colors, draw_points, layer_panel, scatter_image
-from playground.flow.targets import BOX
+from playground.data.targets2d import BOX, grid_points
 
 GRID = 128
 SIZE = 260

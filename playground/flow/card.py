@@ -13,11 +13,11 @@ from pathlib import Path
 
 import torch
 
+from playground.core.plot2d import density_image, scatter_image
 from playground.core.seeding import make_generator
+from playground.data.targets2d import get_target
 from playground.flow.metrics import density_grid, kl_estimate, nll
 from playground.flow.model import FlowModel
-from playground.flow.render import density_image, scatter_image
-from playground.flow.targets import get_target
 
 CARD_SEED = 31337  # evaluation points, independent of the training and test seeds
 
@@ -55,7 +55,7 @@ tags: [normalizing-flow, zuko, playground, 2d-density]
 
 A 2-D {cfg.get('flow_type', 'nsf').upper()} normalizing flow (zuko {cfg.get('depth')} transforms,
 hidden MLP {cfg.get('width')}×2, {cfg.get('bins')} spline bins) fitted by maximum likelihood to the
-`{target}` toy target of the Generative Models Playground (`playground/flow/targets.py`).
+`{target}` toy target of the Generative Models Playground (`playground/data/targets2d.py`).
 
 - Data: fresh samples of the target every step (batch {cfg.get('batch_size')}), no fixed data set
 - Steps: {steps}; Adam, lr {cfg.get('lr')} with {cfg.get('warmup')} warm-up steps and cosine decay

@@ -16,15 +16,15 @@ from PIL import Image
 
 from playground.core.errors import UserInputError, check_range
 from playground.core.live import LiveRun, start_live_run, step_cap
+from playground.core.plot2d import density_image
 from playground.core.repro import make_record, save_png
 from playground.core.sessions import unique_output
 from playground.core.training import LoopConfig, TrainTask
+from playground.data.targets2d import grid_points
 from playground.flow import FAMILY
 from playground.flow.energies import get_energy
 from playground.flow.live import LIVE_IMAGE, MAX_LIVE_STEPS, SHARED_MAX_STEPS
-from playground.flow.metrics import grid_points
 from playground.flow.model import FLOW_TYPES
-from playground.flow.render import density_image
 from playground.flow.train import PRESETS, FlowConfig, build_task, resolve_config
 
 FIT_LABELS = {"energy_fit": "fit to the energy (reverse KL)",

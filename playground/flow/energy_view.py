@@ -14,6 +14,7 @@ import torch
 
 from playground.core import registry
 from playground.core.errors import check_range
+from playground.core.plot2d import density_image, draw_points
 from playground.core.repro import make_record, save_png
 from playground.core.seeding import make_generator
 from playground.core.sessions import unique_output
@@ -22,7 +23,6 @@ from playground.flow.energies import get_energy
 from playground.flow.energy_live import energy_image
 from playground.flow.inference import IMAGE_SIZE, load_flow
 from playground.flow.metrics import density_grid
-from playground.flow.render import density_image, draw_points
 from playground.flow.reverse import fit_report
 
 

@@ -13,19 +13,19 @@ import torch
 
 from playground.core import registry
 from playground.core.errors import check_range
-from playground.core.repro import make_record, save_png
-from playground.core.seeding import make_generator
-from playground.core.sessions import unique_output
-from playground.flow import FAMILY
-from playground.flow.metrics import density_grid, kl_estimate, log_prob_batched, nll
-from playground.flow.render import (
+from playground.core.plot2d import (
     angle_colors,
     density_image,
     layer_panel,
     scatter_image,
     small_multiples,
 )
-from playground.flow.targets import TARGETS, get_target
+from playground.core.repro import make_record, save_png
+from playground.core.seeding import make_generator
+from playground.core.sessions import unique_output
+from playground.data.targets2d import TARGETS, get_target
+from playground.flow import FAMILY
+from playground.flow.metrics import density_grid, kl_estimate, log_prob_batched, nll
 
 EVAL_SEED = 4242  # test points of a target for the metrics shown in the tab
 IMAGE_SIZE = 400

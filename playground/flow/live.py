@@ -16,11 +16,11 @@ from PIL import Image
 
 from playground.core.errors import UserInputError, check_range
 from playground.core.live import LiveRun, start_live_run, step_cap
+from playground.core.plot2d import density_image, draw_points, scatter_image
 from playground.core.training import LoopConfig, TrainTask
+from playground.data.targets2d import TARGETS, get_target
 from playground.flow import FAMILY
 from playground.flow.model import FLOW_TYPES
-from playground.flow.render import density_image, draw_points, scatter_image
-from playground.flow.targets import TARGETS, get_target
 from playground.flow.train import FlowConfig, build_task, resolve_config
 
 LIVE_IMAGE = 320

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from playground.flow.targets import BOX, Target
+from playground.data.targets2d import BOX, Target, grid_points
 
 
 @torch.no_grad()
@@ -39,17 +39,6 @@ def kl_estimate(model, target: Target, n: int = 20_000, seed: int = 2024) -> dic
     diff = target.log_prob(x).double() - log_prob_batched(model, x).double()
     kl, se = mean_and_se(diff)
     return {"kl": kl, "kl_se": se, "n": n}
-
-
-def grid_points(resolution: int, box: float = BOX) -> tuple[torch.Tensor, float]:
-    """Cell centres of a resolution² grid over [-box, box]², row 0 at the top (y = +box).
-
-    Returns ((R*R, 2) points, cell area).
-    """
-    step = 2 * box / resolution
-    coords = -box + step * (torch.arange(resolution) + 0.5)
-    ys, xs = torch.meshgrid(coords.flip(0), coords, indexing="ij")
-    return torch.stack([xs.reshape(-1), ys.reshape(-1)], 1), step * step
 
 
 def density_grid(model, resolution: int = 200, box: float = BOX) -> tuple[torch.Tensor, float]:

@@ -13,18 +13,18 @@ from pathlib import Path
 import gradio as gr
 
 from playground import ui
-from playground.core import registry, uploads
+from playground.core import registry
 from playground.core.errors import UserInputError
 from playground.core.seeding import resolve_seed
 from playground.core.zerogpu import as_number, gpu_handler
+from playground.data.targets2d import TARGETS
+from playground.data.user2d import SOURCES, user_points
 from playground.flow import FAMILY, shipped_name
 from playground.flow.energies import DEFAULT_ENERGY, ENERGIES
 from playground.flow.reverse import ONE_SENTENCE
-from playground.flow.targets import TARGETS
 from playground.ui import stop_live_run
 
 TARGET_CHOICES = [(t.label, t.name) for t in TARGETS.values()]
-SOURCES = ["built-in target", "my drawing", "my CSV"]
 FLOW_CHOICES = [("Neural spline flow", "nsf"), ("RealNVP (affine coupling)", "realnvp"),
                 ("Glow-style (ActNorm + linear + coupling)", "glow")]
 HEAT_SIZE = 400
@@ -102,8 +102,8 @@ def show_density(target, flow, n_samples, seed, randomize, progress=TRACK_TQDM):
 @ui.friendly
 @gpu_handler(click_seconds)
 def click_log_prob(flow, target, evt: gr.SelectData, progress=TRACK_TQDM):
+    from playground.core.plot2d import pixel_to_point
     from playground.flow.inference import log_prob_at
-    from playground.flow.render import pixel_to_point
 
     if evt is None or not isinstance(evt.index, (list, tuple)):
         raise UserInputError("Click on the heatmap to pick a point.")
@@ -124,29 +124,13 @@ def show_layers(flow, seed, randomize, progress=TRACK_TQDM):
     return view.image, pd.DataFrame(view.table()), used
 
 
-def _user_points(source, sketch, csv_file, seed):
-    from playground.flow import userdata
-
-    if source == "my drawing":
-        return userdata.points_from_sketch(sketch, seed=seed)
-    if source == "my CSV":
-        if csv_file is None:
-            raise UserInputError("Upload a CSV file of x,y points first.")
-        path = csv_file if isinstance(csv_file, str) else getattr(csv_file, "name", None)
-        uploads.check_file(path, userdata.MAX_CSV_BYTES / 2**20)  # missing, empty, too big
-        return userdata.points_from_csv(str(path))
-    if source != "built-in target":
-        raise UserInputError(f"Data must be one of {', '.join(SOURCES)}, got {source!r}.")
-    return None
-
-
 @ui.friendly
 def train_live(source, target, sketch, csv_file, flow_type, depth, width, lr, steps, batch,
                seed, randomize):
     from playground.flow import live
 
     used = resolve_seed(seed, randomize)
-    points = _user_points(source, sketch, csv_file, used)
+    points = user_points(source, sketch, csv_file, used)
     cfg = live.live_config(flow_type, depth, width, lr, steps, batch,
                            target if points is None else "custom")
     run = live.start_run(cfg, points, used)

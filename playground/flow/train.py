@@ -26,11 +26,11 @@ from playground.core.config import resolve_preset
 from playground.core.errors import UserInputError
 from playground.core.schedules import warmup_cosine
 from playground.core.training import LoopConfig, StepContext, TrainResult, TrainTask, train_loop
+from playground.data.targets2d import TARGETS, get_target
 from playground.flow.energies import get_energy
 from playground.flow.energy_train import build_energy_task
 from playground.flow.metrics import density_grid, log_prob_batched
 from playground.flow.model import FLOW_TYPES, FlowModel, init_actnorm
-from playground.flow.targets import TARGETS, get_target
 
 ENERGY_STEPS = 500
 TEST_SEED = 777  # the held-out points of a built-in target do not depend on the run's seed
@@ -196,7 +196,7 @@ def train_points_cli(resolve, build, preset: str, loop: LoopConfig, data: str | 
         loop.max_steps = cfg.steps
     points = None
     if data:
-        from playground.flow.userdata import points_from_csv
+        from playground.data.user2d import points_from_csv
         points = points_from_csv(data)
     return train_loop(loop, build(cfg, loop, points))
 

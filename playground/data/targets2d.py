@@ -133,3 +133,14 @@ def get_target(name: str) -> Target:
     if name not in TARGETS:
         raise UserInputError(f"Unknown target {name!r}; choose from {', '.join(TARGETS)}.")
     return TARGETS[name]
+
+
+def grid_points(resolution: int, box: float = BOX) -> tuple[torch.Tensor, float]:
+    """Cell centres of a resolution² grid over [-box, box]², row 0 at the top (y = +box).
+
+    Returns ((R*R, 2) points, cell area).
+    """
+    step = 2 * box / resolution
+    coords = -box + step * (torch.arange(resolution) + 0.5)
+    ys, xs = torch.meshgrid(coords.flip(0), coords, indexing="ij")
+    return torch.stack([xs.reshape(-1), ys.reshape(-1)], 1), step * step

@@ -13,9 +13,10 @@ import numpy as np
 import torch
 
 from playground.core.errors import UserInputError
-from playground.core.uploads import load_image
-from playground.flow.targets import BOX
+from playground.core.uploads import check_file, load_image
+from playground.data.targets2d import BOX
 
+SOURCES = ["built-in target", "my drawing", "my CSV"]  # the data choices of the 2-D tabs
 MAX_CSV_BYTES = 5 * 1024 * 1024  # ~200k short rows; a 10-million-row file is refused unread
 MAX_CSV_ROWS = 100_000
 MIN_POINTS = 20
@@ -153,3 +154,19 @@ def points_from_sketch(value, n_points: int = 2000, noise: float = 0.08,
     y = BOX - (rows[pick] + 0.5) * (2 * BOX / h)
     pts = torch.from_numpy(np.stack([x, y], 1)).float()
     return pts + noise * torch.randn(n_points, 2, generator=gen)
+
+
+def user_points(source: str, sketch, csv_file, seed: int) -> torch.Tensor | None:
+    """The points of the data source a 2-D tab's user chose (Flows, Compare): None for the
+    built-in target, else the drawing or the uploaded CSV as (N, 2) points in the box."""
+    if source == "my drawing":
+        return points_from_sketch(sketch, seed=seed)
+    if source == "my CSV":
+        if csv_file is None:
+            raise UserInputError("Upload a CSV file of x,y points first.")
+        path = csv_file if isinstance(csv_file, str) else getattr(csv_file, "name", None)
+        check_file(path, MAX_CSV_BYTES / 2**20)  # missing, empty, too big
+        return points_from_csv(str(path))
+    if source != "built-in target":
+        raise UserInputError(f"Data must be one of {', '.join(SOURCES)}, got {source!r}.")
+    return None

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from playground.core.fonts import label_font
-from playground.flow.targets import BOX
+from playground.data.targets2d import BOX
 
 # viridis, sampled at 9 points (matplotlib's colour map, CC0)
 _VIRIDIS = np.array([[68, 1, 84], [71, 44, 122], [59, 81, 139], [44, 113, 142], [33, 144, 141],
