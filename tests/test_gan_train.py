@@ -127,3 +127,11 @@ def test_tiny_training_with_the_identity_head(tmp_path):
     # without labels (the in-browser trainer) the same preset trains with the term off
     plain = build_task(cfg, loop, data)
     assert plain.models["d"].classes is None and not plain.summary["identity_term"]
+
+
+def test_rejection_probe_refuses_keeping_more_faces_than_it_draws(capsys):
+    from research.gan import rejection
+
+    with pytest.raises(SystemExit):
+        rejection.main(["ckpt", "generator", "--n", "10", "--keep", "20"])
+    assert "--keep must be between 1 and --n (10), got 20" in capsys.readouterr().err

@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--keep", type=int, default=400)
     parser.add_argument("--ndf", type=int, default=32)
     args = parser.parse_args(argv)
+    if not 1 <= args.keep <= args.n:
+        parser.error(f"--keep must be between 1 and --n ({args.n}), got {args.keep}")
     torch.set_num_threads(1)
     g = Generator.from_pretrained(args.generator).eval()
     d = Discriminator(ndf=args.ndf, nc=1, image_size=64, spectral_norm=False, batch_norm=True)

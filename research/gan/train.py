@@ -29,8 +29,7 @@ from playground.core.config import resolve_preset
 from playground.core.ema import update_ema
 from playground.core.training import LoopConfig, TrainResult, train_loop
 from playground.gan import train as T
-
-FACE_ID = Path(__file__).resolve().parents[2] / "weights" / "gan-face-id"
+from research.gan.watch import FACE_ID, KEYS
 
 
 @dataclass
@@ -101,8 +100,6 @@ def _evaluator(cfg: ResearchConfig, out_dir: Path):
     face_id = FaceIdNet.from_pretrained(str(FACE_ID)).eval()
     faces = load_faces(faces_source())
     out_dir.mkdir(parents=True, exist_ok=True)
-    keys = ("fd_generated", "fd_ratio", "precision", "recall", "nn_pixel_min",
-            "samples_closer_than_same_person_p05", "nn_feature_min")
 
     def evaluate(models, step: int) -> dict[str, float]:
         if not cfg.eval_every or step % cfg.eval_every:
@@ -112,7 +109,7 @@ def _evaluator(cfg: ResearchConfig, out_dir: Path):
             g = (copy.deepcopy(models[name]).eval() if name == "g"
                  else T.recalibrate_batch_norm(models[name]))
             got = evaluate_generator(g, face_id, faces.images, faces.persons, n=cfg.eval_n)
-            row.update({f"{name}/{k}": float(got[k]) for k in keys})
+            row.update({f"{name}/{k}": float(got[k]) for k in KEYS})
             z = torch.stack([latent(s, g.nz) for s in range(16)])
             grid_image(generate(g, z), 8).save(out_dir / f"step{step:06d}-{name}.png")
         with open(out_dir / "evals.jsonl", "a") as handle:
