@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from playground.core import registry, repro
-from tests.conftest import open_tab
+from tests.conftest import fill_field, open_tab
 
 pytest_plugins = ["tests.hub_fixtures"]  # the fake_hub fixture
 
@@ -93,7 +93,8 @@ def test_browser_each_new_view_shows_a_picture(page):
     page.wait_for_selector("#txt2img-gallery img", timeout=90_000)
     live = page.locator("#txt2img-live img").first
     live.wait_for()
-    assert live.evaluate("img => img.naturalWidth") >= 256  # enlarged, not 64 px
+    # enlarged, not 64 px (waits for the picture to finish loading: 0 until then)
+    page.wait_for_function("document.querySelector('#txt2img-live img').naturalWidth >= 256")
     assert live.bounding_box()["height"] > 150
 
     page.get_by_text("Attention: which word drives which pixels").click()
@@ -105,8 +106,8 @@ def test_browser_each_new_view_shows_a_picture(page):
     assert "received" in page.locator("#txt2img-attention-info").inner_text()
 
     page.get_by_text("X/Y grid: one image per pair of settings").click()
-    page.get_by_label("X values").fill("1, 4")
-    page.get_by_label("Y values").fill("0, 1")
+    fill_field(page, "#txt2img-grid-x textarea", "1, 4")
+    fill_field(page, "#txt2img-grid-y textarea", "0, 1")
     page.locator("#txt2img-grid-run").click()
     page.locator("#txt2img-grid-info").get_by_text("4/4 cells.").wait_for(timeout=90_000)
     assert page.locator("#txt2img-grid img").first.bounding_box()["height"] > 150

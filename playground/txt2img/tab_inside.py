@@ -188,11 +188,11 @@ def _build_grid(common, c, record_json, stop_generation) -> None:
     with gr.Accordion("X/Y grid: one image per pair of settings", open=False):
         with gr.Row():
             x_axis = gr.Dropdown(list(AXES), value="Guidance", label="X axis")
-            x_values = gr.Textbox("1, 4, 8", label="X values",
+            x_values = gr.Textbox("1, 4, 8", label="X values", elem_id="txt2img-grid-x",
                                   info="comma-separated; seeds and steps also take ranges: 0-3")
         with gr.Row():
             y_axis = gr.Dropdown([NO_AXIS, *AXES], value="Seed", label="Y axis")
-            y_values = gr.Textbox("0-2", label="Y values",
+            y_values = gr.Textbox("0-2", label="Y values", elem_id="txt2img-grid-y",
                                   info="Prompt S/R: the first value is replaced by each value")
         with gr.Row():
             make = gr.Button("Make grid", variant="primary", elem_id="txt2img-grid-run")
