@@ -21,10 +21,9 @@ from playground.gan.model import Discriminator, Generator, generator_from_tutori
 from playground.gan.train import PRESETS, build_task, resolve_config
 
 
-@pytest.mark.parametrize("upsample", ["transposed", "resize"])
 @pytest.mark.parametrize("size,nc", [(32, 1), (64, 1), (64, 3)])
-def test_shapes(size, nc, upsample):
-    g = Generator(nz=16, ngf=8, nc=nc, image_size=size, upsample=upsample)
+def test_shapes(size, nc):
+    g = Generator(nz=16, ngf=8, nc=nc, image_size=size)
     d = Discriminator(ndf=8, nc=nc, image_size=size)
     x = g(torch.randn(5, 16))
     assert x.shape == (5, nc, size, size) and x.dtype == torch.float32
@@ -85,23 +84,6 @@ def test_save_load_round_trip(tmp_path):
     with torch.no_grad():
         assert torch.equal(g(z), loaded(z))
     assert (tmp_path / "model.safetensors").is_file()
-
-
-def test_resize_upsampling_round_trips_and_has_no_transposed_doublings(tmp_path):
-    g = Generator(nz=16, ngf=8, nc=1, image_size=32, upsample="resize").eval()
-    kinds = [type(m).__name__ for m in g.main]
-    assert kinds.count("ConvTranspose2d") == 1 and kinds.count("Upsample") == 3  # 4 -> 32 px
-    g.save_pretrained(tmp_path)
-    loaded = Generator.from_pretrained(str(tmp_path)).eval()
-    assert loaded.upsample == "resize"
-    z = torch.randn(3, 16)
-    with torch.no_grad():
-        assert torch.equal(g(z), loaded(z))
-    rebuilt = generator_from_tutorial_state_dict(g.state_dict()).eval()
-    assert rebuilt.upsample == "resize" and (rebuilt.nz, rebuilt.ngf, rebuilt.image_size) == (
-        16, 8, 32)
-    with pytest.raises(ValueError, match="upsample"):
-        Generator(upsample="bilinear-ish")
 
 
 @pytest.fixture

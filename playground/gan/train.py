@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +28,10 @@ from playground.core.ema import update_ema
 from playground.core.errors import UserInputError, check_range
 from playground.core.training import LoopConfig, StepContext, TrainResult, TrainTask, train_loop
 from playground.gan.augment import augment_real, diff_augment, faces_to_tensor, to_unit
-from playground.gan.model import SIZES, UPSAMPLES, Discriminator, Generator
+from playground.gan.model import SIZES, Discriminator, Generator
+
+if TYPE_CHECKING:
+    from playground.data.faces import FaceSet
 
 N_FIXED = 16  # fixed-noise grid shown while training
 
@@ -43,7 +49,6 @@ class GANConfig:
     beta1: float = 0.5
     real_label: float = 0.9  # one-sided label smoothing
     spectral_norm: bool = False  # True: SN-D without batch norm (learned far slower here)
-    d_batch_norm: bool = True  # False: a plain D (no normalisation; it stayed at chance here)
     # R1 penalty (gamma/2)·E|∇D(real)|² (Mescheder et al. 2018), lazily: every ``r1_every``
     # steps, scaled by r1_every (StyleGAN2), as its own D step; 0 = off
     r1_gamma: float = 0.0
@@ -54,11 +59,6 @@ class GANConfig:
     max_shift: int = 2  # data augmentation of the real photos (pixels at 64 px)
     ema_decay: float = 0.999
     ema_start: int = 200  # steps before the EMA starts tracking (copies G until then)
-    # > 0: D gets an identity head (cross-entropy on the real photos' person labels) and G's
-    # loss adds identity_weight·(mean entropy of that head on fakes − entropy of its batch
-    # mean): each face should be one clear person, the batch should cover them all
-    identity_weight: float = 0.0
-    upsample: str = "transposed"  # G's doublings: "transposed" (DCGAN) or "resize" (model.py)
     # > 0: the EMA's half-life is at most ema_rampup × the steps so far (StyleGAN2-ADA), so
     # early, worse generators fade out of the average; 0 = plain ``ema_decay``
     ema_rampup: float = 0.0
@@ -90,33 +90,31 @@ def resolve_config(preset: str, overrides: dict | None = None) -> GANConfig:
     cfg = resolve_preset(PRESETS, preset, overrides, family="GAN")
     if cfg.export not in ("ema", "raw"):
         raise UserInputError("export must be 'ema' or 'raw'.")
-    check_range("identity_weight", cfg.identity_weight, 0, 1e3)
     check_range("r1_gamma", cfg.r1_gamma, 0, 1e4)
     check_range("r1_every", cfg.r1_every, 1, 10**6, integer=True)
     check_range("ema_rampup", cfg.ema_rampup, 0, 1)
     if cfg.image_size not in SIZES:
         raise UserInputError(f"image_size must be one of {SIZES}, got {cfg.image_size!r}.")
-    if cfg.upsample not in UPSAMPLES:
-        raise UserInputError(f"upsample must be one of {UPSAMPLES}, got {cfg.upsample!r}.")
     return cfg
 
 
-def real_batches(data: torch.Tensor, cfg: GANConfig, seed: int,
-                 labels: torch.Tensor | None = None):
-    """Endless shuffled, augmented batches (B, 1, S, S) of the real faces; with ``labels``
-    (N,), pairs (images, their labels (B,))."""
-    gen = torch.Generator().manual_seed(seed)
-    shift_px = max(0, round(cfg.max_shift * cfg.image_size / 64))
-
-    def batch(idx: torch.Tensor):
-        images = augment_real(data[idx], gen, shift_px)
-        return images if labels is None else (images, labels[idx])
+def batch_indices(n: int, batch_size: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
+    """Endless batches of indices (batch_size,) into ``n`` items: shuffled epochs, or samples
+    with replacement when there are fewer items than one batch."""
     while True:
-        order = torch.randperm(len(data), generator=gen)
-        for i in range(0, len(order) - cfg.batch_size + 1, cfg.batch_size):
-            yield batch(order[i:i + cfg.batch_size])
-        if len(order) < cfg.batch_size:  # tiny data: sample with replacement
-            yield batch(torch.randint(len(data), (cfg.batch_size,), generator=gen))
+        order = torch.randperm(n, generator=gen)
+        for i in range(0, n - batch_size + 1, batch_size):
+            yield order[i:i + batch_size]
+        if n < batch_size:  # tiny data: sample with replacement
+            yield torch.randint(n, (batch_size,), generator=gen)
+
+
+def real_batches(data: torch.Tensor, cfg: GANConfig, seed: int) -> Iterator[torch.Tensor]:
+    """Endless shuffled, augmented batches (B, 1, S, S) of the real faces."""
+    gen = torch.Generator().manual_seed(seed)  # the order and the augmentation both draw here
+    shift_px = max(0, round(cfg.max_shift * cfg.image_size / 64))
+    for idx in batch_indices(len(data), cfg.batch_size, gen):
+        yield augment_real(data[idx], gen, shift_px)
 
 
 @torch.no_grad()
@@ -144,12 +142,10 @@ def recalibrate_batch_norm(g: Generator, batches: int = 16, batch_size: int = 64
     return g.eval()
 
 
-def build_models(cfg: GANConfig, n_classes: int = 0) -> tuple[Generator, Discriminator]:
-    g = Generator(nz=cfg.nz, ngf=cfg.ngf, nc=1, image_size=cfg.image_size,
-                  upsample=cfg.upsample)
+def build_models(cfg: GANConfig) -> tuple[Generator, Discriminator]:
+    g = Generator(nz=cfg.nz, ngf=cfg.ngf, nc=1, image_size=cfg.image_size)
     d = Discriminator(ndf=cfg.ndf, nc=1, image_size=cfg.image_size,
-                      spectral_norm=cfg.spectral_norm,
-                      batch_norm=cfg.d_batch_norm and not cfg.spectral_norm, n_classes=n_classes)
+                      spectral_norm=cfg.spectral_norm)
     return g, d
 
 
@@ -170,72 +166,63 @@ def r1_penalty(d: torch.nn.Module, real: torch.Tensor, aug) -> torch.Tensor:
     return grad.square().flatten(1).sum(1).mean()
 
 
-def identity_loss(class_logits: torch.Tensor) -> torch.Tensor:
-    """Mean entropy of each fake's identity prediction minus the entropy of the batch's mean
-    prediction; class_logits (B, n_classes). Low when every face is one clear person and the
-    batch spreads over many people."""
-    p = class_logits.softmax(1)
-    each = -(p * class_logits.log_softmax(1)).sum(1).mean()
-    mean = p.mean(0)
-    return each + (mean * mean.clamp_min(1e-12).log()).sum()
+# D's verdict on the images of one side of a step: (real/fake logits (B,), an extra loss
+# added to that step's loss, values to log). The product's is D's logits alone; research adds
+# its terms here (research/gan/train.py: D's identity head).
+Verdict = tuple[torch.Tensor, torch.Tensor | float, dict[str, float]]
+Judge = Callable[[torch.nn.Module, torch.Tensor], Verdict]
 
 
-def _gan_step(cfg: GANConfig):
+def judge_plain(d: torch.nn.Module, images: torch.Tensor) -> Verdict:
+    return d(images), 0.0, {}
+
+
+def gan_step(cfg: GANConfig, ctx: StepContext, real: torch.Tensor,
+             judge_real: Judge = judge_plain, judge_fake: Judge = judge_plain
+             ) -> dict[str, float]:
     """One D step then one G step (non-saturating loss, DiffAugment on all D inputs), every
-    ``r1_every`` steps an R1 step on D, then the EMA of G; the ``TrainTask.step`` of
-    ``build_task``."""
-    def step(ctx: StepContext, batch) -> dict[str, float]:
-        G, D, acc = ctx.models["g"], ctx.models["d"], ctx.accelerator
-        real, labels = batch if isinstance(batch, (tuple, list)) else (batch, None)
-        use_id = cfg.identity_weight > 0 and labels is not None
+    ``r1_every`` steps an R1 step on D, then the EMA of G; ``build_task``'s step.
 
-        def aug(x: torch.Tensor) -> torch.Tensor:
-            if not cfg.diff_augment:
-                return x
-            return diff_augment(x, ctx.generator, cutout=cfg.augment_cutout,
-                                color=cfg.augment_color)
+    Args:
+        real: (B, 1, S, S) real faces in [-1, 1].
+        judge_real: D's verdict on the augmented reals in the D step.
+        judge_fake: D's verdict on the augmented fakes in the G step.
+    """
+    G, D, acc = ctx.models["g"], ctx.models["d"], ctx.accelerator
 
-        real = real.to(acc.device)
-        z = torch.randn(real.shape[0], acc.unwrap_model(G).nz,
-                        generator=ctx.generator).to(acc.device)
-        fake = G(z)  # (B, 1, S, S)
-        logs = {}
-        if use_id:
-            d_real, cls_real = D(aug(real), classes=True)
-            loss_cls = F.cross_entropy(cls_real, labels.to(acc.device))
-            logs["id_acc"] = (cls_real.argmax(1).cpu() == labels).float().mean().item()
-        else:
-            d_real, loss_cls = D(aug(real)), 0.0
-        d_fake = D(aug(fake.detach()))
-        bce = F.binary_cross_entropy_with_logits
-        loss_d = (bce(d_real, torch.full_like(d_real, cfg.real_label))
-                  + bce(d_fake, torch.zeros_like(d_fake)))
+    def aug(x: torch.Tensor) -> torch.Tensor:
+        if not cfg.diff_augment:
+            return x
+        return diff_augment(x, ctx.generator, cutout=cfg.augment_cutout, color=cfg.augment_color)
+
+    real = real.to(acc.device)
+    z = torch.randn(real.shape[0], acc.unwrap_model(G).nz, generator=ctx.generator).to(acc.device)
+    fake = G(z)  # (B, 1, S, S)
+    d_real, extra_d, logs = judge_real(D, aug(real))
+    d_fake = D(aug(fake.detach()))
+    bce = F.binary_cross_entropy_with_logits
+    loss_d = (bce(d_real, torch.full_like(d_real, cfg.real_label))
+              + bce(d_fake, torch.zeros_like(d_fake)))
+    ctx.optimizers["d"].zero_grad(set_to_none=True)
+    acc.backward(loss_d + extra_d)
+    ctx.optimizers["d"].step()
+    if cfg.r1_gamma and ctx.step % cfg.r1_every == 0:
+        penalty = r1_penalty(D, real, aug)
         ctx.optimizers["d"].zero_grad(set_to_none=True)
-        acc.backward(loss_d + loss_cls)
+        acc.backward(penalty * (cfg.r1_gamma / 2 * cfg.r1_every))
         ctx.optimizers["d"].step()
-        if cfg.r1_gamma and ctx.step % cfg.r1_every == 0:
-            penalty = r1_penalty(D, real, aug)
-            ctx.optimizers["d"].zero_grad(set_to_none=True)
-            acc.backward(penalty * (cfg.r1_gamma / 2 * cfg.r1_every))
-            ctx.optimizers["d"].step()
-            logs["r1"] = penalty.item()
-        if use_id:
-            d_gen, cls_gen = D(aug(fake), classes=True)
-            loss_id = identity_loss(cls_gen)
-            logs["id_g"] = loss_id.item()
-        else:
-            d_gen, loss_id = D(aug(fake)), 0.0
-        loss_g = F.binary_cross_entropy_with_logits(d_gen, torch.ones_like(d_gen))
-        ctx.optimizers["g"].zero_grad(set_to_none=True)
-        acc.backward(loss_g + cfg.identity_weight * loss_id)
-        ctx.optimizers["g"].step()
-        # batch-norm running statistics follow G directly (re-estimated at export)
-        update_ema(acc.unwrap_model(ctx.models["g_ema"]), acc.unwrap_model(G),
-                   ema_decay_at(cfg, ctx.step), copy_buffers=True)
-        return {"loss_d": loss_d.item(), "loss_g": loss_g.item(),
-                "d_x": torch.sigmoid(d_real).mean().item(),
-                "d_g_z": torch.sigmoid(d_fake).mean().item(), **logs}
-    return step
+        logs["r1"] = penalty.item()
+    d_gen, extra_g, logs_g = judge_fake(D, aug(fake))
+    loss_g = bce(d_gen, torch.ones_like(d_gen))
+    ctx.optimizers["g"].zero_grad(set_to_none=True)
+    acc.backward(loss_g + extra_g)
+    ctx.optimizers["g"].step()
+    # batch-norm running statistics follow G directly (re-estimated at export)
+    update_ema(acc.unwrap_model(ctx.models["g_ema"]), acc.unwrap_model(G),
+               ema_decay_at(cfg, ctx.step), copy_buffers=True)
+    return {"loss_d": loss_d.item(), "loss_g": loss_g.item(),
+            "d_x": torch.sigmoid(d_real).mean().item(),
+            "d_g_z": torch.sigmoid(d_fake).mean().item(), **logs, **logs_g}
 
 
 def exported_generator(cfg: GANConfig, models: dict, batches: int = 16) -> Generator:
@@ -247,21 +234,15 @@ def exported_generator(cfg: GANConfig, models: dict, batches: int = 16) -> Gener
 
 
 def build_task(cfg: GANConfig, loop: LoopConfig, data: torch.Tensor,
-               init: tuple[Generator, Discriminator] | None = None,
-               labels: torch.Tensor | None = None) -> TrainTask:
+               init: tuple[Generator, Discriminator] | None = None) -> TrainTask:
     """The TrainTask: G, D, EMA-G, Adam(0.5, 0.999) for each, augmented real batches.
 
     Args:
         data: (N, 1, S, S) real faces in [-1, 1].
         init: (G, D) to continue from; new DCGAN-initialised models otherwise.
-        labels: (N,) person of each face, for ``identity_weight``; without them (or with a D
-            that has no identity head) the identity term is off.
     """
     torch.manual_seed(loop.seed)
-    n_classes = int(labels.max()) + 1 if cfg.identity_weight > 0 and labels is not None else 0
-    g, d = init if init is not None else build_models(cfg, n_classes)
-    if n_classes and d.n_classes != n_classes:
-        labels = None  # a D continued from a run without (or with other) identities
+    g, d = init if init is not None else build_models(cfg)
     g_ema = copy.deepcopy(g).requires_grad_(False)
     opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, 0.999))
     opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, 0.999))
@@ -275,12 +256,10 @@ def build_task(cfg: GANConfig, loop: LoopConfig, data: torch.Tensor,
         save_gan(exported_generator(cfg, models).cpu(), models["d"], folder)
 
     summary = {"gan_config": dataclasses.asdict(cfg), "train_images": len(data),
-               "identity_term": bool(n_classes and labels is not None),
                "what_is_saved": f"{cfg.export} generator (top level) + discriminator/ for "
                                 "continuing"}
     return TrainTask(models={"g": g, "d": d, "g_ema": g_ema}, optimizers={"g": opt_g, "d": opt_d},
-                     batches=real_batches(data, cfg, loop.seed + 1, labels if n_classes else None),
-                     step=_gan_step(cfg),
+                     batches=real_batches(data, cfg, loop.seed + 1), step=partial(gan_step, cfg),
                      save=save, sample=sample, summary=summary)
 
 
@@ -292,24 +271,23 @@ def save_gan(g: Generator, d: Discriminator | None, folder: Path) -> None:
         d.save_pretrained(Path(folder) / "discriminator")
 
 
-def load_training_faces(data: str | Path | None, size: int) -> torch.Tensor:
-    """Faces (N, 1, size, size) in [-1, 1] from ``data`` (a .npz/.mat file, an image folder or
-    "sklearn"), or from ``faces_source()`` (the bundled Olivetti faces) when None."""
-    return load_training_set(data, size)[0]
-
-
-def load_training_set(data: str | Path | None, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``load_training_faces`` and the person of each face (N,) (int64)."""
+def read_faces(data: str | Path | None) -> FaceSet:
+    """The ``FaceSet`` of ``data`` (a .npz/.mat file, an image folder or "sklearn"), or of
+    ``faces_source()`` (the bundled Olivetti faces) when None; unreadable data is a user error."""
     from playground.data.faces import faces_source, load_faces
 
     data = data or faces_source()
     if data is None:
         raise UserInputError("No face data: pass --data (a .npz/.mat file or an image folder).")
     try:
-        faces = load_faces(data)
+        return load_faces(data)
     except (OSError, ValueError) as exc:
         raise UserInputError(f"Could not read face data {data!r}: {exc}") from exc
-    return faces_to_tensor(faces.images, size), torch.from_numpy(faces.persons).long()
+
+
+def load_training_faces(data: str | Path | None, size: int) -> torch.Tensor:
+    """Faces (N, 1, size, size) in [-1, 1] from ``read_faces(data)``."""
+    return faces_to_tensor(read_faces(data).images, size)
 
 
 def train_cli(preset: str, loop: LoopConfig, data: str | None, overrides: dict) -> TrainResult:
@@ -321,8 +299,8 @@ def train_cli(preset: str, loop: LoopConfig, data: str | None, overrides: dict) 
     torch.set_num_threads(max(1, torch.get_num_threads()))  # honours OMP_NUM_THREADS
     from playground.data.faces import faces_source
 
-    images, persons = load_training_set(data, cfg.image_size)
+    images = load_training_faces(data, cfg.image_size)
     loop = dataclasses.replace(loop, max_steps=loop.max_steps or cfg.steps)
-    task = build_task(cfg, loop, images, labels=persons)
+    task = build_task(cfg, loop, images)
     task.summary["data"] = str(data or faces_source())
     return train_loop(loop, task)

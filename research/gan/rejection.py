@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error(f"--keep must be between 1 and --n ({args.n}), got {args.keep}")
     torch.set_num_threads(1)
     g = Generator.from_pretrained(args.generator).eval()
-    d = Discriminator(ndf=args.ndf, nc=1, image_size=64, spectral_norm=False, batch_norm=True)
+    d = Discriminator(ndf=args.ndf, nc=1, image_size=64, spectral_norm=False)  # the BN D
     d.load_state_dict(checkpoint_states(args.ckpt)["d"])
     face_id = FaceIdNet.from_pretrained(FACE_ID).eval()
     real = extract_features(face_id, faces_to_tensor(load_faces(faces_source()).images, 64))

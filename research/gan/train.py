@@ -1,11 +1,17 @@
-"""GAN ablations on the 400 Olivetti photos: the product trainer plus measuring switches.
+"""GAN ablations on the 400 Olivetti photos: the product trainer plus switches that did not ship.
 
 `python -m research.gan.train --preset abl-a --max-steps 2000 --out /work/runs/gan-abl-a
 --checkpoint-every 250` takes the flags of `python -m playground.train gan`; every product
 preset is here too. Results: LOG.md.
 
-The switches (fields of ``ResearchConfig`` on top of the product's ``GANConfig``), none of
-which changes the training trajectory (they use no shared random state):
+The switches (fields of ``ResearchConfig`` on top of the product's ``GANConfig``). Three change
+the models (``research/gan/model.py``) and so the training:
+- ``d_batch_norm=False``: a plain D without normalisation ((b): it stayed at chance here);
+- ``identity_weight`` > 0: D gets an identity head (cross-entropy on the real photos' person
+  labels) and G's loss adds identity_weight·``identity_loss`` of that head on fakes: each face
+  should be one clear person, the batch should cover them all ((e));
+- ``upsample="resize"``: G's doublings are nearest-neighbour upsampling + a 3x3 conv ((f)).
+The others only measure, and do not change the training trajectory (no shared random state):
 - ``extra_ema``: more EMA copies of G with these fixed decays (from ``extra_ema_start``), so
   one run compares EMA settings;
 - ``eval_every`` / ``eval_n``: every N steps, the metrics of ``playground.gan.evaluate``
@@ -24,16 +30,28 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from playground.core.config import resolve_preset
 from playground.core.ema import update_ema
-from playground.core.training import LoopConfig, TrainResult, train_loop
+from playground.core.errors import UserInputError, check_range
+from playground.core.training import LoopConfig, StepContext, TrainResult, TrainTask, train_loop
 from playground.gan import train as T
+from playground.gan.augment import augment_real, faces_to_tensor
+from research.gan.model import (
+    UPSAMPLES,
+    ResearchDiscriminator,
+    ResearchGenerator,
+    identity_loss,
+)
 from research.gan.watch import FACE_ID, KEYS
 
 
 @dataclass
 class ResearchConfig(T.GANConfig):
+    d_batch_norm: bool = True  # False: the plain D
+    identity_weight: float = 0.0  # > 0: D's identity head and G's identity term
+    upsample: str = "transposed"  # or "resize": G's resize-convolution doublings
     extra_ema: tuple[float, ...] = ()
     extra_ema_start: int = 200
     eval_every: int = 0
@@ -60,13 +78,72 @@ DEFAULT_PRESET = "abl-a"
 
 
 def resolve_config(preset: str, overrides: dict | None = None) -> ResearchConfig:
-    """The product's checks, on a research preset."""
+    """The product's checks, on a research preset, and those of the switches."""
     cfg = resolve_preset(PRESETS, preset, overrides, family="GAN research")
     T.resolve_config("olivetti", {f.name: getattr(cfg, f.name)
                                   for f in dataclasses.fields(T.GANConfig)})
+    check_range("identity_weight", cfg.identity_weight, 0, 1e3)
+    if cfg.upsample not in UPSAMPLES:
+        raise UserInputError(f"upsample must be one of {UPSAMPLES}, got {cfg.upsample!r}.")
     if isinstance(cfg.extra_ema, list):  # --set extra_ema=[0.99] arrives as a list
         cfg = dataclasses.replace(cfg, extra_ema=tuple(cfg.extra_ema))
     return cfg
+
+
+def build_models(cfg: ResearchConfig, n_classes: int = 0
+                 ) -> tuple[ResearchGenerator, ResearchDiscriminator]:
+    """The product's ``build_models`` with the model switches (and ``n_classes`` people)."""
+    g = ResearchGenerator(nz=cfg.nz, ngf=cfg.ngf, nc=1, image_size=cfg.image_size,
+                          upsample=cfg.upsample)
+    d = ResearchDiscriminator(ndf=cfg.ndf, nc=1, image_size=cfg.image_size,
+                              spectral_norm=cfg.spectral_norm,
+                              batch_norm=cfg.d_batch_norm and not cfg.spectral_norm,
+                              n_classes=n_classes)
+    return g, d
+
+
+def labelled_batches(data: torch.Tensor, labels: torch.Tensor, cfg: ResearchConfig, seed: int):
+    """The product's ``real_batches`` (same order and augmentation) paired with the person of
+    each face: (images (B, 1, S, S), labels (B,))."""
+    gen = torch.Generator().manual_seed(seed)
+    shift_px = max(0, round(cfg.max_shift * cfg.image_size / 64))
+    for idx in T.batch_indices(len(data), cfg.batch_size, gen):
+        yield augment_real(data[idx], gen, shift_px), labels[idx]
+
+
+def identity_step(cfg: ResearchConfig):
+    """The product's ``gan_step`` on (images, labels) batches, with D's identity head: its
+    cross-entropy on the reals joins D's loss, ``identity_weight``·``identity_loss`` on the
+    fakes joins G's."""
+    def step(ctx: StepContext, batch) -> dict[str, float]:
+        real, labels = batch
+
+        def judge_real(d, images):
+            logits, classes = d(images, classes=True)
+            accuracy = (classes.argmax(1).cpu() == labels).float().mean().item()
+            return (logits, F.cross_entropy(classes, labels.to(ctx.accelerator.device)),
+                    {"id_acc": accuracy})
+
+        def judge_fake(d, images):
+            logits, classes = d(images, classes=True)
+            loss = identity_loss(classes)
+            return logits, cfg.identity_weight * loss, {"id_g": loss.item()}
+        return T.gan_step(cfg, ctx, real, judge_real=judge_real, judge_fake=judge_fake)
+    return step
+
+
+def build_task(cfg: ResearchConfig, loop: LoopConfig, data: torch.Tensor,
+               labels: torch.Tensor | None = None) -> TrainTask:
+    """The product's ``build_task`` on the research models; with ``identity_weight`` > 0 and
+    ``labels`` (N,) (the person of each face), the identity head and its terms."""
+    torch.manual_seed(loop.seed)
+    n_classes = int(labels.max()) + 1 if cfg.identity_weight > 0 and labels is not None else 0
+    task = T.build_task(cfg, loop, data, init=build_models(cfg, n_classes))
+    if n_classes:
+        task.batches = labelled_batches(data, labels, cfg, loop.seed + 1)
+        task.step = identity_step(cfg)
+    task.summary["identity_term"] = bool(n_classes)
+    return task
 
 
 def ema_name(decay: float) -> str:
@@ -123,9 +200,10 @@ def train_cli(preset: str, loop: LoopConfig, data: str | None, overrides: dict) 
     """Like ``playground.gan.train.train_cli``, with the research switches."""
     cfg = resolve_config(preset, overrides)
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    images, persons = T.load_training_set(data, cfg.image_size)
+    faces = T.read_faces(data)
+    images = faces_to_tensor(faces.images, cfg.image_size)
     loop = dataclasses.replace(loop, max_steps=loop.max_steps or cfg.steps)
-    task = T.build_task(cfg, loop, images, labels=persons)
+    task = build_task(cfg, loop, images, labels=torch.from_numpy(faces.persons).long())
     _with_extra_emas(cfg, task)
     if cfg.eval_every:
         task.evaluate = _evaluator(cfg, Path(f"{loop.out_dir}-evals"))

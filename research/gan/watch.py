@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 
 from playground.core.training import checkpoint_states, checkpoint_step
-from playground.gan.model import generator_from_tutorial_state_dict
 from playground.gan.train import recalibrate_batch_norm
+from research.gan.model import generator_from_state_dict
 
 FACE_ID = Path(__file__).resolve().parents[2] / "weights" / "gan-face-id"
 KEYS = ("fd_generated", "fd_ratio", "precision", "recall", "nn_pixel_min",
@@ -37,7 +37,7 @@ def measure(ckpt: Path, out: Path, n: int, face_id, faces) -> dict:
         raise ValueError("a newer checkpoint landed while reading")
     row, t0 = {"step": step}, time.perf_counter()
     for name in ("g", "g_ema"):
-        g = generator_from_tutorial_state_dict(states[name])
+        g = generator_from_state_dict(states[name])  # the resize G of (f) too
         if name != "g":
             g = recalibrate_batch_norm(g)
         g.save_pretrained(out / f"step{step:06d}-{name}")
