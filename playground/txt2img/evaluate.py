@@ -51,15 +51,27 @@ def generate_for(pipe, scenes: list[Scene], *, steps: int = EVAL_STEPS,
     return images
 
 
-def evaluate(pipe, n: int = 100, *, seed: int = 0, steps: int = EVAL_STEPS,
-             guidance: float = EVAL_GUIDANCE, guide=None, autoguidance: float = 0.0,
-             autoguidance_max_t: float = EVAL_AUTOGUIDANCE_MAX_T) -> dict:
-    """Scores on ``n`` one-object prompts each holding a held-out colour+shape pair, ``n // 2``
-    one-object prompts of seen combinations, and ``n // 2`` two-object prompts."""
-    sets = {"held_out": eval_scenes(n, seed=1000 + seed, held_out=True),
+def eval_sets(n: int, seed: int = 0) -> dict[str, list[Scene]]:
+    """Seed set ``seed``'s prompts: ``n`` one-object prompts each holding a held-out
+    colour+shape pair, ``n // 2`` one-object prompts of seen combinations, and ``n // 2``
+    two-object prompts."""
+    return {"held_out": eval_scenes(n, seed=1000 + seed, held_out=True),
             "seen": eval_scenes(n // 2, seed=2000 + seed, held_out=False),
             "two_objects": eval_scenes(n // 2, seed=3000 + seed, held_out=None,
                                        two_objects_p=1.0)}
+
+
+def score_set(scenes: list[Scene], images: list) -> dict:
+    """Adherence fractions and the artefact summary of one set's images."""
+    return {"n": len(scenes), **adherence.score(scenes, images),
+            "artefacts": artefacts.score(scenes, images).as_dict()}
+
+
+def evaluate(pipe, n: int = 100, *, seed: int = 0, steps: int = EVAL_STEPS,
+             guidance: float = EVAL_GUIDANCE, guide=None, autoguidance: float = 0.0,
+             autoguidance_max_t: float = EVAL_AUTOGUIDANCE_MAX_T) -> dict:
+    """Scores on seed set ``seed``'s prompts (``eval_sets``)."""
+    sets = eval_sets(n, seed)
     autoguidance = autoguidance if guide is not None else 0.0
     out = {"steps": steps, "guidance": guidance, "autoguidance": autoguidance,
            "autoguidance_max_t": autoguidance_max_t, "scheduler": "DDIM", "seed": seed}
@@ -68,8 +80,7 @@ def evaluate(pipe, n: int = 100, *, seed: int = 0, steps: int = EVAL_STEPS,
             images = generate_for(pipe, scenes, steps=steps, guidance=guidance, seed=seed,
                                   guide=guide, autoguidance=autoguidance,
                                   autoguidance_max_t=autoguidance_max_t)
-            out[name] = {"n": len(scenes), **adherence.score(scenes, images),
-                         "artefacts": artefacts.score(scenes, images).as_dict()}
+            out[name] = score_set(scenes, images)
     return out
 
 
