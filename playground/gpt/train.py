@@ -34,6 +34,7 @@ from playground.core.training import (
 )
 from playground.gpt.data import (
     END_OF_TEXT,
+    TextSplit,
     encode,
     make_split,
     random_batches,
@@ -285,11 +286,13 @@ def tokenizer_for_run(cfg: GPTConfig, loop: LoopConfig, train_text: str):
 
 
 def prepare_run(cfg: GPTConfig, loop: LoopConfig, text: str, *, base_model=None,
-                base_tokenizer=None, stop: threading.Event | None = None
+                base_tokenizer=None, stop: threading.Event | None = None,
+                split_text: Callable[[str], TextSplit] = make_split
                 ) -> tuple[TrainTask, LoopConfig]:
-    """Split ``text``, get a tokenizer (the base model's when fine-tuning), build the task;
-    returns it with ``loop`` (its ``max_steps`` filled from the preset when left at 0)."""
-    split = make_split(text)
+    """Split ``text`` (``split_text``: research carves its own validation text), get a
+    tokenizer (the base model's when fine-tuning), build the task; returns it with ``loop``
+    (its ``max_steps`` filled from the preset when left at 0)."""
+    split = split_text(text)
     if cfg.reflow:  # after the split: the novels' titles are found on lines of their own
         split = dataclasses.replace(split, train=reflow(split.train), val=reflow(split.val))
     tokenizer = base_tokenizer or tokenizer_for_run(cfg, loop, split.train)
@@ -301,10 +304,17 @@ def prepare_run(cfg: GPTConfig, loop: LoopConfig, text: str, *, base_model=None,
 
 
 def run_training(cfg: GPTConfig, loop: LoopConfig, text: str, *, on_log=None, on_sample=None,
-                 cancel: threading.Event | None = None) -> TrainResult:
-    """Train on ``text``; a spent time budget stops the run and exports its last checkpoint."""
+                 cancel: threading.Event | None = None,
+                 split_text: Callable[[str], TextSplit] = make_split,
+                 extend_task: Callable[[TrainTask], None] | None = None) -> TrainResult:
+    """Train on ``text``; a spent time budget stops the run and exports its last checkpoint.
+
+    ``split_text`` and ``extend_task`` (which changes the built task in place before the loop
+    starts) are for research variants (``research/gpt/train.py``)."""
     cancel = cancel or threading.Event()
-    task, loop = prepare_run(cfg, loop, text, stop=cancel)
+    task, loop = prepare_run(cfg, loop, text, stop=cancel, split_text=split_text)
+    if extend_task is not None:
+        extend_task(task)
     result = train_loop(loop, task, on_log=on_log, on_sample=on_sample, cancel=cancel)
     if cfg.time_budget_s and result.cancelled and loop.out_dir and result.steps:
         result = _export_budget_stop(cfg, loop, task, result)
@@ -340,16 +350,20 @@ def export_from_checkpoint(cfg: GPTConfig, ckpt: str | Path, out: str | Path,
     return export_checkpoint(ckpt, {"gpt": model}, save, out, names=["gpt"], summary=summary)
 
 
-def train_cli(preset: str, loop: LoopConfig, data: str | None, overrides: dict) -> TrainResult:
+def train_cli(preset: str, loop: LoopConfig, data: str | None, overrides: dict, *,
+              resolve: Callable[[str, dict], GPTConfig] | None = None,
+              run: Callable[[GPTConfig, LoopConfig, str], TrainResult] | None = None
+              ) -> TrainResult:
     """Entry point of `python -m playground.train gpt ...`; the tiny preset reads
-    ``TINY_TEXT`` when no ``--data`` is given."""
+    ``TINY_TEXT`` when no ``--data`` is given. A research variant passes its own ``resolve``
+    (preset + overrides -> config) and ``run`` (``run_training``'s first three arguments)."""
     if not data and preset != "tiny":
         raise UserInputError(f"The gpt preset {preset!r} needs --data PATH (a UTF-8 .txt file, "
                              "e.g. austen.txt); only the 'tiny' preset has a built-in sample.")
     data = data or str(TINY_TEXT)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    cfg = resolve_config(preset, overrides)
-    result = run_training(cfg, loop, read_text(data))
+    cfg = (resolve or resolve_config)(preset, overrides)
+    result = (run or run_training)(cfg, loop, read_text(data))
     if result.out_dir:
         meta = {"preset": preset, "data": Path(data).name, "overrides": overrides}
         (Path(result.out_dir) / "training_preset.json").write_text(json.dumps(meta, indent=1))

@@ -38,6 +38,7 @@ from playground.core.errors import UserInputError, check_range
 from playground.core.training import LoopConfig, StepContext, TrainResult, TrainTask, train_loop
 from playground.gan import train as T
 from playground.gan.augment import augment_real, faces_to_tensor
+from research.configs import with_switches
 from research.gan.model import (
     UPSAMPLES,
     ResearchDiscriminator,
@@ -59,8 +60,7 @@ class ResearchConfig(T.GANConfig):
 
 
 def _research(cfg: T.GANConfig, **switches) -> ResearchConfig:
-    base = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(T.GANConfig)}
-    return ResearchConfig(**{**base, **switches})
+    return with_switches(ResearchConfig, cfg, **switches)
 
 
 _MEASURE = {"extra_ema": (0.995, 0.999), "eval_every": 250,

@@ -39,6 +39,7 @@ from playground.txt2img.shapes import (
     object_weights,
 )
 from playground.txt2img.vae_stage import decoder_task, pretrained_vae_latents
+from research.configs import with_switches
 
 
 @dataclass
@@ -51,8 +52,7 @@ class ResearchConfig(T.TrainConfig):
 
 
 def _research(cfg: T.TrainConfig, **switches) -> ResearchConfig:
-    base = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(T.TrainConfig)}
-    return ResearchConfig(**{**base, **switches})
+    return with_switches(ResearchConfig, cfg, **switches)
 
 
 def _step7(**changes) -> ResearchConfig:
