@@ -7,7 +7,7 @@ import re
 import pytest
 from gradio_client.exceptions import AppError
 
-from tests.conftest import open_tab
+from tests.conftest import fill_field, open_tab
 from tests.test_gpt_support import tiny_model_dir
 
 ARGS = dict(use_chat=True, max_new_tokens=10, temperature=0.9, top_k=0, top_p=0.95,
@@ -95,12 +95,17 @@ def test_browser_trains_on_an_upload_and_offers_the_result(page, tmp_path):
     open_tab(page, "Text (GPT)")
     page.get_by_text("Train on your own text").filter(visible=True).click()
     page.locator("#gpt-upload input[type=file]").set_input_files(str(upload))
-    steps = page.get_by_label("number input for Training steps").filter(visible=True)
-    steps.fill("20")
-    steps.press("Enter")
+    page.locator("#gpt-upload").get_by_text("my_text.txt").wait_for()  # uploaded
+    # typed into a just-opened accordion: retyped until the box keeps it (else the default
+    # 300 steps run, past the wait below)
+    fill_field(page, "#gpt-train-steps input[type=number]", "20")
     page.get_by_role("button", name="Train", exact=True).filter(visible=True).click()
     done = page.get_by_text("It is now in the model list above").filter(visible=True)
-    done.wait_for(timeout=120_000)
+    try:
+        done.wait_for(timeout=120_000)
+    except Exception as error:  # say where the run was, not only that it was late
+        status = page.locator("#gpt-train-status").inner_text()
+        raise AssertionError(f"training did not finish in 120 s; status: {status!r}") from error
     name = re.search(r"my-gpt-[0-9a-f]{6}", page.get_by_text("It is now in the model list")
                      .filter(visible=True).inner_text()).group(0)
     assert page.get_by_label("Model", exact=True).filter(visible=True).first.input_value() == name

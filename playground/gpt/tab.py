@@ -138,12 +138,13 @@ def _train_section(model_dropdown_component) -> None:
                              elem_id="gpt-upload")
             with gr.Column():
                 mode = gr.Radio([(v, k) for k, v in MODES.items()], value="new", label="Mode")
-                steps = gr.Slider(10, MAX_STEPS, value=300, step=10, label="Training steps")
+                steps = gr.Slider(10, MAX_STEPS, value=300, step=10, label="Training steps",
+                                  elem_id="gpt-train-steps")
                 train_seed, train_randomize = seed_controls()
         with gr.Row():
             train_btn = gr.Button("Train", variant="primary")
             stop_btn = gr.Button("Stop training", variant="stop")
-        status = gr.Markdown()
+        status = gr.Markdown(elem_id="gpt-train-status")
         plot = gr.LinePlot(x="step", y="loss", color="series", label="Loss (nats per token)")
         samples = gr.Textbox(label="Samples during training (newest first)", lines=6)
         run_id = gr.State(None)
