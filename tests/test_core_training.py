@@ -54,12 +54,24 @@ def test_cancel_leaves_no_artefact_and_resume_continues(tmp_path):
 
 
 def test_resume_matches_uninterrupted_run(tmp_path):
-    straight = toy_task.run(str(tmp_path / "a"), 40)
-    toy_task.run(str(tmp_path / "b"), 40, cancel_at=20)
-    resumed = toy_task.run(str(tmp_path / "b"), 40, resume=True)
-    # the resumed run restored model + optimizer state; with a fresh data stream its loss must
-    # still be as low as the straight run's, far below the initial loss
+    """Stopped at step 20 and resumed, the run draws the batches and the step generator's
+    noise an uninterrupted run draws: the same weights and the same logged losses."""
+    straight = toy_task.run(str(tmp_path / "a"), 40, noise=0.1)
+    toy_task.run(str(tmp_path / "b"), 40, cancel_at=20, noise=0.1)
+    resumed = toy_task.run(str(tmp_path / "b"), 40, resume=True, noise=0.1)
     assert resumed.last["loss"] < 0.1 * straight.history[0]["loss"]
+    assert torch.equal(toy_task.load_weight(tmp_path / "b"), toy_task.load_weight(tmp_path / "a"))
+    assert [r["loss"] for r in resumed.history] == [r["loss"] for r in straight.history]
+
+
+def test_resume_from_a_checkpoint_without_the_generator_state_still_runs(tmp_path):
+    """Checkpoints written before the step generator's state was kept: the run resumes, its
+    generator restarted."""
+    toy_task.run(str(tmp_path / "b"), 40, cancel_at=20, noise=0.1)
+    for old in (tmp_path / "b-ckpt" / "state").glob("step_generator_*.safetensors"):
+        old.unlink()
+    resumed = toy_task.run(str(tmp_path / "b"), 40, resume=True, noise=0.1)
+    assert resumed.steps == 40 and resumed.history[-1]["step"] == 40
 
 
 def test_two_process_ddp_with_accelerate_launch(tmp_path):

@@ -59,3 +59,19 @@ def test_the_rule_needs_all_five_on_every_seed_set_then_takes_colour_and_shape()
     assert best["guide"] == "c" and best["held_out_colour+shape"] == pytest.approx(0.96)
     assert S.choose(rows, [0, 1], 0.999)[1] is None
     assert "**96.0% / 95.0%**" in S.markdown(table, best)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--weight", "-1"], "--weight must be between 0 and 10, got -1"),
+    (["--max-t", "1200"], "--max-t must be between 0 and 1000, got 1200"),
+    (["--guidance", "nan"], "--guidance must be between 0 and 30, got nan"),
+    (["--n", "1"], "--n must be at least 2"),
+    (["--steps", "0"], "--steps must be at least 1"),
+    (["--guide", "no/such/folder"], "--guide no/such/folder: neither a UNet folder"),
+])
+def test_bad_flags_get_a_clear_message_and_nothing_runs(pipes, tmp_path, capsys, flags, message):
+    out = tmp_path / "sweep.jsonl"
+    with pytest.raises(SystemExit):
+        S.main([str(pipes / "pipe"), "--out", str(out), *flags])
+    assert message in capsys.readouterr().err
+    assert not out.exists()

@@ -20,13 +20,16 @@ def batches(seed: int = 0):
         yield x, x @ TRUE_W
 
 
-def make_task(lr: float = 0.05, on_step=None) -> TrainTask:
+def make_task(lr: float = 0.05, on_step=None, noise: float = 0.0) -> TrainTask:
+    """``noise``: the std of label noise drawn from the step's generator (``ctx.generator``)."""
     torch.manual_seed(0)
     model = torch.nn.Linear(2, 1)
     opt = torch.optim.SGD(model.parameters(), lr=lr)
 
     def step(ctx, batch):
         x, y = batch
+        if noise:
+            y = y + noise * torch.randn(y.shape, generator=ctx.generator)
         loss = ((ctx.models["lin"](x) - y) ** 2).mean()
         ctx.optimizers["lin"].zero_grad()
         ctx.accelerator.backward(loss)
@@ -49,9 +52,10 @@ def load_weight(folder) -> torch.Tensor:
 
 
 def run(out: str, max_steps: int, cancel_at: int | None = None, resume: bool = False,
-        sample_at_start: bool = False):
+        sample_at_start: bool = False, noise: float = 0.0):
     cancel = threading.Event()
-    task = make_task(on_step=lambda s: cancel.set() if cancel_at and s >= cancel_at else None)
+    task = make_task(on_step=lambda s: cancel.set() if cancel_at and s >= cancel_at else None,
+                     noise=noise)
     cfg = LoopConfig(max_steps=max_steps, out_dir=out, log_every=5, sample_every=10,
                      sample_at_start=sample_at_start, checkpoint_every=20, resume=resume,
                      progress=False)

@@ -4,6 +4,12 @@ CPU or CUDA (mixed precision on CUDA), DDP through ``accelerate launch``; tqdm p
 ``gr.Progress(track_tqdm=True)`` mirrors in the browser); metrics to CSV/JSON; periodic samples;
 cancel; checkpoint + resume (``accelerator.save_state``); atomic final save.
 
+A resumed run is the uninterrupted run: the checkpoint holds the models, optimizers, schedulers
+and RNG states (accelerate's) and the state of the steps' own generator (``StepContext
+.generator``), and the batch stream is fast-forwarded past the batches the finished steps used
+(one per step; every family's batches are cheap to draw). A checkpoint written before the
+generator's state was kept restarts that generator.
+
 A family supplies a ``TrainTask``: its models and optimizers, an iterator of batches, a ``step``
 function doing one optimisation step, and a ``save`` function writing the HF-format artefact.
 """
@@ -135,11 +141,18 @@ def _write_metrics(log_dir: Path, history: list[dict]) -> None:
     (log_dir / "metrics.json").write_text(json.dumps(history))
 
 
+def _generator_file(state_dir: Path, acc) -> Path:
+    return state_dir / f"step_generator_{acc.process_index}.safetensors"
+
+
 def _save_checkpoint(acc, ckpt_dir: Path, step: int, history: list[dict],
-                     names: list[str]) -> None:
+                     names: list[str], gen: torch.Generator) -> None:
+    from safetensors.torch import save_file
+
     acc.wait_for_everyone()
     tmp = ckpt_dir.parent / f".{ckpt_dir.name}.saving"
     acc.save_state(str(tmp / "state"))  # every process writes its RNG state
+    save_file({"state": gen.get_state()}, str(_generator_file(tmp / "state", acc)))
     acc.wait_for_everyone()  # all ranks' files are written before the main one moves them
     if acc.is_main_process:
         # the model names in prepare order: accelerate numbers the weight files by position
@@ -180,8 +193,13 @@ def checkpoint_step(ckpt_dir: str | Path) -> int:
     return int(json.loads((Path(ckpt_dir) / "progress.json").read_text())["step"])
 
 
-def _load_checkpoint(acc, ckpt_dir: Path) -> tuple[int, list[dict]]:
+def _load_checkpoint(acc, ckpt_dir: Path, gen: torch.Generator) -> tuple[int, list[dict]]:
+    from safetensors.torch import load_file
+
     acc.load_state(str(ckpt_dir / "state"))
+    saved = _generator_file(ckpt_dir / "state", acc)
+    if saved.exists():
+        gen.set_state(load_file(str(saved))["state"])
     step = json.loads((ckpt_dir / "progress.json").read_text())["step"]
     metrics = ckpt_dir / "metrics.json"
     return step, json.loads(metrics.read_text()) if metrics.exists() else []
@@ -208,8 +226,10 @@ def train_loop(cfg: LoopConfig, task: TrainTask, *, on_log: Callback | None = No
     ckpt_dir = cfg.resolved_checkpoint_dir()
     start, history = 0, []
     if cfg.resume and ckpt_dir and (ckpt_dir / "progress.json").exists():
-        start, history = _load_checkpoint(acc, ckpt_dir)
+        start, history = _load_checkpoint(acc, ckpt_dir, gen)
     batches = _cycle(task.batches)
+    for _ in range(start):  # the batches the checkpoint's steps used
+        next(batches)
     bar = tqdm(total=cfg.max_steps, initial=start, desc="training", unit="step",
                disable=not (cfg.progress and acc.is_main_process))
     t0, cancelled, samples, running = time.perf_counter(), False, [], {}
@@ -241,14 +261,14 @@ def train_loop(cfg: LoopConfig, task: TrainTask, *, on_log: Callback | None = No
         if task.sample and cfg.sample_every and step % cfg.sample_every == 0:
             _take_sample(task, models, acc, step, samples, on_sample)
         if ckpt_dir and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-            _save_checkpoint(acc, ckpt_dir, step, history, names)
+            _save_checkpoint(acc, ckpt_dir, step, history, names, gen)
         if cfg.snapshot_every and step % cfg.snapshot_every == 0:
             _save_snapshot(cfg, task, acc, models, step)
     bar.close()
     wall = time.perf_counter() - t0
     if by_budget:
         task.summary = {**task.summary, "stopped_by_time_budget_s": cfg.time_budget_s}
-    out = _finish(cfg, task, acc, models, ckpt_dir, step, history, wall, cancelled)
+    out = _finish(cfg, task, acc, models, ckpt_dir, step, history, wall, cancelled, gen)
     return TrainResult(step, history, wall, cancelled, out, samples, by_budget)
 
 
@@ -285,9 +305,10 @@ def _log_row(step, running, t0, acc, models, task) -> dict:
     return row
 
 
-def _finish(cfg, task, acc, models, ckpt_dir, step, history, wall, cancelled) -> Path | None:
+def _finish(cfg, task, acc, models, ckpt_dir, step, history, wall, cancelled,
+            gen) -> Path | None:
     if ckpt_dir and step > 0:
-        _save_checkpoint(acc, ckpt_dir, step, history, list(task.models))
+        _save_checkpoint(acc, ckpt_dir, step, history, list(task.models), gen)
     out = Path(cfg.out_dir) if cfg.out_dir else None
     if out is not None and acc.is_main_process and not cancelled:
         unwrapped = {k: acc.unwrap_model(m) for k, m in models.items()}

@@ -109,12 +109,18 @@ def batch_indices(n: int, batch_size: int, gen: torch.Generator) -> Iterator[tor
             yield torch.randint(n, (batch_size,), generator=gen)
 
 
-def real_batches(data: torch.Tensor, cfg: GANConfig, seed: int) -> Iterator[torch.Tensor]:
-    """Endless shuffled, augmented batches (B, 1, S, S) of the real faces."""
+def indexed_real_batches(data: torch.Tensor, cfg: GANConfig, seed: int
+                         ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Endless (indices (B,), their shuffled, augmented faces (B, 1, S, S)) pairs."""
     gen = torch.Generator().manual_seed(seed)  # the order and the augmentation both draw here
     shift_px = max(0, round(cfg.max_shift * cfg.image_size / 64))
     for idx in batch_indices(len(data), cfg.batch_size, gen):
-        yield augment_real(data[idx], gen, shift_px)
+        yield idx, augment_real(data[idx], gen, shift_px)
+
+
+def real_batches(data: torch.Tensor, cfg: GANConfig, seed: int) -> Iterator[torch.Tensor]:
+    """Endless shuffled, augmented batches (B, 1, S, S) of the real faces."""
+    return (images for _, images in indexed_real_batches(data, cfg, seed))
 
 
 @torch.no_grad()

@@ -37,7 +37,7 @@ from playground.core.ema import update_ema
 from playground.core.errors import UserInputError, check_range
 from playground.core.training import LoopConfig, StepContext, TrainResult, TrainTask, train_loop
 from playground.gan import train as T
-from playground.gan.augment import augment_real, faces_to_tensor
+from playground.gan.augment import faces_to_tensor
 from research.configs import with_switches
 from research.gan.model import (
     UPSAMPLES,
@@ -105,10 +105,8 @@ def build_models(cfg: ResearchConfig, n_classes: int = 0
 def labelled_batches(data: torch.Tensor, labels: torch.Tensor, cfg: ResearchConfig, seed: int):
     """The product's ``real_batches`` (same order and augmentation) paired with the person of
     each face: (images (B, 1, S, S), labels (B,))."""
-    gen = torch.Generator().manual_seed(seed)
-    shift_px = max(0, round(cfg.max_shift * cfg.image_size / 64))
-    for idx in T.batch_indices(len(data), cfg.batch_size, gen):
-        yield augment_real(data[idx], gen, shift_px), labels[idx]
+    for idx, images in T.indexed_real_batches(data, cfg, seed):
+        yield images, labels[idx]
 
 
 def identity_step(cfg: ResearchConfig):

@@ -21,9 +21,7 @@ top of the product's ``GPTConfig``) move those choices onto training-novel text:
   a plain copy until step ``ema_start``; it is the model ``gpt_ema`` of the task, so checkpoints
   keep it and ``--resume`` continues it. The evaluation logs ``val_nats_per_char`` (raw) and
   ``ema_val_nats_per_char``; the model folder, its snapshots and the samples are the EMA.
-With both off a run is the product's (the same weights). ``--resume`` here also continues the
-batch stream where the checkpoint left it (the product's restarts it), so a resumed run gives
-the weights of an uninterrupted one.
+With both off a run is the product's (the same weights).
 """
 
 from __future__ import annotations
@@ -43,7 +41,6 @@ from playground.core.training import (
     StepContext,
     TrainResult,
     TrainTask,
-    checkpoint_step,
 )
 from playground.gpt import train as T
 from playground.gpt.data import AUSTEN_TITLES, HELD_OUT_NOVEL, TextSplit, make_split, split_novels
@@ -166,23 +163,10 @@ def add_ema(cfg: ResearchGPTConfig, task: TrainTask) -> None:
                                      f"to step {cfg.ema_start})")
 
 
-def continue_batches(task: TrainTask, loop: LoopConfig) -> None:
-    """On ``--resume``, drop the batches the checkpoint's steps used, so the run goes on with
-    the batches an uninterrupted run would draw (the RNG and the rest come from the checkpoint)."""
-    ckpt = loop.resolved_checkpoint_dir()
-    if not (loop.resume and ckpt and (ckpt / "progress.json").exists()):
-        return
-    batches = iter(task.batches)
-    for _ in range(checkpoint_step(ckpt)):
-        next(batches)
-    task.batches = batches
-
-
 def run_training(cfg: ResearchGPTConfig, loop: LoopConfig, text: str, *, on_log=None,
                  on_sample=None, cancel: threading.Event | None = None) -> TrainResult:
     """The product's ``run_training`` with the switches (see the module docstring)."""
     def extend(task: TrainTask) -> None:
-        continue_batches(task, loop)
         if cfg.val_split:
             task.summary["unused_novel"] = (f"the whole novel {HELD_OUT_NOVEL.title()}: "
                                             "neither trained on nor evaluated")

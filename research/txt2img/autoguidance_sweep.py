@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from playground.txt2img import MAX_TIMESTEP
 from playground.txt2img.evaluate import (
     EVAL_GUIDANCE,
     EVAL_STEPS,
@@ -68,9 +69,9 @@ def done_rows(out: Path) -> list[dict]:
 
 def measure(pipe, setting: dict, guide, seed: int, n: int, steps: int) -> dict:
     row = {**setting, "seed": seed, "n": n, "steps": steps}
-    start = time.time()
+    start, sets = time.time(), eval_sets(n, seed)
     for name in SETS:
-        scenes = eval_sets(n, seed)[name]
+        scenes = sets[name]
         images = generate_for(pipe, scenes, steps=steps, guidance=setting["guidance"],
                               seed=seed, guide=guide, autoguidance=setting["weight"],
                               autoguidance_max_t=setting["max_t"])
@@ -132,6 +133,20 @@ def main(argv: list[str] | None = None) -> tuple[list[dict], dict | None]:
     args = parser.parse_args(argv)
     if args.n < 2:
         parser.error("--n must be at least 2 (the two-object set has n // 2 prompts)")
+    if args.steps < 1:
+        parser.error("--steps must be at least 1")
+    for flag, values, low, high in (("--guidance", args.guidance, 0, 30),
+                                    ("--weight", args.weight, 0, 10),
+                                    ("--max-t", args.max_t, 0, MAX_TIMESTEP),
+                                    ("--min-all", [args.min_all], 0, 1)):
+        bad = [v for v in values or [] if not low <= v <= high]
+        if bad:
+            parser.error(f"{flag} must be between {low} and {high}, got {bad[0]:g}")
+    for guide in args.guide:
+        if not ((Path(guide) / "config.json").exists()
+                or (Path(guide) / "unet" / "config.json").exists()):
+            parser.error(f"--guide {guide}: neither a UNet folder nor a pipeline folder with "
+                         "unet/ (no config.json there)")
     todo = settings(args.guide, args.guidance or [EVAL_GUIDANCE], args.weight or [2.0],
                     args.max_t or [600.0])
     rows = done_rows(args.out)
